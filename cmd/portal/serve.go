@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"paddock/internal/provision"
+	"paddock/internal/store"
+	"paddock/internal/web"
+)
+
+// config is read once from flags and environment and passed down.
+type config struct {
+	Addr             string
+	DatabaseURL      string
+	Kubeconfig       string
+	Cluster          string
+	SimDelay         time.Duration
+	CreateNamespaces bool
+	DevSignIn        bool
+	SecureCookies    bool
+	LogFormat        string
+	Workers          int
+	ShutdownTimeout  time.Duration
+}
+
+// envOr returns the environment value of key, or def.
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envBool(getenv func(string) string, key string, def bool) bool {
+	v, err := strconv.ParseBool(getenv(key))
+	if err != nil {
+		return def
+	}
+	return v
+}
+
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	v, err := time.ParseDuration(getenv(key))
+	if err != nil {
+		return def
+	}
+	return v
+}
+
+// commonFlags registers the flags serve and dev share.
+func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defCluster string) {
+	fs.StringVar(&c.Addr, "addr", envOr(getenv, "PADDOCK_ADDR", ":8080"), "listen address (PADDOCK_ADDR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig file; empty means in-cluster config (KUBECONFIG)")
+	fs.StringVar(&c.Cluster, "cluster", envOr(getenv, "PADDOCK_CLUSTER", defCluster), "kubernetes or simulated (PADDOCK_CLUSTER)")
+	fs.DurationVar(&c.SimDelay, "sim-delay", envDuration(getenv, "PADDOCK_SIM_DELAY", 2*time.Second), "simulated cluster: time per VM start step (PADDOCK_SIM_DELAY)")
+	fs.BoolVar(&c.CreateNamespaces, "create-namespaces", envBool(getenv, "PADDOCK_CREATE_NAMESPACES", false), "create a team's namespace when missing (PADDOCK_CREATE_NAMESPACES)")
+	fs.StringVar(&c.LogFormat, "log-format", envOr(getenv, "PADDOCK_LOG_FORMAT", "json"), "json or text (PADDOCK_LOG_FORMAT)")
+	fs.IntVar(&c.Workers, "workers", 20, "concurrent provisioning jobs per process (PADDOCK_WORKERS)")
+	if n, err := strconv.Atoi(getenv("PADDOCK_WORKERS")); err == nil {
+		c.Workers = n
+	}
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed for in-flight requests and jobs at shutdown")
+}
+
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	var c config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	commonFlags(fs, &c, getenv, "kubernetes")
+	fs.BoolVar(&c.SecureCookies, "secure-cookies", envBool(getenv, "PADDOCK_SECURE_COOKIES", true), "mark session cookies Secure; turn off only for plain-HTTP testing (PADDOCK_SECURE_COOKIES)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if envBool(getenv, "PADDOCK_DEV_SIGNIN", false) {
+		return errors.New("the dev sign-in page is only available in `portal dev`; `portal serve` refuses to start with PADDOCK_DEV_SIGNIN set")
+	}
+	if c.DatabaseURL == "" {
+		return errors.New("DATABASE_URL is not set (or pass --database-url)")
+	}
+	log := newLogger(c.LogFormat, stderr)
+	return serve(ctx, c, log, nil)
+}
+
+func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *dbURL == "" {
+		return errors.New("DATABASE_URL is not set (or pass --database-url)")
+	}
+	pool, err := openDB(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return store.Migrate(ctx, pool, newLogger("text", stderr))
+}
+
+func openDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL: %w", err)
+	}
+	if cfg.MaxConns < 20 {
+		cfg.MaxConns = 20
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL at %s: %w", redactURL(url), err)
+	}
+	return pool, nil
+}
+
+// serve runs the web server, the workers and the watcher until ctx ends. When
+// ready is not nil it receives the listening address.
+func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string) error {
+	pool, err := openDB(ctx, c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := store.Migrate(ctx, pool, log); err != nil {
+		return err
+	}
+	st := store.New(pool)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var cluster *provision.Cluster
+	switch c.Cluster {
+	case "simulated":
+		var sim *provision.Simulator
+		cluster, sim, err = provision.NewSimulatedCluster(ctx, st, log.With("component", "simulator"), c.SimDelay)
+		if err != nil {
+			return err
+		}
+		go sim.Run(ctx)
+		log.Info("using the simulated cluster", "step_delay", c.SimDelay)
+	case "kubernetes":
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		rules.ExplicitPath = c.Kubeconfig
+		rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+		if err != nil {
+			return fmt.Errorf("kubernetes config (set KUBECONFIG, run in a cluster, or use PADDOCK_CLUSTER=simulated): %w", err)
+		}
+		cluster, err = provision.NewKubernetesCluster(rc)
+		if err != nil {
+			return err
+		}
+		cluster.CreateNamespaces = c.CreateNamespaces
+		log.Info("using a Kubernetes cluster", "host", rc.Host)
+	default:
+		return fmt.Errorf("PADDOCK_CLUSTER must be kubernetes or simulated, not %q", c.Cluster)
+	}
+
+	watcher := provision.NewWatcher(st, cluster, log.With("component", "watcher"))
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- watcher.Run(ctx, 4) }()
+
+	workers := river.NewWorkers()
+	w := &provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log.With("component", "provisioner")}
+	if fp := os.Getenv("PADDOCK_FAILPOINT"); fp != "" {
+		w.Failpoint = func(name string) {
+			if name == fp {
+				log.Warn("failpoint reached: killing the process", "failpoint", name)
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
+	}
+	w.Register(workers)
+	rcfg := &river.Config{
+		Logger:            log.With("component", "river"),
+		Workers:           workers,
+		FetchCooldown:     5 * time.Millisecond,
+		FetchPollInterval: time.Second,
+		JobTimeout:        2 * time.Minute,
+	}
+	if c.Workers > 0 {
+		rcfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: c.Workers}}
+	}
+	jobs, err := river.NewClient(riverpgxv5.New(pool), rcfg)
+	if err != nil {
+		return fmt.Errorf("job client: %w", err)
+	}
+	st.SetJobClient(jobs)
+	if c.Workers > 0 {
+		if err := jobs.Start(ctx); err != nil {
+			return fmt.Errorf("start job workers: %w", err)
+		}
+	}
+
+	srv := web.New(web.Config{DevSignIn: c.DevSignIn, SecureCookies: c.SecureCookies, ClusterName: c.Cluster}, st, cluster, watcher, log)
+	go srv.Run(ctx)
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	case err := <-watchDone:
+		if err != nil {
+			return err
+		}
+	}
+	log.Info("shutting down", "timeout", c.ShutdownTimeout)
+	shutCtx, shutCancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
+	defer shutCancel()
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if c.Workers > 0 {
+		if err := jobs.Stop(shutCtx); err != nil {
+			log.Warn("jobs did not finish in time; they will be retried", "err", err)
+			_ = jobs.StopAndCancel(context.WithoutCancel(ctx))
+		}
+	}
+	return nil
+}
+
+// redactURL hides the password of a database URL for messages.
+func redactURL(raw string) string {
+	cfg, err := pgx.ParseConfig(raw)
+	if err != nil {
+		return "the database"
+	}
+	if cfg.Host != "" && cfg.Host[0] == '/' {
+		return fmt.Sprintf("socket %s (database %s)", cfg.Host, cfg.Database)
+	}
+	return fmt.Sprintf("%s:%d (database %s)", cfg.Host, cfg.Port, cfg.Database)
+}

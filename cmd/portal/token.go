@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"paddock/internal/store"
+)
+
+func cmdToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprintln(stderr, "usage: portal token create --user LOGIN [--name NAME] [--expires 720h]")
+		return errUsage
+	}
+	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	login := fs.String("user", "", "login of the token's owner (required)")
+	name := fs.String("name", "cli", "a name to recognise the token by")
+	expires := fs.Duration("expires", 90*24*time.Hour, "lifetime; 0 means it never expires")
+	dbURL := fs.String("database-url", getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return errUsage
+	}
+	if *login == "" {
+		fmt.Fprintln(stderr, "portal token create: --user is required")
+		return errUsage
+	}
+	if *dbURL == "" {
+		return errors.New("DATABASE_URL is not set (or pass --database-url); with `make dev` running, use the URL it printed")
+	}
+	pool, err := openDB(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st := store.New(pool)
+	u, err := st.UserByLogin(ctx, *login)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no user with login %q", *login)
+	}
+	if err != nil {
+		return err
+	}
+	var exp *time.Time
+	if *expires > 0 {
+		t := time.Now().Add(*expires)
+		exp = &t
+	}
+	tok, err := st.CreateToken(ctx, u.ID, *name, exp)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

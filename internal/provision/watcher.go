@@ -1,0 +1,248 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	virtv1 "kubevirt.io/api/core/v1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+
+	"paddock/internal/store"
+)
+
+// Watcher keeps request states in step with the cluster. One set of
+// informers (VirtualMachines, VirtualMachineInstances, DataVolumes, each
+// selected by Paddock's managed-by label across namespaces) feeds a work
+// queue keyed by VM; each key is reconciled by reading the three caches and
+// writing an observation to the store, which changes rows only on change.
+type Watcher struct {
+	store   *store.Store
+	cluster *Cluster
+	log     *slog.Logger
+	queue   workqueue.TypedRateLimitingInterface[vmKey]
+	vms     cache.SharedIndexInformer
+	vmis    cache.SharedIndexInformer
+	dvs     cache.SharedIndexInformer
+	synced  atomic.Bool
+	// Resync re-observes every VM this often, repairing anything missed
+	// while PostgreSQL was away.
+	Resync time.Duration
+}
+
+// vmKey names a VM and the request it belongs to (known from its labels even
+// after the VM is gone from the cache).
+type vmKey struct {
+	Namespace, Name string
+	RequestID       int64
+}
+
+// NewWatcher builds the informers; Run starts them.
+func NewWatcher(st *store.Store, c *Cluster, log *slog.Logger) *Watcher {
+	sel := LabelManagedBy + "=" + ManagedByValue
+	opts := func(o *metav1.ListOptions) { o.LabelSelector = sel }
+	w := &Watcher{
+		store: st, cluster: c, log: log,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[vmKey](100*time.Millisecond, 30*time.Second),
+			workqueue.TypedRateLimitingQueueConfig[vmKey]{Name: "paddock-watcher"}),
+		Resync: 5 * time.Minute,
+	}
+	vmAPI := c.Virt.KubevirtV1()
+	w.vms = cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			opts(&o)
+			return vmAPI.VirtualMachines(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			opts(&o)
+			return vmAPI.VirtualMachines(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}, &virtv1.VirtualMachine{}, 0, cache.Indexers{})
+	w.vmis = cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			opts(&o)
+			return vmAPI.VirtualMachineInstances(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			opts(&o)
+			return vmAPI.VirtualMachineInstances(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}, &virtv1.VirtualMachineInstance{}, 0, cache.Indexers{})
+	dvAPI := c.CDI.CdiV1beta1()
+	w.dvs = cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			opts(&o)
+			return dvAPI.DataVolumes(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			opts(&o)
+			return dvAPI.DataVolumes(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}, &cdiv1.DataVolume{}, 0, cache.Indexers{})
+
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    w.enqueue,
+		UpdateFunc: func(_, obj any) { w.enqueue(obj) },
+		DeleteFunc: w.enqueue,
+	}
+	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis, w.dvs} {
+		_, _ = inf.AddEventHandler(handler)
+	}
+	return w
+}
+
+// enqueue maps any watched object to its VM's key. VMIs share their VM's
+// name; DataVolumes carry the request label and are mapped by request.
+func (w *Watcher) enqueue(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	id, err := strconv.ParseInt(m.GetLabels()[LabelRequest], 10, 64)
+	if err != nil {
+		return
+	}
+	name := m.GetName()
+	if dv, ok := obj.(*cdiv1.DataVolume); ok {
+		name = vmNameOfDataVolume(dv)
+	}
+	w.queue.Add(vmKey{Namespace: m.GetNamespace(), Name: name, RequestID: id})
+}
+
+func vmNameOfDataVolume(dv *cdiv1.DataVolume) string {
+	for _, o := range dv.OwnerReferences {
+		if o.Kind == "VirtualMachine" {
+			return o.Name
+		}
+	}
+	const suffix = "-rootdisk"
+	if n := dv.Name; len(n) > len(suffix) && n[len(n)-len(suffix):] == suffix {
+		return n[:len(n)-len(suffix)]
+	}
+	return dv.Name
+}
+
+// Kick asks for a fresh look at one VM, for example right after the
+// provisioner recorded it.
+func (w *Watcher) Kick(namespace, name string, requestID int64) {
+	w.queue.Add(vmKey{Namespace: namespace, Name: name, RequestID: requestID})
+}
+
+// Synced reports whether the informers have completed their first list.
+func (w *Watcher) Synced() bool { return w.synced.Load() }
+
+// Run starts the informers and reconciles until ctx ends.
+func (w *Watcher) Run(ctx context.Context, workers int) error {
+	defer w.queue.ShutDown()
+	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis, w.dvs} {
+		go inf.RunWithContext(ctx)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), w.vms.HasSynced, w.vmis.HasSynced, w.dvs.HasSynced) {
+		return fmt.Errorf("watcher: informers did not sync: %w", ctx.Err())
+	}
+	w.synced.Store(true)
+	w.log.Info("watcher synced", "vms", len(w.vms.GetStore().ListKeys()))
+	// Requests whose VM vanished while Paddock was not watching.
+	if err := w.resyncAll(ctx); err != nil {
+		w.log.Error("watcher: initial resync", "err", err)
+	}
+	for range workers {
+		go func() {
+			for w.processNext(ctx) {
+			}
+		}()
+	}
+	t := time.NewTicker(w.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := w.resyncAll(ctx); err != nil {
+				w.log.Error("watcher: resync", "err", err)
+			}
+		}
+	}
+}
+
+// resyncAll enqueues every request the store believes has a VM, and every
+// VM in the cache.
+func (w *Watcher) resyncAll(ctx context.Context) error {
+	for _, obj := range w.vms.GetStore().List() {
+		w.enqueue(obj)
+	}
+	live, err := w.store.RequestsWithVM(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range live {
+		w.queue.Add(vmKey{Namespace: r.VM.Namespace, Name: r.VM.Name, RequestID: r.ID})
+	}
+	return nil
+}
+
+func (w *Watcher) processNext(ctx context.Context) bool {
+	key, quit := w.queue.Get()
+	if quit {
+		return false
+	}
+	defer w.queue.Done(key)
+	if err := w.reconcile(ctx, key); err != nil {
+		w.log.Warn("watcher: reconcile failed, will retry", "request_id", key.RequestID,
+			"vm", key.Namespace+"/"+key.Name, "err", err)
+		w.queue.AddRateLimited(key)
+		return true
+	}
+	w.queue.Forget(key)
+	return true
+}
+
+func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
+	nsName := key.Namespace + "/" + key.Name
+	var vm *virtv1.VirtualMachine
+	if obj, ok, _ := w.vms.GetStore().GetByKey(nsName); ok {
+		vm = obj.(*virtv1.VirtualMachine)
+		if vm.Labels[LabelRequest] != strconv.FormatInt(key.RequestID, 10) {
+			vm = nil // a VM of the same name made for another request
+		}
+	}
+	if vm == nil {
+		// The cache may lag a create made moments ago: ask the API server
+		// before calling a VM gone.
+		got, err := w.cluster.Virt.KubevirtV1().VirtualMachines(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
+		switch {
+		case errors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("confirm VM %s is gone: %w", nsName, err)
+		case got.Labels[LabelRequest] == strconv.FormatInt(key.RequestID, 10):
+			vm = got
+		}
+	}
+	var vmi *virtv1.VirtualMachineInstance
+	if obj, ok, _ := w.vmis.GetStore().GetByKey(nsName); ok {
+		vmi = obj.(*virtv1.VirtualMachineInstance)
+	}
+	var dv *cdiv1.DataVolume
+	if obj, ok, _ := w.dvs.GetStore().GetByKey(key.Namespace + "/" + DataVolumeName(key.Name)); ok {
+		dv = obj.(*cdiv1.DataVolume)
+	}
+	o := Observe(vm, vmi, dv)
+	if err := w.store.Observe(ctx, key.RequestID, o); err != nil {
+		return fmt.Errorf("record observation: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,354 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"paddock/internal/store"
+	"paddock/internal/testdb"
+)
+
+const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq5x1mQ4Vj0d3lSx8T5wO0x0e8fYl0m7q2i5b8l9cXo dev@example"
+
+type bundle struct {
+	st    *store.Store
+	team  store.Team
+	dev   store.User
+	other store.User
+}
+
+// setup returns a store on a private database with a team, a developer, and
+// the templates "ubuntu" (auto-approved) and "gated" (needs approval).
+func setup(t *testing.T) bundle {
+	t.Helper()
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	st := store.New(pool)
+	jobs, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetJobClient(jobs)
+	team, err := st.EnsureTeam(ctx, "payments", "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := st.EnsureUser(ctx, "developer", "Dev", store.RoleDeveloper, &team.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := st.EnsureUser(ctx, "manager", "Manager", store.RoleManager, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []store.TemplateSpec{testTemplate("ubuntu", true), testTemplate("gated", false)} {
+		if _, _, err := st.PublishTemplate(ctx, spec, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bundle{st: st, team: team, dev: dev, other: other}
+}
+
+func testTemplate(name string, auto bool) store.TemplateSpec {
+	return store.TemplateSpec{
+		Name: name, DisplayName: name, OSFamily: "ubuntu", SSHUser: "ubuntu",
+		Image:        store.ImageSource{ContainerDisk: "quay.io/containerdisks/ubuntu:24.04"},
+		Sizes:        []store.Size{{Name: "small", Instancetype: "u1.small", Preference: "ubuntu"}, {Name: "custom", CPU: 2, MemoryMiB: 4096}},
+		MaxLeaseDays: 14, AutoApprove: auto,
+		CloudInit: "#cloud-config\npackages: [htop]\n",
+	}
+}
+
+func (b bundle) submit(t *testing.T, mod func(*store.NewRequest)) (store.Request, error) {
+	t.Helper()
+	n := store.NewRequest{TeamID: b.team.ID, Requester: b.dev, Template: "ubuntu", Size: "small",
+		Name: "web-1", SSHPublicKey: sshKey, LeaseDays: 7, Justification: "testing"}
+	if mod != nil {
+		mod(&n)
+	}
+	return b.st.SubmitRequest(context.Background(), n)
+}
+
+func countRows(t *testing.T, st *store.Store, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := st.Pool().QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestSubmitAutoApprovedWritesRequestEventsAndJob(t *testing.T) {
+	b := setup(t)
+	r, err := b.submit(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != store.StateApproved {
+		t.Fatalf("state = %s, want approved", r.State)
+	}
+	if r.VCPU != 1 || r.MemoryMiB != 2048 || r.TemplateVersion != 1 || r.Namespace != "payments" {
+		t.Errorf("request = %+v", r)
+	}
+	evs, err := b.st.Events(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Kind != "submitted" || evs[1].Kind != "decision" || evs[1].ToState != store.StateApproved {
+		t.Fatalf("events = %+v", evs)
+	}
+	if evs[1].Reason != "auto-approved: template allows auto-approval; lease 7 days ≤ maximum 14" {
+		t.Errorf("decision reason = %q", evs[1].Reason)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'provision' AND args->>'request_id' = $1`, strconv.FormatInt(r.ID, 10)); n != 1 {
+		t.Errorf("provision jobs = %d, want 1", n)
+	}
+}
+
+func TestSubmitNeedingApprovalEnqueuesNothing(t *testing.T) {
+	b := setup(t)
+	for _, tc := range []struct {
+		name string
+		mod  func(*store.NewRequest)
+		why  string
+	}{
+		{"gated template", func(n *store.NewRequest) { n.Template = "gated" }, "needs approval: template gated requires approval"},
+		{"long lease", func(n *store.NewRequest) { n.Name = "long"; n.LeaseDays = 30 }, "needs approval: lease 30 days exceeds the template's maximum of 14"},
+	} {
+		r, err := b.submit(t, tc.mod)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if r.State != store.StatePendingApproval || r.Decision != tc.why {
+			t.Errorf("%s: state %s, decision %q", tc.name, r.State, r.Decision)
+		}
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job`); n != 0 {
+		t.Errorf("jobs = %d, want 0", n)
+	}
+}
+
+func TestSubmitInvalidWritesNothing(t *testing.T) {
+	b := setup(t)
+	cases := []struct {
+		field string
+		mod   func(*store.NewRequest)
+	}{
+		{"name", func(n *store.NewRequest) { n.Name = "Web_1" }},
+		{"name", func(n *store.NewRequest) { n.Name = "a234567890123456789012345678901234567890123456789012" }},
+		{"name", func(n *store.NewRequest) { n.Name = "" }},
+		{"template", func(n *store.NewRequest) { n.Template = "nope" }},
+		{"size", func(n *store.NewRequest) { n.Size = "huge" }},
+		{"sshPublicKey", func(n *store.NewRequest) { n.SSHPublicKey = "ssh-rsa notbase64" }},
+		{"sshPublicKey", func(n *store.NewRequest) { n.SSHPublicKey = "-----BEGIN OPENSSH PRIVATE KEY-----" }},
+		{"leaseDays", func(n *store.NewRequest) { n.LeaseDays = 0 }},
+		{"leaseDays", func(n *store.NewRequest) { n.LeaseDays = 366 }},
+	}
+	for _, tc := range cases {
+		_, err := b.submit(t, tc.mod)
+		var v *store.ValidationError
+		if !errors.As(err, &v) || v.For(tc.field) == "" {
+			t.Errorf("want a %s error, got %v", tc.field, err)
+		}
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM requests`) + countRows(t, b.st, `SELECT count(*) FROM events`); n != 0 {
+		t.Errorf("rows written: %d", n)
+	}
+}
+
+func TestSubmitDuplicateNameAndIdempotencyKey(t *testing.T) {
+	b := setup(t)
+	first, err := b.submit(t, func(n *store.NewRequest) { n.IdempotencyKey = "k1" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A client retry with the same key, concurrently, gets the same request.
+	var wg sync.WaitGroup
+	ids := make([]int64, 5)
+	for i := range ids {
+		wg.Go(func() {
+			r, err := b.submit(t, func(n *store.NewRequest) { n.IdempotencyKey = "k1" })
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = r.ID
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != first.ID {
+			t.Errorf("retry made request %d, want %d", id, first.ID)
+		}
+	}
+	_, err = b.submit(t, nil)
+	var v *store.ValidationError
+	if !errors.As(err, &v) || v.For("name") == "" {
+		t.Fatalf("duplicate name: %v", err)
+	}
+}
+
+func TestTransitionOnlyFromAllowedStatesAndRecordsOnce(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	r, err := b.submit(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := b.st.Transition(ctx, r.ID, store.StateRunning, store.ActorCluster, "state", "", store.StateProvisioning)
+	if err != nil || changed {
+		t.Fatalf("approved→running allowed: %v %v", changed, err)
+	}
+	for range 2 {
+		if _, err := b.st.Transition(ctx, r.ID, store.StateProvisioning, store.ActorProvisioner, "state", "", store.StateApproved); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND to_state = 'provisioning'`, r.ID); n != 1 {
+		t.Errorf("provisioning events = %d, want 1", n)
+	}
+	// The event log is append-only.
+	if _, err := b.st.Pool().Exec(ctx, `UPDATE events SET reason = 'x'`); err == nil {
+		t.Error("events could be updated")
+	}
+	if _, err := b.st.Pool().Exec(ctx, `DELETE FROM events`); err == nil {
+		t.Error("events could be deleted")
+	}
+}
+
+func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	r, err := b.submit(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.st.Provision(ctx, r.ID, func(ctx context.Context, r store.Request) (store.VM, error) {
+		return store.VM{Namespace: r.Namespace, Name: r.Name, UID: "u1", Manifest: "kind: VirtualMachine\n"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second run (a retried job) finds nothing to do.
+	calls := 0
+	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request) (store.VM, error) { calls++; return store.VM{}, nil }); err != nil || calls != 0 {
+		t.Fatalf("second provision: calls=%d err=%v", calls, err)
+	}
+	obs := store.Observation{Status: "Running", IP: "10.0.0.7", State: store.StateRunning}
+	for range 3 {
+		if err := b.st.Observe(ctx, r.ID, obs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := b.st.Request(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != store.StateRunning || got.VM == nil || got.VM.IP != "10.0.0.7" {
+		t.Fatalf("after observe: %+v vm=%+v", got, got.VM)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND to_state = 'running'`, r.ID); n != 1 {
+		t.Errorf("running events = %d", n)
+	}
+	// Gone without a delete request is drift.
+	if err := b.st.Observe(ctx, r.ID, store.Observation{Gone: true}); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := b.st.Events(ctx, r.ID)
+	last := evs[len(evs)-1]
+	if last.Kind != "drift" || last.ToState != store.StateDeleted {
+		t.Errorf("last event %+v", last)
+	}
+}
+
+func TestProvisionPermanentFailure(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	r, _ := b.submit(t, nil)
+	err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request) (store.VM, error) {
+		return store.VM{}, &store.PermanentError{Reason: "name taken"}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := b.st.Request(ctx, r.ID)
+	if got.State != store.StateFailed || got.StateReason != "name taken" {
+		t.Fatalf("got %s %q", got.State, got.StateReason)
+	}
+}
+
+func TestActions(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	pending, _ := b.submit(t, func(n *store.NewRequest) { n.Template = "gated" })
+	actor := store.UserActor(b.dev)
+	if err := b.st.RequestAction(ctx, pending.ID, store.ActionStop, actor); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("stop pending: %v", err)
+	}
+	if err := b.st.RequestAction(ctx, pending.ID, store.ActionDelete, actor); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := b.st.Request(ctx, pending.ID)
+	if got.State != store.StateDeleted {
+		t.Errorf("withdrawn request is %s", got.State)
+	}
+	// The name is free again.
+	if _, err := b.submit(t, func(n *store.NewRequest) { n.Template = "gated" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.RequestAction(ctx, 999999, store.ActionStop, actor); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing request: %v", err)
+	}
+}
+
+func TestPublishTemplateVersionsOnlyOnChange(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	spec := testTemplate("ubuntu", true)
+	v, changed, err := b.st.PublishTemplate(ctx, spec, nil)
+	if err != nil || changed || v != 1 {
+		t.Fatalf("republish same: v=%d changed=%v err=%v", v, changed, err)
+	}
+	spec.Description = "new"
+	v, changed, err = b.st.PublishTemplate(ctx, spec, nil)
+	if err != nil || !changed || v != 2 {
+		t.Fatalf("publish changed: v=%d changed=%v err=%v", v, changed, err)
+	}
+	// Old versions are immutable.
+	if _, err := b.st.Pool().Exec(ctx, `UPDATE template_versions SET spec = '{}'`); err == nil {
+		t.Error("template version could be updated")
+	}
+	tv, err := b.st.TemplateVersion(ctx, 1, 1)
+	if err != nil || tv.Spec.Description != "" {
+		t.Errorf("v1 = %+v, %v", tv.Spec, err)
+	}
+	_ = pgx.ErrNoRows
+}
+
+func TestTokens(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	tok, err := b.st.CreateToken(ctx, b.dev.ID, "cli", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := b.st.UserByToken(ctx, tok)
+	if err != nil || u.Login != "developer" || u.TeamName != "payments" {
+		t.Fatalf("user by token: %+v %v", u, err)
+	}
+	if _, err := b.st.UserByToken(ctx, tok+"x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("bad token: %v", err)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM api_tokens WHERE hash = convert_to($1, 'UTF8')`, tok); n != 0 {
+		t.Error("token stored in plain text")
+	}
+}

@@ -1,0 +1,54 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Team owns VMs and maps to one Kubernetes namespace.
+type Team struct {
+	ID        int64     `db:"id"`
+	Name      string    `db:"name"`
+	Namespace string    `db:"namespace"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
+// EnsureTeam creates the team if it does not exist and returns it.
+func (s *Store) EnsureTeam(ctx context.Context, name, namespace string) (Team, error) {
+	rows, _ := s.pool.Query(ctx, `
+		INSERT INTO teams (name, namespace) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+		RETURNING id, name, namespace, created_at`, name, namespace)
+	t, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Team])
+	if err != nil {
+		return Team{}, fmt.Errorf("ensure team %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// TeamByID returns one team.
+func (s *Store) TeamByID(ctx context.Context, id int64) (Team, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT id, name, namespace, created_at FROM teams WHERE id = $1`, id)
+	t, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Team])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Team{}, ErrNotFound
+	}
+	if err != nil {
+		return Team{}, fmt.Errorf("team %d: %w", id, err)
+	}
+	return t, nil
+}
+
+// Teams lists every team by name.
+func (s *Store) Teams(ctx context.Context) ([]Team, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT id, name, namespace, created_at FROM teams ORDER BY name`)
+	ts, err := pgx.CollectRows(rows, pgx.RowToStructByName[Team])
+	if err != nil {
+		return nil, fmt.Errorf("list teams: %w", err)
+	}
+	return ts, nil
+}

@@ -1,0 +1,181 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ProvisionStep is what the provisioner does while it holds a request's lock.
+// It returns the created (or found) VM, or an error to retry.
+type ProvisionStep func(ctx context.Context, r Request) (VM, error)
+
+// PermanentError is a provisioning failure that retrying cannot fix; the
+// request is marked failed with Reason, which is written for the developer.
+type PermanentError struct{ Reason string }
+
+func (e *PermanentError) Error() string { return e.Reason }
+
+// Provision runs step for an approved request while holding the request's
+// row lock, then records the VM and moves the request to provisioning, all in
+// one transaction. A request that is no longer approved (withdrawn, already
+// provisioned) is skipped. A step failing with a *PermanentError fails the request.
+func (s *Store) Provision(ctx context.Context, id int64, step ProvisionStep) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var state State
+		var desired string
+		err := tx.QueryRow(ctx, `SELECT state, desired FROM requests WHERE id = $1 FOR UPDATE`, id).Scan(&state, &desired)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // nothing to do for a request that does not exist
+		}
+		if err != nil {
+			return fmt.Errorf("lock request %d: %w", id, err)
+		}
+		if state != StateApproved || desired == "deleted" {
+			return nil
+		}
+		rows, _ := tx.Query(ctx, requestSelect+` WHERE r.id = $1`, id)
+		r, err := pgx.CollectExactlyOneRow(rows, scanRequest)
+		if err != nil {
+			return fmt.Errorf("load request %d: %w", id, err)
+		}
+		vm, err := step(ctx, r)
+		if perm := (*PermanentError)(nil); errors.As(err, &perm) {
+			_, terr := transition(ctx, tx, id, StateFailed, ActorProvisioner, "state", perm.Reason, StateApproved)
+			return terr
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO vms (request_id, namespace, name, uid, status, manifest) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (request_id) DO UPDATE SET uid = EXCLUDED.uid, manifest = EXCLUDED.manifest, updated_at = now()`,
+			id, vm.Namespace, vm.Name, vm.UID, vm.Status, vm.Manifest)
+		if err != nil {
+			return fmt.Errorf("record vm: %w", err)
+		}
+		_, err = transition(ctx, tx, id, StateProvisioning, ActorProvisioner, "vm_created",
+			fmt.Sprintf("VirtualMachine %s/%s created", vm.Namespace, vm.Name), StateApproved)
+		return err
+	})
+}
+
+// Observation is what the watcher saw of a request's VM in the cluster.
+type Observation struct {
+	// Gone is true when the VirtualMachine no longer exists.
+	Gone    bool
+	Status  string
+	IP      string
+	Message string
+	// State is the request state the observation implies; "" leaves it as is.
+	State State
+	// Reason explains State in words a developer understands.
+	Reason string
+}
+
+// Observe records what the cluster shows for a request's VM. The VM row and
+// the request state change only when something differs, so a replayed or
+// duplicated observation writes nothing.
+func (s *Store) Observe(ctx context.Context, id int64, o Observation) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var state State
+		var desired string
+		err := tx.QueryRow(ctx, `SELECT state, desired FROM requests WHERE id = $1 FOR UPDATE`, id).Scan(&state, &desired)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("lock request %d: %w", id, err)
+		}
+		if state.Terminal() {
+			return nil
+		}
+		changedVM := false
+		if !o.Gone {
+			tag, err := tx.Exec(ctx, `UPDATE vms SET status = $2, ip = $3, message = $4, updated_at = now()
+				WHERE request_id = $1 AND (status, ip, message) IS DISTINCT FROM ($2, $3, $4)`, id, o.Status, o.IP, o.Message)
+			if err != nil {
+				return fmt.Errorf("update vm: %w", err)
+			}
+			changedVM = tag.RowsAffected() > 0
+		}
+		// Approved is left out: until the provisioner records the VM it made,
+		// the request belongs to the provisioner, which asks for a fresh look
+		// once it has.
+		live := []State{StateProvisioning, StateRunning, StateStopped, StateFailed, StateExpired}
+		switch {
+		case o.Gone && desired == "deleted":
+			_, err = transition(ctx, tx, id, StateDeleted, ActorCluster, "state", "VirtualMachine deleted", live...)
+			return err
+		case o.Gone:
+			_, err = transition(ctx, tx, id, StateDeleted, ActorCluster, "drift",
+				"the VirtualMachine was deleted outside Paddock", live...)
+			return err
+		case o.State == StateStopped && desired == "running" && state == StateRunning:
+			_, err = transition(ctx, tx, id, StateStopped, ActorCluster, "drift",
+				"the VM was stopped outside Paddock", live...)
+			if err == nil {
+				_, err = tx.Exec(ctx, `UPDATE requests SET desired = 'stopped' WHERE id = $1`, id)
+			}
+			return err
+		case o.State == StateRunning && state == StateExpired:
+			// An expired VM someone started again stays expired until its lease is extended.
+		case o.State != "" && o.State != state:
+			_, err = transition(ctx, tx, id, o.State, ActorCluster, "state", o.Reason, live...)
+			return err
+		case o.State == state && o.Reason != "":
+			if _, err := tx.Exec(ctx, `UPDATE requests SET state_reason = $2 WHERE id = $1 AND state_reason <> $2`, id, o.Reason); err != nil {
+				return fmt.Errorf("update reason: %w", err)
+			}
+		}
+		if changedVM {
+			return notify(ctx, tx, id)
+		}
+		return nil
+	})
+}
+
+// SimObject is one object the simulated cluster keeps across restarts.
+type SimObject struct {
+	Kind      string `db:"kind"`
+	Namespace string `db:"namespace"`
+	Name      string `db:"name"`
+	Body      []byte `db:"body"`
+}
+
+// SimObjects returns every stored object of the simulated cluster.
+func (s *Store) SimObjects(ctx context.Context) ([]SimObject, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT kind, namespace, name, body FROM sim_objects ORDER BY kind, namespace, name`)
+	os, err := pgx.CollectRows(rows, pgx.RowToStructByName[SimObject])
+	if err != nil {
+		return nil, fmt.Errorf("load simulated objects: %w", err)
+	}
+	return os, nil
+}
+
+// SaveSimObject stores (or, with a nil body, removes) one simulated object.
+func (s *Store) SaveSimObject(ctx context.Context, o SimObject) error {
+	var err error
+	if o.Body == nil {
+		_, err = s.pool.Exec(ctx, `DELETE FROM sim_objects WHERE kind = $1 AND namespace = $2 AND name = $3`, o.Kind, o.Namespace, o.Name)
+	} else {
+		_, err = s.pool.Exec(ctx, `INSERT INTO sim_objects (kind, namespace, name, body) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (kind, namespace, name) DO UPDATE SET body = EXCLUDED.body`, o.Kind, o.Namespace, o.Name, o.Body)
+	}
+	if err != nil {
+		return fmt.Errorf("save simulated %s %s/%s: %w", o.Kind, o.Namespace, o.Name, err)
+	}
+	return nil
+}
+
+// RequestsWithVM lists the requests that should have a VM in the cluster.
+func (s *Store) RequestsWithVM(ctx context.Context) ([]Request, error) {
+	rows, _ := s.pool.Query(ctx, requestSelect+` WHERE r.state IN ('provisioning', 'running', 'stopped', 'failed', 'expired') AND v.request_id IS NOT NULL`)
+	rs, err := pgx.CollectRows(rows, scanRequest)
+	if err != nil {
+		return nil, fmt.Errorf("list requests with VMs: %w", err)
+	}
+	return rs, nil
+}

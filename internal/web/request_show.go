@@ -1,0 +1,241 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"paddock/internal/store"
+)
+
+// visibleRequest loads the request named in the URL, if the user may see it.
+// Requests the user may not see are reported as not found, so ids cannot be
+// probed.
+func (s *Server) visibleRequest(r *http.Request) (store.Request, error) {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil || id <= 0 {
+		return store.Request{}, errNotFound
+	}
+	req, err := s.store.Request(r.Context(), id)
+	if err != nil {
+		return store.Request{}, err
+	}
+	u, _ := userFrom(r.Context())
+	if !canSee(u, req) {
+		return store.Request{}, errNotFound
+	}
+	return req, nil
+}
+
+func (s *Server) requestShow(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.visibleRequest(r)
+	if err != nil {
+		return err
+	}
+	live, err := s.liveView(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	id := strconv.FormatInt(req.ID, 10)
+	v := requestView{
+		Base: s.viewBase(r, req.Name), Live: live, Manifest: req.VM != nil && req.VM.Manifest != "",
+		Justif: req.Justification, Decision: req.Decision,
+		Template: fmt.Sprintf("%s (version %d)", req.TemplateName, req.TemplateVersion),
+		Stream:   "/requests/" + id + "/stream", LiveSrc: "/requests/" + id + "/live",
+	}
+	if v.Justif == "" {
+		v.Justif = "—"
+	}
+	return render(w, r, http.StatusOK, requestPage(v))
+}
+
+// requestLive renders the live fragment of the request page.
+func (s *Server) requestLive(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.visibleRequest(r)
+	if err != nil {
+		return err
+	}
+	live, err := s.liveView(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return render(w, r, http.StatusOK, requestLive(live))
+}
+
+func (s *Server) liveView(ctx context.Context, req store.Request) (liveView, error) {
+	events, err := s.store.Events(ctx, req.ID)
+	if err != nil {
+		return liveView{}, err
+	}
+	u, _ := userFrom(ctx)
+	v := liveView{R: req, Events: events, CanAct: canAct(u, req), ExpiresIn: until(time.Until(req.ExpiresAt))}
+	tv, err := s.store.TemplateVersion(ctx, req.TemplateID, req.TemplateVersion)
+	if err != nil {
+		return liveView{}, err
+	}
+	v.Ephemeral = tv.Spec.Image.Ephemeral()
+	if req.VM != nil {
+		v.SSH = fmt.Sprintf("ssh %s@%s", tv.Spec.SSHUser, req.VM.IP)
+		v.Virtctl = fmt.Sprintf("virtctl ssh --namespace %s %s@vm/%s", req.VM.Namespace, tv.Spec.SSHUser, req.VM.Name)
+		v.KubeEvents = s.kubeEvents(ctx, req)
+	}
+	for _, a := range []actionButton{
+		{Action: "start", Label: "Start", Class: "secondary"},
+		{Action: "stop", Label: "Stop", Class: "secondary", Confirm: "Stop this VM? Its processes end; it can be started again."},
+		{Action: "restart", Label: "Restart", Class: "secondary", Confirm: "Restart this VM now?"},
+		{Action: "delete", Label: "Delete", Class: "danger", Confirm: "Delete this VM and its disks? This cannot be undone."},
+	} {
+		if store.ActionAllowed(store.Action(a.Action), req.State) {
+			if a.Action == "delete" && req.State == store.StatePendingApproval {
+				a.Label, a.Confirm = "Withdraw request", "Withdraw this request?"
+			}
+			if a.Action == "restart" && v.Ephemeral {
+				a.Confirm = "Restart this VM now? Its disk is a container disk: anything written to it is lost on restart."
+			}
+			v.Actions = append(v.Actions, a)
+		}
+	}
+	return v, nil
+}
+
+// kubeEvents fetches the VM's recent Kubernetes events for troubleshooting;
+// a cluster that does not answer just shows none.
+func (s *Server) kubeEvents(ctx context.Context, req store.Request) []kubeEvent {
+	if s.cluster == nil || req.State == store.StateDeleted {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	evs, err := s.cluster.RecentEvents(ctx, req.VM.Namespace, req.VM.Name, 10)
+	if err != nil {
+		s.log.WarnContext(ctx, "recent events", "request_id", req.ID, "err", err)
+		return nil
+	}
+	out := make([]kubeEvent, 0, len(evs))
+	for _, e := range evs {
+		at := e.LastTimestamp.Time
+		if at.IsZero() {
+			at = e.CreationTimestamp.Time
+		}
+		out = append(out, kubeEvent{At: at, Type: e.Type, Reason: e.Reason, Message: e.Message})
+	}
+	return out
+}
+
+func (s *Server) requestManifest(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.visibleRequest(r)
+	if err != nil {
+		return err
+	}
+	if req.VM == nil || req.VM.Manifest == "" {
+		return errStatus(http.StatusNotFound, "No VirtualMachine has been created for this request yet.")
+	}
+	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`inline; filename="%s.yaml"`, req.Name))
+	_, err = w.Write([]byte(req.VM.Manifest))
+	return err
+}
+
+func (s *Server) requestList(w http.ResponseWriter, r *http.Request) error {
+	u, _ := userFrom(r.Context())
+	before, _ := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
+	const pageSize = 50
+	reqs, err := s.store.Requests(r.Context(), listScope(u, store.RequestFilter{Before: before, Limit: pageSize + 1}))
+	if err != nil {
+		return err
+	}
+	v := requestsView{Base: s.viewBase(r, "VMs & requests"), CanAsk: canRequest(u)}
+	if len(reqs) > pageSize {
+		reqs = reqs[:pageSize]
+		v.Next = reqs[pageSize-1].ID
+	}
+	v.Requests = reqs
+	v.Scope = "Every team's requests, newest first."
+	if u.Role == store.RoleDeveloper {
+		v.Scope = "Your team's requests, newest first."
+	}
+	return render(w, r, http.StatusOK, requestsPage(v))
+}
+
+// requestAction records a day-2 action from the request page and returns to it.
+func (s *Server) requestAction(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.visibleRequest(r)
+	if err != nil {
+		return err
+	}
+	if err := s.act(r, req); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/requests/"+strconv.FormatInt(req.ID, 10), http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) act(r *http.Request, req store.Request) error {
+	u, _ := userFrom(r.Context())
+	if !canAct(u, req) {
+		return errForbidden
+	}
+	action := store.Action(chi.URLParam(r, "action"))
+	switch action {
+	case store.ActionStart, store.ActionStop, store.ActionRestart, store.ActionDelete:
+	default:
+		return errStatus(http.StatusNotFound, "Unknown action; use start, stop, restart or delete.")
+	}
+	err := s.store.RequestAction(r.Context(), req.ID, action, store.UserActor(u))
+	if errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	return err
+}
+
+// until renders a duration like "in 6 days" or "3 hours ago".
+func until(d time.Duration) string {
+	past := d < 0
+	if past {
+		d = -d
+	}
+	var s string
+	switch {
+	case d >= 48*time.Hour:
+		s = fmt.Sprintf("%d days", int(d.Hours()/24))
+	case d >= 2*time.Hour:
+		s = fmt.Sprintf("%d hours", int(d.Hours()))
+	default:
+		s = fmt.Sprintf("%d minutes", int(d.Minutes()))
+	}
+	if past {
+		return s + " ago"
+	}
+	return "in " + s
+}
+
+// eventTitle names an event for the timeline.
+func eventTitle(e store.Event) string {
+	switch e.Kind {
+	case "submitted":
+		return "Submitted"
+	case "decision":
+		if e.ToState == store.StateApproved {
+			return "Approved by policy"
+		}
+		return "Waiting for approval"
+	case "vm_created":
+		return "VM created"
+	case "action":
+		return "Action"
+	case "waiting":
+		return "Waiting"
+	case "drift":
+		return "Changed outside Paddock → " + e.ToState.Label()
+	}
+	if e.FromState != e.ToState && e.ToState != "" {
+		return e.FromState.Label() + " → " + e.ToState.Label()
+	}
+	return e.Kind
+}

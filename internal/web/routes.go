@@ -1,0 +1,102 @@
+package web
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"paddock/static"
+)
+
+// MaxBodyBytes bounds every request body (1 MiB).
+const MaxBodyBytes = 1 << 20
+
+// Handler returns the whole HTTP surface: every route is listed here.
+func (s *Server) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, s.logRequests, middleware.Recoverer, securityHeaders, limitBody)
+
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Handle("/static/*", static.Handler())
+
+	// Pages, with a session.
+	r.Group(func(r chi.Router) {
+		r.Use(s.sessions.LoadAndSave, s.withUser)
+		r.Get("/signin", s.page(s.signInPage))
+		r.Post("/dev/signin", s.page(s.devSignIn))
+		r.Post("/signout", s.page(s.signOut))
+
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireUser)
+			r.Get("/", http.RedirectHandler("/catalog", http.StatusSeeOther).ServeHTTP)
+			r.Get("/catalog", s.page(s.catalog))
+			r.Get("/requests", s.page(s.requestList))
+			r.Get("/requests/new", s.page(s.requestNew))
+			r.Post("/requests", s.page(s.requestCreate))
+			r.Get("/requests/{id}", s.page(s.requestShow))
+			r.Get("/requests/{id}/live", s.page(s.requestLive))
+			r.Get("/requests/{id}/stream", s.page(s.stream))
+			r.Get("/requests/{id}/manifest", s.page(s.requestManifest))
+			r.Post("/requests/{id}/actions/{action}", s.page(s.requestAction))
+		})
+	})
+
+	// JSON API v1, with bearer tokens.
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Get("/openapi.json", s.openAPI)
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireToken, middleware.Timeout(30*time.Second))
+			r.Get("/templates", s.api(s.apiTemplates))
+			r.Get("/requests", s.api(s.apiRequests))
+			r.Post("/requests", s.api(s.apiCreateRequest))
+			r.Get("/requests/{id}", s.api(s.apiRequest))
+			r.Get("/requests/{id}/manifest", s.api(s.apiManifest))
+			r.Post("/requests/{id}/actions/{action}", s.api(s.apiAction))
+			r.Delete("/requests/{id}", s.api(s.apiDelete))
+		})
+	})
+	r.NotFound(s.page(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
+
+	// Cross-site request forgery: refuse state-changing requests from other origins.
+	return http.NewCrossOriginProtection().Handler(r)
+}
+
+// securityHeaders sets the headers every response carries.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// logRequests writes one structured line per request, with its request id.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			return
+		}
+		s.log.InfoContext(r.Context(), "http", "method", r.Method, "path", r.URL.Path, "status", ww.Status(),
+			"bytes", ww.BytesWritten(), "duration_ms", time.Since(start).Milliseconds(),
+			"request_id", middleware.GetReqID(r.Context()))
+	})
+}

@@ -1,0 +1,229 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/a-h/templ"
+
+	"paddock/internal/store"
+	"paddock/static"
+)
+
+// base is what every page's layout needs.
+type base struct {
+	Title   string
+	User    *store.User
+	Path    string
+	Cluster string
+}
+
+func (s *Server) viewBase(r *http.Request, title string) base {
+	b := base{Title: title, Path: r.URL.Path, Cluster: s.cfg.ClusterName}
+	if u, ok := userFrom(r.Context()); ok {
+		b.User = &u
+	}
+	return b
+}
+
+type signInView struct {
+	Base  base
+	Dev   bool
+	Users []store.User
+	Next  string
+}
+
+// templateCard is a template as the catalog and forms show it.
+type templateCard struct {
+	Name         string
+	DisplayName  string
+	Description  string
+	OSFamily     string
+	LogoURL      string
+	Tags         []string
+	Sizes        []sizeView
+	Source       string
+	MaxLeaseDays int
+	AutoApprove  bool
+	Version      int
+	Deprecated   bool
+	Note         string
+	Ephemeral    bool
+}
+
+type sizeView struct {
+	Name    string
+	Summary string
+}
+
+func cardOf(t store.Template) templateCard {
+	sp := t.Spec
+	c := templateCard{
+		Name: sp.Name, DisplayName: sp.DisplayName, Description: sp.Description, OSFamily: sp.OSFamily,
+		Tags: sp.Tags, MaxLeaseDays: sp.MaxLeaseDays, AutoApprove: sp.AutoApprove, Version: t.Version,
+		Deprecated: t.DeprecatedAt != nil, Note: t.DeprecationNote, Ephemeral: sp.Image.Ephemeral(),
+	}
+	logo := "logos/" + sp.Logo + ".svg"
+	if sp.Logo == "" || !static.Exists(logo) {
+		logo = "logos/" + sp.OSFamily + ".svg"
+	}
+	if !static.Exists(logo) {
+		logo = "logos/generic.svg"
+	}
+	c.LogoURL = static.URL(logo)
+	switch sp.Image.Kind() {
+	case "containerDisk":
+		c.Source = "Container disk (ephemeral) " + sp.Image.ContainerDisk
+	case "registry":
+		c.Source = fmt.Sprintf("Imported from %s (%d GiB disk)", sp.Image.Registry, sp.RootDiskGiB)
+	case "http":
+		c.Source = fmt.Sprintf("Imported from %s (%d GiB disk)", sp.Image.HTTP, sp.RootDiskGiB)
+	case "dataSource":
+		c.Source = fmt.Sprintf("Cloned from golden image %s/%s (%d GiB disk)", sp.Image.DataSource.Namespace, sp.Image.DataSource.Name, sp.RootDiskGiB)
+	}
+	for _, sz := range sp.Sizes {
+		c.Sizes = append(c.Sizes, sizeView{Name: sz.Name, Summary: sizeSummary(sz)})
+	}
+	return c
+}
+
+func sizeSummary(sz store.Size) string {
+	cpu, mem := sz.Resources()
+	s := fmt.Sprintf("%d vCPU · %s", cpu, memString(mem))
+	if sz.Instancetype != "" {
+		s += " (" + sz.Instancetype + ")"
+	}
+	return s
+}
+
+func memString(mib int) string {
+	if mib%1024 == 0 {
+		return fmt.Sprintf("%d GiB", mib/1024)
+	}
+	return fmt.Sprintf("%d MiB", mib)
+}
+
+type catalogView struct {
+	Base      base
+	Templates []templateCard
+	OSes      []string
+	Tags      []string
+	Q, OS     string
+	Tag       string
+	CanAsk    bool
+}
+
+type requestForm struct {
+	Template      string
+	Size          string
+	Name          string
+	SSHPublicKey  string
+	LeaseDays     string
+	Justification string
+}
+
+type requestFormView struct {
+	Base      base
+	Templates []templateCard
+	Selected  *templateCard
+	Form      requestForm
+	Errors    *store.ValidationError
+}
+
+func (v requestFormView) err(field string) string { return v.Errors.For(field) }
+
+type requestView struct {
+	Base       base
+	Live       liveView
+	Manifest   bool
+	Justif     string
+	Decision   string
+	Template   string
+	Stream     string
+	LiveSrc    string
+}
+
+// liveView is the part of the request page that updates live.
+type liveView struct {
+	R          store.Request
+	Events     []store.Event
+	CanAct     bool
+	SSH        string
+	Virtctl    string
+	KubeEvents []kubeEvent
+	Actions    []actionButton
+	ExpiresIn  string
+	Ephemeral  bool
+}
+
+type kubeEvent struct {
+	At      time.Time
+	Type    string
+	Reason  string
+	Message string
+}
+
+type actionButton struct {
+	Action  string
+	Label   string
+	Class   string
+	Confirm string
+}
+
+type requestsView struct {
+	Base     base
+	Requests []store.Request
+	Next     int64
+	CanAsk   bool
+	Scope    string
+}
+
+// render writes a templ component with a status.
+func render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) error {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	return c.Render(r.Context(), w)
+}
+
+// Helpers used by the templates.
+
+func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+func stateClass(s store.State) string { return "badge state-" + string(s) }
+
+func nav(b base, path string) string {
+	if b.Path == path || strings.HasPrefix(b.Path, path+"/") {
+		return "page"
+	}
+	return "false"
+}
+
+func roleLabel(u *store.User) string {
+	if u == nil {
+		return ""
+	}
+	s := string(u.Role)
+	if u.TeamName != "" {
+		s += ", team " + u.TeamName
+	}
+	return s
+}
+
+func isSelected(list []string, v string) bool { return slices.Contains(list, v) }
+
+func itoa(i int) string { return fmt.Sprint(i) }
+
+func i64(i int64) string { return fmt.Sprint(i) }
+
+// rawStringer lets a template print a precomputed safe string.
+func text(s string) templ.Component {
+	return templ.ComponentFunc(func(_ context.Context, w io.Writer) error {
+		_, err := io.WriteString(w, templ.EscapeString(s))
+		return err
+	})
+}
