@@ -37,6 +37,7 @@ type config struct {
 	SecureCookies    bool
 	LogFormat        string
 	Workers          int
+	JobTimeout       time.Duration
 	ShutdownTimeout  time.Duration
 }
 
@@ -77,6 +78,7 @@ func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defClu
 	if n, err := strconv.Atoi(getenv("PADDOCK_WORKERS")); err == nil {
 		c.Workers = n
 	}
+	fs.DurationVar(&c.JobTimeout, "job-timeout", envDuration(getenv, "PADDOCK_JOB_TIMEOUT", time.Minute), "longest a provisioning job may run; a job of a crashed process is retried after a little more (PADDOCK_JOB_TIMEOUT)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed for in-flight requests and jobs at shutdown")
 }
 
@@ -208,7 +210,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 		Workers:           workers,
 		FetchCooldown:     5 * time.Millisecond,
 		FetchPollInterval: time.Second,
-		JobTimeout:        2 * time.Minute,
+		JobTimeout:        c.JobTimeout,
+		// A job whose process died is retried this long after it started.
+		RescueStuckJobsAfter: c.JobTimeout + max(5*time.Second, c.JobTimeout/5),
 	}
 	if c.Workers > 0 {
 		rcfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: c.Workers}}

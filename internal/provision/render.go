@@ -64,8 +64,8 @@ func Render(spec store.TemplateSpec, r store.Request) (*virtv1.VirtualMachine, e
 		LabelOwner:           labelValue(r.RequesterLogin),
 	}
 	vmiLabels := map[string]string{
-		LabelManagedBy: ManagedByValue,
-		LabelRequest:   labels[LabelRequest],
+		LabelManagedBy:       ManagedByValue,
+		LabelRequest:         labels[LabelRequest],
 		"kubevirt.io/domain": r.Name,
 	}
 	always := virtv1.RunStrategyAlways
@@ -180,6 +180,8 @@ func CloudInit(spec store.TemplateSpec, r store.Request) (string, error) {
 	return "#cloud-config\n" + string(out), nil
 }
 
+var nullTimestamp = regexp.MustCompile(`(?m)^ *creationTimestamp: null\n`)
+
 var notLabel = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // labelValue turns s (a login, perhaps an e-mail address) into a valid label value.
@@ -202,8 +204,7 @@ func Manifest(vm *virtv1.VirtualMachine) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode manifest: %w", err)
 	}
-	// Drop the empty status and creationTimestamp the API types always emit.
-	s := strings.Replace(string(b), "status: {}\n", "", 1)
-	s = strings.Replace(s, "  creationTimestamp: null\n", "", -1)
-	return s, nil
+	// Drop the empty status and creationTimestamps the API types emit.
+	s := strings.Replace(string(b), "\nstatus: {}\n", "\n", 1)
+	return nullTimestamp.ReplaceAllString(s, ""), nil
 }

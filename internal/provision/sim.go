@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	virtv1 "kubevirt.io/api/core/v1"
@@ -69,6 +70,25 @@ func NewSimulatedCluster(ctx context.Context, st *store.Store, log *slog.Logger,
 			return nil, nil, fmt.Errorf("restore simulated %s %s/%s: %w", o.Kind, o.Namespace, o.Name, err)
 		}
 	}
+	// Like etcd, the simulated cluster keeps a created VM before it answers,
+	// so a portal killed right after a create finds the VM on restart.
+	virt.PrependReactor("create", "virtualmachines", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		vm, ok := a.(k8stesting.CreateAction).GetObject().(*virtv1.VirtualMachine)
+		if !ok {
+			return false, nil, nil
+		}
+		if _, err := virt.Tracker().Get(virtv1.SchemeGroupVersion.WithResource("virtualmachines"), vm.Namespace, vm.Name); err == nil {
+			return false, nil, nil // the tracker answers AlreadyExists
+		}
+		b, err := json.Marshal(vm)
+		if err != nil {
+			return true, nil, err
+		}
+		if err := st.SaveSimObject(ctx, store.SimObject{Kind: simVM, Namespace: vm.Namespace, Name: vm.Name, Body: b}); err != nil {
+			return true, nil, apierrors.NewServiceUnavailable("simulated cluster storage unavailable")
+		}
+		return false, nil, nil
+	})
 	c := &Cluster{Kube: kube, Virt: virt, CDI: cdi, CreateNamespaces: true, Timeout: 10 * time.Second}
 	s := &Simulator{
 		cluster: c, store: st, log: log, Delay: delay, since: map[string]time.Time{},

@@ -57,8 +57,6 @@ func (p *provisionWorker) NextRetry(job *river.Job[store.ProvisionJob]) time.Tim
 	return backoff(job.Attempt)
 }
 
-func (p *provisionWorker) Timeout(*river.Job[store.ProvisionJob]) time.Duration { return 2 * time.Minute }
-
 func (p *provisionWorker) Work(ctx context.Context, job *river.Job[store.ProvisionJob]) error {
 	id := job.Args.RequestID
 	log := p.w.Log.With("request_id", id, "job_id", job.ID, "attempt", job.Attempt)
@@ -135,7 +133,9 @@ type actionWorker struct {
 	w *Workers
 }
 
-func (a *actionWorker) NextRetry(job *river.Job[store.ActionJob]) time.Time { return backoff(job.Attempt) }
+func (a *actionWorker) NextRetry(job *river.Job[store.ActionJob]) time.Time {
+	return backoff(job.Attempt)
+}
 
 func (a *actionWorker) Work(ctx context.Context, job *river.Job[store.ActionJob]) error {
 	id := job.Args.RequestID

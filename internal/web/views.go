@@ -138,14 +138,14 @@ type requestFormView struct {
 func (v requestFormView) err(field string) string { return v.Errors.For(field) }
 
 type requestView struct {
-	Base       base
-	Live       liveView
-	Manifest   bool
-	Justif     string
-	Decision   string
-	Template   string
-	Stream     string
-	LiveSrc    string
+	Base     base
+	Live     liveView
+	Manifest bool
+	Justif   string
+	Decision string
+	Template string
+	Stream   string
+	LiveSrc  string
 }
 
 // liveView is the part of the request page that updates live.
