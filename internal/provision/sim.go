@@ -250,6 +250,9 @@ func (s *Simulator) reconcile(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	if vm.Spec.Template == nil {
+		return nil // not a VM this stand-in can run (KubeVirt's webhook would have refused it)
+	}
 	halted := vm.Spec.RunStrategy != nil && *vm.Spec.RunStrategy == virtv1.RunStrategyHalted
 	status := vm.Status.PrintableStatus
 
@@ -437,6 +440,9 @@ func (s *Simulator) event(ctx context.Context, vm *virtv1.VirtualMachine, typ, r
 }
 
 func vmImage(vm *virtv1.VirtualMachine) string {
+	if vm.Spec.Template == nil {
+		return ""
+	}
 	for _, v := range vm.Spec.Template.Spec.Volumes {
 		if v.ContainerDisk != nil {
 			return v.ContainerDisk.Image

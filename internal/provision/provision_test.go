@@ -1,0 +1,293 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	virtv1 "kubevirt.io/api/core/v1"
+
+	"paddock/internal/provision"
+	"paddock/internal/store"
+	"paddock/internal/testdb"
+	"paddock/templates"
+)
+
+const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq5x1mQ4Vj0d3lSx8T5wO0x0e8fYl0m7q2i5b8l9cXo dev@example"
+
+// harness wires what `portal serve` wires: store, River workers, watcher,
+// and a cluster.
+type harness struct {
+	t       *testing.T
+	ctx     context.Context
+	st      *store.Store
+	cluster *provision.Cluster
+	team    store.Team
+	dev     store.User
+}
+
+// newSimHarness runs the provisioner against the simulated cluster.
+func newSimHarness(t *testing.T) *harness {
+	t.Helper()
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	pool := testdb.New(t)
+	st := store.New(pool)
+	log := slog.New(slog.DiscardHandler)
+	cluster, sim, err := provision.NewSimulatedCluster(ctx, st, log, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sim.Run(ctx)
+	return startHarness(t, ctx, st, cluster)
+}
+
+func startHarness(t *testing.T, ctx context.Context, st *store.Store, cluster *provision.Cluster) *harness {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	watcher := provision.NewWatcher(st, cluster, log)
+	go func() { _ = watcher.Run(ctx, 2) }()
+	workers := river.NewWorkers()
+	(&provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log}).Register(workers)
+	jobs, err := river.NewClient(riverpgxv5.New(st.Pool()), &river.Config{
+		Logger: log, Workers: workers, FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond,
+		Queues: map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 5}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetJobClient(jobs)
+	if err := jobs.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = jobs.Stop(stopCtx)
+	})
+	h := &harness{t: t, ctx: ctx, st: st, cluster: cluster}
+	h.team, err = st.EnsureTeam(ctx, "payments", "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.dev, err = st.EnsureUser(ctx, "developer", "Dev", store.RoleDeveloper, &h.team.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := store.ReadTemplates(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs {
+		if _, _, err := st.PublishTemplate(ctx, s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
+func (h *harness) submit(template, size, name string) store.Request {
+	h.t.Helper()
+	r, err := h.st.SubmitRequest(h.ctx, store.NewRequest{TeamID: h.team.ID, Requester: h.dev, Template: template,
+		Size: size, Name: name, SSHPublicKey: sshKey, LeaseDays: 3})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+func (h *harness) wait(id int64, state store.State, extra func(store.Request) bool) store.Request {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var r store.Request
+	var err error
+	for time.Now().Before(deadline) {
+		r, err = h.st.Request(h.ctx, id)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if r.State == state && (extra == nil || extra(r)) {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("request %d is %s (%s), want %s", id, r.State, r.StateReason, state)
+	return r
+}
+
+func (h *harness) events(id int64) []store.Event {
+	h.t.Helper()
+	evs, err := h.st.Events(h.ctx, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return evs
+}
+
+func hasIP(r store.Request) bool { return r.VM != nil && r.VM.IP != "" }
+
+func TestSimulatedJourneyAndDayTwoActions(t *testing.T) {
+	h := newSimHarness(t)
+	r := h.submit("ubuntu-2404", "small", "web-1")
+	r = h.wait(r.ID, store.StateRunning, hasIP)
+	if r.VM.Manifest == "" || r.VM.Status != "Running" {
+		t.Errorf("vm = %+v", r.VM)
+	}
+	act := func(a store.Action, want store.State) {
+		t.Helper()
+		if err := h.st.RequestAction(h.ctx, r.ID, a, store.UserActor(h.dev)); err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		h.wait(r.ID, want, nil)
+	}
+	act(store.ActionStop, store.StateStopped)
+	vm, err := h.cluster.Virt.KubevirtV1().VirtualMachines("payments").Get(h.ctx, "web-1", metav1.GetOptions{})
+	if err != nil || *vm.Spec.RunStrategy != virtv1.RunStrategyHalted {
+		t.Fatalf("after stop: %v %v", err, vm.Spec.RunStrategy)
+	}
+	act(store.ActionStart, store.StateRunning)
+	act(store.ActionRestart, store.StateRunning)
+	act(store.ActionDelete, store.StateDeleted)
+	if _, err := h.cluster.Virt.KubevirtV1().VirtualMachines("payments").Get(h.ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("VM still there after delete: %v", err)
+	}
+	var actions []string
+	for _, e := range h.events(r.ID) {
+		if e.Kind == "action" {
+			actions = append(actions, e.Actor+":"+e.Reason)
+		}
+	}
+	if got := strings.Join(actions, ","); got != "developer:stop requested,developer:start requested,developer:restart requested,developer:delete requested" {
+		t.Errorf("action events: %s", got)
+	}
+}
+
+func TestSimulatedFailureIsExplained(t *testing.T) {
+	h := newSimHarness(t)
+	r := h.submit("broken-demo", "nano", "oops")
+	r = h.wait(r.ID, store.StateFailed, nil)
+	if !strings.Contains(r.StateReason, "could not be pulled") || r.VM.Status != "ErrImagePull" {
+		t.Errorf("failed with %q, status %q", r.StateReason, r.VM.Status)
+	}
+	evs, err := h.cluster.RecentEvents(h.ctx, "payments", "oops", 10)
+	if err != nil || len(evs) == 0 || evs[0].Type != "Warning" {
+		t.Errorf("recent events: %v %+v", err, evs)
+	}
+}
+
+func TestDriftDeletedOutsidePaddock(t *testing.T) {
+	h := newSimHarness(t)
+	r := h.submit("cirros", "nano", "drifter")
+	h.wait(r.ID, store.StateRunning, hasIP)
+	if err := h.cluster.Virt.KubevirtV1().VirtualMachines("payments").Delete(h.ctx, "drifter", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(r.ID, store.StateDeleted, nil)
+	evs := h.events(r.ID)
+	last := evs[len(evs)-1]
+	if last.Kind != "drift" || !strings.Contains(last.Reason, "outside Paddock") {
+		t.Errorf("last event: %+v", last)
+	}
+}
+
+func TestNeverTouchesAVMItDidNotCreate(t *testing.T) {
+	h := newSimHarness(t)
+	foreign := &virtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: "payments", Labels: map[string]string{"owner": "someone"}}}
+	if _, err := h.cluster.CreateVM(h.ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	r := h.submit("cirros", "nano", "taken")
+	r = h.wait(r.ID, store.StateFailed, nil)
+	if !strings.Contains(r.StateReason, "was not created by Paddock") {
+		t.Errorf("reason: %q", r.StateReason)
+	}
+	got, err := h.cluster.Virt.KubevirtV1().VirtualMachines("payments").Get(h.ctx, "taken", metav1.GetOptions{})
+	if err != nil || got.Labels["owner"] != "someone" || got.Labels[provision.LabelRequest] != "" {
+		t.Errorf("foreign VM changed: %v %v", err, got.Labels)
+	}
+	// Deleting the failed request must not delete the foreign VM either.
+	if err := h.st.RequestAction(h.ctx, r.ID, store.ActionDelete, store.UserActor(h.dev)); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(r.ID, store.StateDeleted, nil)
+	if _, err := h.cluster.Virt.KubevirtV1().VirtualMachines("payments").Get(h.ctx, "taken", metav1.GetOptions{}); err != nil {
+		t.Errorf("foreign VM deleted: %v", err)
+	}
+}
+
+func TestMissingNamespaceIsAClearFailure(t *testing.T) {
+	h := newSimHarness(t)
+	h.cluster.CreateNamespaces = false
+	r := h.submit("cirros", "nano", "nowhere")
+	r = h.wait(r.ID, store.StateFailed, nil)
+	if !strings.Contains(r.StateReason, `namespace "payments" does not exist`) {
+		t.Errorf("reason: %q", r.StateReason)
+	}
+}
+
+func TestRetriedCreateFindsItsOwnVM(t *testing.T) {
+	h := newSimHarness(t)
+	specs, _ := store.ReadTemplates(templates.FS)
+	r := h.submit("ubuntu-2404", "small", "twice")
+	r = h.wait(r.ID, store.StateRunning, hasIP)
+	vm, err := provision.Render(specs[len(specs)-1], r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.cluster.CreateVM(h.ctx, vm)
+	if err != nil || got.Name != "twice" {
+		t.Fatalf("second create: %v", err)
+	}
+	// Same name, another request: refused.
+	vm.Labels[provision.LabelRequest] = fmt.Sprint(r.ID + 1000)
+	if _, err := h.cluster.CreateVM(h.ctx, vm); !errors.Is(err, provision.ErrNotOurs) {
+		t.Errorf("create for another request: %v", err)
+	}
+	list, _ := h.cluster.Virt.KubevirtV1().VirtualMachines("payments").List(h.ctx, metav1.ListOptions{})
+	if len(list.Items) != 1 {
+		t.Errorf("%d VMs", len(list.Items))
+	}
+}
+
+func TestSimulatedClusterSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	st := store.New(pool)
+	log := slog.New(slog.DiscardHandler)
+	run1, cancel1 := context.WithCancel(ctx)
+	cluster, sim, err := provision.NewSimulatedCluster(run1, st, log, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sim.Run(run1)
+	h := startHarness(t, run1, st, cluster)
+	r := h.submit("fedora", "small", "keeper")
+	h.wait(r.ID, store.StateRunning, hasIP)
+	cancel1()
+	time.Sleep(100 * time.Millisecond)
+
+	cluster2, _, err := provision.NewSimulatedCluster(ctx, st, log, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := cluster2.Virt.KubevirtV1().VirtualMachines("payments").Get(ctx, "keeper", metav1.GetOptions{})
+	if err != nil || vm.Status.PrintableStatus != virtv1.VirtualMachineStatusRunning {
+		t.Fatalf("after restart: %v %+v", err, vm)
+	}
+	if _, err := cluster2.Virt.KubevirtV1().VirtualMachineInstances("payments").Get(ctx, "keeper", metav1.GetOptions{}); err != nil {
+		t.Errorf("VMI lost: %v", err)
+	}
+	if _, err := cluster2.CDI.CdiV1beta1().DataVolumes("payments").Get(ctx, provision.DataVolumeName("keeper"), metav1.GetOptions{}); err != nil {
+		t.Errorf("DataVolume lost: %v", err)
+	}
+}
