@@ -27,14 +27,14 @@ func TestObserve(t *testing.T) {
 	importing := &cdiv1.DataVolume{Status: cdiv1.DataVolumeStatus{Phase: cdiv1.ImportInProgress, Progress: "37.5%"}}
 	now := metav1.Now()
 	cases := []struct {
-		name       string
-		vm         *virtv1.VirtualMachine
-		vmi        *virtv1.VirtualMachineInstance
-		dv         *cdiv1.DataVolume
-		state      store.State
-		ip         string
-		reasonHas  string
-		gone       bool
+		name      string
+		vm        *virtv1.VirtualMachine
+		vmi       *virtv1.VirtualMachineInstance
+		dv        *cdiv1.DataVolume
+		state     store.State
+		ip        string
+		reasonHas string
+		gone      bool
 	}{
 		{name: "absent", gone: true},
 		{name: "deleted without finalizers", vm: &virtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}}, gone: true},
