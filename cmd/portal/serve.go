@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"k8s.io/client-go/tools/clientcmd"
@@ -82,11 +83,13 @@ func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defClu
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed for in-flight requests and jobs at shutdown")
 }
 
+// newLogger logs structured lines; records logged with an HTTP request's
+// context carry its request id.
 func newLogger(format string, w io.Writer) *slog.Logger {
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, nil))
+		return slog.New(web.LogHandler(slog.NewTextHandler(w, nil)))
 	}
-	return slog.New(slog.NewJSONHandler(w, nil))
+	return slog.New(web.LogHandler(slog.NewJSONHandler(w, nil)))
 }
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -190,12 +193,15 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 		return fmt.Errorf("PADDOCK_CLUSTER must be kubernetes or simulated, not %q", c.Cluster)
 	}
 
+	reg := prometheus.NewRegistry()
 	watcher := provision.NewWatcher(st, cluster, log.With("component", "watcher"))
+	pm := provision.NewMetrics(reg, watcher)
+	watcher.Metrics = pm
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- watcher.Run(ctx, 4) }()
 
 	workers := river.NewWorkers()
-	w := &provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log.With("component", "provisioner")}
+	w := &provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log.With("component", "provisioner"), Metrics: pm}
 	if fp := os.Getenv("PADDOCK_FAILPOINT"); fp != "" {
 		w.Failpoint = func(name string) {
 			if name == fp {
@@ -222,13 +228,20 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 		return fmt.Errorf("job client: %w", err)
 	}
 	st.SetJobClient(jobs)
+	failed, stopFailed := jobs.Subscribe(river.EventKindJobFailed)
+	defer stopFailed()
+	go func() {
+		for ev := range failed {
+			pm.JobFailed(ev.Job.Kind)
+		}
+	}()
 	if c.Workers > 0 {
 		if err := jobs.Start(ctx); err != nil {
 			return fmt.Errorf("start job workers: %w", err)
 		}
 	}
 
-	srv := web.New(web.Config{DevSignIn: c.DevSignIn, SecureCookies: c.SecureCookies, ClusterName: c.Cluster}, st, cluster, watcher, log)
+	srv := web.New(web.Config{DevSignIn: c.DevSignIn, SecureCookies: c.SecureCookies, ClusterName: c.Cluster, Registry: reg}, st, cluster, watcher, log)
 	go srv.Run(ctx)
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
@@ -237,9 +250,11 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// In-flight requests are not cancelled by the signal: Shutdown lets them finish.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	httpSrv.RegisterOnShutdown(srv.CloseStreams)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)

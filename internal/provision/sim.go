@@ -10,10 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -79,6 +81,13 @@ func NewSimulatedCluster(ctx context.Context, st *store.Store, log *slog.Logger,
 		}
 		if _, err := virt.Tracker().Get(virtv1.SchemeGroupVersion.WithResource("virtualmachines"), vm.Namespace, vm.Name); err == nil {
 			return false, nil, nil // the tracker answers AlreadyExists
+		}
+		// What the API server sets on create.
+		if vm.CreationTimestamp.IsZero() {
+			vm.CreationTimestamp = metav1.Now()
+		}
+		if vm.UID == "" {
+			vm.UID = types.UID(uuid.NewString())
 		}
 		b, err := json.Marshal(vm)
 		if err != nil {

@@ -34,6 +34,8 @@ type Watcher struct {
 	vmis    cache.SharedIndexInformer
 	dvs     cache.SharedIndexInformer
 	synced  atomic.Bool
+	// Metrics, when set, records state changes and time to running.
+	Metrics *Metrics
 	// Resync re-observes every VM this often, repairing anything missed
 	// while PostgreSQL was away.
 	Resync time.Duration
@@ -241,8 +243,16 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 		dv = obj.(*cdiv1.DataVolume)
 	}
 	o := Observe(vm, vmi, dv)
-	if err := w.store.Observe(ctx, key.RequestID, o); err != nil {
+	moved, err := w.store.Observe(ctx, key.RequestID, o)
+	if err != nil {
 		return fmt.Errorf("record observation: %w", err)
+	}
+	if moved != "" {
+		w.Metrics.stateChanged()
+		w.log.Info("request state changed", "request_id", key.RequestID, "vm", nsName, "state", moved, "vm_status", o.Status)
+		if moved == store.StateRunning && vm != nil {
+			w.Metrics.running(vm.CreationTimestamp.Time)
+		}
 	}
 	return nil
 }

@@ -23,6 +23,8 @@ type Workers struct {
 	Cluster *Cluster
 	Watcher *Watcher
 	Log     *slog.Logger
+	// Metrics, when set, records provisioning durations and failures.
+	Metrics *Metrics
 	// Failpoint, when set, is called at named points of provisioning
 	// ("after-create"); the crash tests make it kill the process there.
 	Failpoint func(name string)
@@ -73,19 +75,24 @@ func (p *provisionWorker) Work(ctx context.Context, job *river.Job[store.Provisi
 		p.w.failpoint("before-create")
 		created, err := p.w.Cluster.CreateVM(ctx, vm)
 		if err != nil {
-			return store.VM{}, explainCreate(err, vm)
+			err = explainCreate(err, vm)
+			if perm := (*store.PermanentError)(nil); errors.As(err, &perm) {
+				p.w.Metrics.failed("permanent")
+			}
+			return store.VM{}, err
 		}
 		p.w.failpoint("after-create")
 		manifest, err := Manifest(vm)
 		if err != nil {
 			return store.VM{}, err
 		}
-		made = store.VM{Namespace: created.Namespace, Name: created.Name, UID: string(created.UID),
+		made = store.VM{SubmittedAt: r.CreatedAt, Namespace: created.Namespace, Name: created.Name, UID: string(created.UID),
 			Status: string(created.Status.PrintableStatus), Manifest: manifest}
 		log.Info("virtual machine created", "vm", created.Namespace+"/"+created.Name, "uid", created.UID)
 		return made, nil
 	})
 	if err != nil {
+		p.w.Metrics.failed("transient")
 		if Transient(err) {
 			reason := "Waiting for the cluster: the Kubernetes API server did not answer; Paddock keeps retrying."
 			if nerr := p.w.Store.NoteWaiting(ctx, id, reason); nerr != nil {
@@ -94,6 +101,9 @@ func (p *provisionWorker) Work(ctx context.Context, job *river.Job[store.Provisi
 		}
 		log.Warn("provisioning failed, will retry", "err", err)
 		return err
+	}
+	if made.Name != "" {
+		p.w.Metrics.provisioned(made.SubmittedAt, job.CreatedAt)
 	}
 	if made.Name != "" && p.w.Watcher != nil {
 		p.w.Watcher.Kick(made.Namespace, made.Name, id)

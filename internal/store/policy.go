@@ -11,6 +11,11 @@ type PolicyInput struct {
 	Template  TemplateSpec
 	Size      Size
 	LeaseDays int
+	// Quota is the team's quota. A request over it never reaches Decide (it
+	// is refused at submit), so a limited quota here means "within quota".
+	Quota Quota
+	// Rule is the approval rule for the team and template, or nil.
+	Rule *ApprovalRule
 }
 
 // Decision is the policy's verdict on a request, with its reasons in words.
@@ -29,16 +34,37 @@ func (d Decision) String() string {
 	return verdict + ": " + strings.Join(d.Reasons, "; ")
 }
 
-// Decide is the basic approval policy: auto-approve when the template allows
-// it and the lease is within the template's maximum. It runs inside the
-// submitting transaction, with the team row locked, so that quota rules can
-// join it without races.
+// Decide is the approval policy: auto-approve when the request is within
+// the team's quota, the template allows auto-approval, the approval rule (if
+// any) allows it and the size is within the rule's limit, and the lease is
+// within the template's maximum; otherwise a person decides. Every reason is
+// kept, so the page can say exactly why. It runs inside the submitting
+// transaction, with the team row locked, so quota checks cannot race.
 func Decide(in PolicyInput) Decision {
 	var ok, blockers []string
+	if in.Quota.Limited() {
+		ok = append(ok, "within team quota")
+	}
 	if in.Template.AutoApprove {
 		ok = append(ok, "template allows auto-approval")
 	} else {
 		blockers = append(blockers, "template "+in.Template.Name+" requires approval")
+	}
+	if r := in.Rule; r != nil {
+		if !r.AutoApprove {
+			blockers = append(blockers, "the approval rule for "+r.Scope()+" requires approval")
+		}
+		if r.MaxSize != "" {
+			limit, found := ResolveSize(in.Template, r.MaxSize)
+			switch {
+			case !found:
+				blockers = append(blockers, fmt.Sprintf("the team's size limit %q is not a size of template %s", r.MaxSize, in.Template.Name))
+			case SizeAtMost(in.Size, limit):
+				ok = append(ok, fmt.Sprintf("size %s ≤ limit %s", in.Size.Name, r.MaxSize))
+			default:
+				blockers = append(blockers, fmt.Sprintf("size %s exceeds the team's auto-approve limit %s", in.Size.Name, r.MaxSize))
+			}
+		}
 	}
 	if in.LeaseDays <= in.Template.MaxLeaseDays {
 		ok = append(ok, fmt.Sprintf("lease %d days ≤ maximum %d", in.LeaseDays, in.Template.MaxLeaseDays))

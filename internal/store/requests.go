@@ -82,6 +82,8 @@ type Request struct {
 
 // VM is Paddock's record of the VirtualMachine a request made.
 type VM struct {
+	// SubmittedAt is when the request was submitted (set by the provisioner for its metrics).
+	SubmittedAt time.Time `json:"-"`
 	Namespace string
 	Name      string
 	UID       string
@@ -229,6 +231,11 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 			return err
 		}
 		if err := addEvent(ctx, tx, id, ActorPolicy, "decision", StatePendingApproval, state, d.String()); err != nil {
+			return err
+		}
+		if err := s.Audit(ctx, tx, actor, AuditRequestSubmit, RequestTarget(id), map[string]any{
+			"team": team.Name, "template": tpl.Name, "version": tpl.Version, "size": size.Name,
+			"name": n.Name, "leaseDays": n.LeaseDays, "decision": string(state)}); err != nil {
 			return err
 		}
 		if d.Approve {
@@ -455,6 +462,10 @@ func (s *Store) RequestAction(ctx context.Context, id int64, action Action, acto
 		}
 		if !ActionAllowed(action, state) {
 			return fmt.Errorf("%w: cannot %s a request that is %s", ErrConflict, action, state.Label())
+		}
+		if err := s.Audit(ctx, tx, actor, AuditVMAction, RequestTarget(id), map[string]any{
+			"action": string(action), "state": string(state)}); err != nil {
+			return err
 		}
 		// A request with no VM yet is simply withdrawn.
 		if action == ActionDelete && state == StatePendingApproval {

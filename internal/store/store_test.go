@@ -245,7 +245,7 @@ func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
 	}
 	obs := store.Observation{Status: "Running", IP: "10.0.0.7", State: store.StateRunning}
 	for range 3 {
-		if err := b.st.Observe(ctx, r.ID, obs); err != nil {
+		if _, err := b.st.Observe(ctx, r.ID, obs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -260,8 +260,8 @@ func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
 		t.Errorf("running events = %d", n)
 	}
 	// Gone without a delete request is drift.
-	if err := b.st.Observe(ctx, r.ID, store.Observation{Gone: true}); err != nil {
-		t.Fatal(err)
+	if moved, err := b.st.Observe(ctx, r.ID, store.Observation{Gone: true}); err != nil || moved != store.StateDeleted {
+		t.Fatal(moved, err)
 	}
 	evs, _ := b.st.Events(ctx, r.ID)
 	last := evs[len(evs)-1]

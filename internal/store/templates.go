@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,6 +91,20 @@ var u1 = map[string][2]int{
 	"u1.2xlarge": {8, 32768},
 }
 
+// KnownInstancetypes lists the u1 instancetypes whose compute Paddock knows,
+// smallest first, for forms to suggest.
+func KnownInstancetypes() []string {
+	names := make([]string, 0, len(u1))
+	for n := range u1 {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		a, b := u1[names[i]], u1[names[j]]
+		return a[1] < b[1] || a[1] == b[1] && a[0] < b[0]
+	})
+	return names
+}
+
 // Resources returns the vCPU and memory (MiB) the size gives a VM.
 func (s Size) Resources() (cpu, memMiB int) {
 	if s.CPU > 0 && s.MemoryMiB > 0 {
@@ -124,69 +140,255 @@ type Template struct {
 	PublishedAt     time.Time
 }
 
+// Status names where the template is in its life: active, deprecated or retired.
+func (t Template) Status() string {
+	switch {
+	case t.RetiredAt != nil:
+		return "retired"
+	case t.DeprecatedAt != nil:
+		return "deprecated"
+	}
+	return "active"
+}
+
 // TemplateVersion is one immutable version of a template.
 type TemplateVersion struct {
 	TemplateID int64
 	Version    int
 	Spec       TemplateSpec
 	CreatedAt  time.Time
+	// CreatedBy is the publisher's login, or "" when published by a tool
+	// (portal dev, or templates apply without --user).
+	CreatedBy string
+	// Note says why the version was published, in the publisher's words.
+	Note string
 }
+
+// MaxVersionNoteLen bounds the note published with a version.
+const MaxVersionNoteLen = 500
+
+// Publish is one template to publish, with who publishes it and why.
+type Publish struct {
+	Spec  TemplateSpec
+	Actor Actor
+	Note  string
+	// Base is the version the editor started from. When it is set and no
+	// longer current, nothing is published and an error wrapping ErrConflict
+	// is returned, so that one person's edit does not silently undo another's.
+	Base int
+	// New requires that no template of that name exists yet (create, clone).
+	New bool
+}
+
+// PublishResult says what publishing did, or in a dry run would do.
+type PublishResult struct {
+	Name string
+	// Version is the version current afterwards.
+	Version int
+	// Previous is the version current before; 0 for a new template.
+	Previous int
+	// Changed reports whether a new version was (or would be) published.
+	Changed bool
+	// Fields lists the top-level spec fields that differ from Previous.
+	Fields []string
+	// Old is the spec of Previous, for showing a diff; zero for a new template.
+	Old TemplateSpec
+}
+
+// Created reports whether the template is new.
+func (r PublishResult) Created() bool { return r.Changed && r.Previous == 0 }
+
+// TemplateTarget is the audit target naming a template.
+func TemplateTarget(name string) string { return "template:" + name }
 
 // PublishTemplate creates the template or publishes a new version of it when
 // the spec differs from the current version. It reports the version now
 // current and whether a new one was published.
 func (s *Store) PublishTemplate(ctx context.Context, spec TemplateSpec, actorID *int64) (version int, changed bool, err error) {
-	if err := spec.Validate(); err != nil {
-		return 0, false, err
+	actor := Actor{UserID: actorID, Name: "system"}
+	if actorID != nil {
+		if u, err := s.UserByID(ctx, *actorID); err == nil {
+			actor = UserActor(u)
+		}
 	}
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		var id int64
-		var cur int
-		err := tx.QueryRow(ctx, `
-			INSERT INTO templates (name) VALUES ($1)
-			ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
-			RETURNING id, current_version`, spec.Name).Scan(&id, &cur)
-		if err != nil {
-			return fmt.Errorf("upsert template: %w", err)
+	res, err := s.PublishTemplateChange(ctx, Publish{Spec: spec, Actor: actor})
+	return res.Version, res.Changed, err
+}
+
+// PublishTemplateChange publishes one template in its own transaction; see
+// Publish for the checks it makes. An invalid spec returns a *ValidationError.
+func (s *Store) PublishTemplateChange(ctx context.Context, p Publish) (PublishResult, error) {
+	var res PublishResult
+	err := s.inTx(ctx, func(tx pgx.Tx) (err error) {
+		res, err = s.publish(ctx, tx, p, false)
+		return err
+	})
+	return res, err
+}
+
+// ApplyTemplates publishes every spec in one transaction: either all of them
+// are applied or, on any error, none. Specs equal to their current version
+// publish nothing. With dryRun it writes nothing and reports what it would do.
+// Errors name the template; a *ValidationError names its fields.
+func (s *Store) ApplyTemplates(ctx context.Context, specs []TemplateSpec, actor Actor, note string, dryRun bool) ([]PublishResult, error) {
+	seen := map[string]bool{}
+	for _, sp := range specs {
+		if seen[sp.Name] {
+			return nil, fmt.Errorf("template %q is given twice", sp.Name)
 		}
-		// Lock the template row so that concurrent publishes number versions in order.
-		if err := tx.QueryRow(ctx, `SELECT current_version FROM templates WHERE id = $1 FOR UPDATE`, id).Scan(&cur); err != nil {
-			return fmt.Errorf("lock template: %w", err)
-		}
-		if cur > 0 {
-			var raw []byte
-			if err := tx.QueryRow(ctx, `SELECT spec FROM template_versions WHERE template_id = $1 AND version = $2`, id, cur).Scan(&raw); err != nil {
-				return fmt.Errorf("load current version: %w", err)
+		seen[sp.Name] = true
+	}
+	// Lock in name order, so that concurrent applies cannot deadlock.
+	sorted := slices.Clone(specs)
+	slices.SortFunc(sorted, func(a, b TemplateSpec) int { return strings.Compare(a.Name, b.Name) })
+	var out []PublishResult
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		out = out[:0]
+		for _, sp := range sorted {
+			res, err := s.publish(ctx, tx, Publish{Spec: sp, Actor: actor, Note: note}, dryRun)
+			if err != nil {
+				return fmt.Errorf("template %s: %w", sp.Name, err)
 			}
-			var old TemplateSpec
-			if err := json.Unmarshal(raw, &old); err != nil {
-				return fmt.Errorf("decode current version: %w", err)
-			}
-			if reflect.DeepEqual(normalize(old), normalize(spec)) {
-				version = cur
-				return nil
-			}
-		}
-		version, changed = cur+1, true
-		if _, err := tx.Exec(ctx, `INSERT INTO template_versions (template_id, version, spec, created_by) VALUES ($1, $2, $3, $4)`,
-			id, version, spec, actorID); err != nil {
-			return fmt.Errorf("insert version: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE templates SET current_version = $2 WHERE id = $1`, id, version); err != nil {
-			return fmt.Errorf("bump version: %w", err)
+			out = append(out, res)
 		}
 		return nil
 	})
-	return version, changed, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// normalize makes nil and empty slices compare equal.
-func normalize(t TemplateSpec) TemplateSpec {
-	b, _ := json.Marshal(t)
-	var n TemplateSpec
-	_ = json.Unmarshal(b, &n)
-	return n
+// publish does the work of one publish inside tx. With dry it only reads.
+func (s *Store) publish(ctx context.Context, tx pgx.Tx, p Publish, dry bool) (PublishResult, error) {
+	res := PublishResult{Name: p.Spec.Name}
+	verr := &ValidationError{}
+	if err := p.Spec.Validate(); err != nil {
+		if !errors.As(err, &verr) {
+			return res, err
+		}
+	}
+	p.Note = strings.TrimSpace(p.Note)
+	if len(p.Note) > MaxVersionNoteLen {
+		verr.Add("note", "must be at most %d characters", MaxVersionNoteLen)
+	}
+	if len(verr.Fields) > 0 {
+		return res, verr
+	}
+	var id int64
+	var cur int
+	var retired *time.Time
+	lock := func() error {
+		return tx.QueryRow(ctx, `SELECT id, current_version, retired_at FROM templates WHERE name = $1 FOR UPDATE`,
+			p.Spec.Name).Scan(&id, &cur, &retired)
+	}
+	err := lock()
+	if errors.Is(err, pgx.ErrNoRows) && !dry {
+		err = tx.QueryRow(ctx, `INSERT INTO templates (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id, current_version, retired_at`,
+			p.Spec.Name).Scan(&id, &cur, &retired)
+		if errors.Is(err, pgx.ErrNoRows) { // created meanwhile by someone else
+			err = lock()
+		}
+	}
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) && dry:
+		res.Version, res.Changed, res.Fields = 1, true, []string{"(new template)"}
+		return res, nil
+	case err != nil:
+		return res, fmt.Errorf("lock template %s: %w", p.Spec.Name, err)
+	}
+	res.Previous, res.Version = cur, cur
+	switch {
+	case p.New && cur > 0:
+		verr.Add("name", "a template named %q already exists; choose another name, or edit that template", p.Spec.Name)
+		return res, verr
+	case retired != nil:
+		verr.Add("name", "template %q is retired; restore it on its page before publishing a new version", p.Spec.Name)
+		return res, verr
+	case p.Base != 0 && p.Base != cur:
+		return res, fmt.Errorf("%w: template %s is now at version %d; you edited version %d", ErrConflict, p.Spec.Name, cur, p.Base)
+	}
+	if cur > 0 {
+		old, err := versionSpec(ctx, tx, id, cur)
+		if err != nil {
+			return res, err
+		}
+		res.Old = old
+		res.Fields = ChangedFields(old, p.Spec)
+		if len(res.Fields) == 0 {
+			return res, nil
+		}
+	}
+	res.Version, res.Changed = cur+1, true
+	if dry {
+		return res, nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO template_versions (template_id, version, spec, created_by, note) VALUES ($1, $2, $3, $4, $5)`,
+		id, res.Version, p.Spec, p.Actor.UserID, p.Note); err != nil {
+		return res, fmt.Errorf("insert version: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE templates SET current_version = $2 WHERE id = $1`, id, res.Version); err != nil {
+		return res, fmt.Errorf("bump version: %w", err)
+	}
+	change := "publish"
+	if res.Previous == 0 {
+		change = "create"
+	}
+	details := map[string]any{"change": change, "version": res.Version, "previous": res.Previous}
+	if len(res.Fields) > 0 {
+		details["fields"] = res.Fields
+	}
+	if p.Note != "" {
+		details["note"] = p.Note
+	}
+	if err := s.auditTemplate(ctx, tx, p.Actor, p.Spec.Name, details); err != nil {
+		return res, err
+	}
+	return res, nil
 }
+
+// auditTemplate records a template change in the audit log, in the
+// transaction that makes it.
+func (s *Store) auditTemplate(ctx context.Context, tx pgx.Tx, actor Actor, name string, details map[string]any) error {
+	return s.Audit(ctx, tx, actor, AuditTemplateChange, TemplateTarget(name), details)
+}
+
+func versionSpec(ctx context.Context, tx pgx.Tx, id int64, version int) (TemplateSpec, error) {
+	var raw []byte
+	var sp TemplateSpec
+	if err := tx.QueryRow(ctx, `SELECT spec FROM template_versions WHERE template_id = $1 AND version = $2`, id, version).Scan(&raw); err != nil {
+		return sp, fmt.Errorf("load version %d of template %d: %w", version, id, err)
+	}
+	if err := json.Unmarshal(raw, &sp); err != nil {
+		return sp, fmt.Errorf("decode version %d of template %d: %w", version, id, err)
+	}
+	return sp, nil
+}
+
+// ChangedFields lists the top-level fields (by their YAML names) in which two
+// specs differ, in the order of the spec; nil when they publish the same version.
+func ChangedFields(a, b TemplateSpec) []string {
+	ma, mb := specMap(a), specMap(b)
+	var out []string
+	t := reflect.TypeFor[TemplateSpec]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if !reflect.DeepEqual(ma[name], mb[name]) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func specMap(t TemplateSpec) map[string]any {
+	b, _ := json.Marshal(t)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return m
+}
+
+// SameSpec reports whether two specs would publish the same version.
+func SameSpec(a, b TemplateSpec) bool { return len(ChangedFields(a, b)) == 0 }
 
 const templateSelect = `
 	SELECT t.id, t.name, t.current_version, v.spec, t.deprecated_at, t.deprecation_note, t.retired_at, v.created_at
@@ -215,7 +417,8 @@ func (s *Store) Templates(ctx context.Context) ([]Template, error) {
 	return ts, nil
 }
 
-// TemplateByName returns the current version of the named template.
+// TemplateByName returns the current version of the named template, retired
+// or not.
 func (s *Store) TemplateByName(ctx context.Context, name string) (Template, error) {
 	rows, _ := s.pool.Query(ctx, templateSelect+` WHERE t.name = $1`, name)
 	t, err := pgx.CollectExactlyOneRow(rows, scanTemplate)
@@ -228,23 +431,231 @@ func (s *Store) TemplateByName(ctx context.Context, name string) (Template, erro
 	return t, nil
 }
 
+const versionSelect = `
+	SELECT v.template_id, v.version, v.spec, v.created_at, coalesce(u.login, ''), v.note
+	FROM template_versions v LEFT JOIN users u ON u.id = v.created_by`
+
+func scanVersion(row pgx.CollectableRow) (TemplateVersion, error) {
+	var tv TemplateVersion
+	var raw []byte
+	if err := row.Scan(&tv.TemplateID, &tv.Version, &raw, &tv.CreatedAt, &tv.CreatedBy, &tv.Note); err != nil {
+		return tv, err
+	}
+	if err := json.Unmarshal(raw, &tv.Spec); err != nil {
+		return tv, fmt.Errorf("decode template version %d/%d: %w", tv.TemplateID, tv.Version, err)
+	}
+	return tv, nil
+}
+
 // TemplateVersion returns one pinned version.
 func (s *Store) TemplateVersion(ctx context.Context, templateID int64, version int) (TemplateVersion, error) {
-	tv := TemplateVersion{TemplateID: templateID, Version: version}
-	var raw []byte
-	err := s.pool.QueryRow(ctx, `SELECT spec, created_at FROM template_versions WHERE template_id = $1 AND version = $2`,
-		templateID, version).Scan(&raw, &tv.CreatedAt)
+	rows, _ := s.pool.Query(ctx, versionSelect+` WHERE v.template_id = $1 AND v.version = $2`, templateID, version)
+	tv, err := pgx.CollectExactlyOneRow(rows, scanVersion)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return tv, ErrNotFound
 	}
 	if err != nil {
 		return tv, fmt.Errorf("template version %d/%d: %w", templateID, version, err)
 	}
-	if err := json.Unmarshal(raw, &tv.Spec); err != nil {
-		return tv, fmt.Errorf("decode template version: %w", err)
-	}
 	return tv, nil
 }
 
-// SameSpec reports whether two specs would publish the same version.
-func SameSpec(a, b TemplateSpec) bool { return reflect.DeepEqual(normalize(a), normalize(b)) }
+// TemplateVersions returns every version of a template, newest first.
+func (s *Store) TemplateVersions(ctx context.Context, templateID int64) ([]TemplateVersion, error) {
+	rows, _ := s.pool.Query(ctx, versionSelect+` WHERE v.template_id = $1 ORDER BY v.version DESC`, templateID)
+	tvs, err := pgx.CollectRows(rows, scanVersion)
+	if err != nil {
+		return nil, fmt.Errorf("versions of template %d: %w", templateID, err)
+	}
+	return tvs, nil
+}
+
+// liveStates are the request states that have, or will have, a VM.
+const liveStates = `('pending_approval', 'approved', 'provisioning', 'running', 'stopped', 'failed', 'expired')`
+
+// TemplateSummary is a template as the platform team's list shows it.
+type TemplateSummary struct {
+	Template
+	// VMs counts requests that have or will have a VM, on any version.
+	VMs int
+	// Outdated counts those of them pinned to a version older than the current one.
+	Outdated int
+}
+
+// TemplateSummaries lists every template, retired ones included, with how
+// many VMs use it, by display name.
+func (s *Store) TemplateSummaries(ctx context.Context) ([]TemplateSummary, error) {
+	rows, _ := s.pool.Query(ctx, `
+		WITH use AS (
+			SELECT r.template_id, count(*) AS vms,
+			       count(*) FILTER (WHERE r.template_version < t.current_version) AS outdated
+			FROM requests r JOIN templates t ON t.id = r.template_id
+			WHERE r.state IN `+liveStates+`
+			GROUP BY r.template_id)
+		SELECT t.id, t.name, t.current_version, v.spec, t.deprecated_at, t.deprecation_note, t.retired_at, v.created_at,
+		       coalesce(use.vms, 0), coalesce(use.outdated, 0)
+		FROM templates t JOIN template_versions v ON v.template_id = t.id AND v.version = t.current_version
+		LEFT JOIN use ON use.template_id = t.id
+		ORDER BY v.spec->>'displayName', t.name`)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TemplateSummary, error) {
+		var ts TemplateSummary
+		var raw []byte
+		err := row.Scan(&ts.ID, &ts.Name, &ts.Version, &raw, &ts.DeprecatedAt, &ts.DeprecationNote, &ts.RetiredAt,
+			&ts.PublishedAt, &ts.VMs, &ts.Outdated)
+		if err != nil {
+			return ts, err
+		}
+		if err := json.Unmarshal(raw, &ts.Spec); err != nil {
+			return ts, fmt.Errorf("decode spec of %s: %w", ts.Name, err)
+		}
+		return ts, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list template summaries: %w", err)
+	}
+	return out, nil
+}
+
+// VersionUsage counts the VMs (requests that have or will have one) pinned
+// to one version of a template.
+type VersionUsage struct {
+	Version int
+	VMs     int
+	Running int
+}
+
+// TemplateUsage returns, per version, how many VMs use the template; versions
+// with none are left out.
+func (s *Store) TemplateUsage(ctx context.Context, templateID int64) (map[int]VersionUsage, error) {
+	rows, _ := s.pool.Query(ctx, `
+		SELECT template_version, count(*), count(*) FILTER (WHERE state = 'running')
+		FROM requests WHERE template_id = $1 AND state IN `+liveStates+`
+		GROUP BY template_version`, templateID)
+	us, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (VersionUsage, error) {
+		var u VersionUsage
+		return u, row.Scan(&u.Version, &u.VMs, &u.Running)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("usage of template %d: %w", templateID, err)
+	}
+	out := make(map[int]VersionUsage, len(us))
+	for _, u := range us {
+		out[u.Version] = u
+	}
+	return out, nil
+}
+
+// TemplateState is what a page showing an existing VM needs to know about its
+// template now: the current version and whether it is deprecated.
+type TemplateState struct {
+	Name            string
+	Current         int
+	Deprecated      bool
+	DeprecationNote string
+	Retired         bool
+}
+
+// TemplateStates returns the state of every template, by id.
+func (s *Store) TemplateStates(ctx context.Context) (map[int64]TemplateState, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT id, name, current_version, deprecated_at IS NOT NULL, deprecation_note, retired_at IS NOT NULL FROM templates`)
+	out := map[int64]TemplateState{}
+	var id int64
+	var st TemplateState
+	_, err := pgx.ForEachRow(rows, []any{&id, &st.Name, &st.Current, &st.Deprecated, &st.DeprecationNote, &st.Retired}, func() error {
+		out[id] = st
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("template states: %w", err)
+	}
+	return out, nil
+}
+
+// MaxDeprecationNoteLen bounds the note shown to developers on a deprecated template.
+const MaxDeprecationNoteLen = 500
+
+// DeprecateTemplate hides the template from new requests; existing VMs keep
+// it, and their pages show note. Deprecating again replaces the note. A
+// missing or too long note is a *ValidationError naming "note".
+func (s *Store) DeprecateTemplate(ctx context.Context, name, note string, actor Actor) error {
+	note = strings.TrimSpace(note)
+	v := &ValidationError{}
+	switch {
+	case note == "":
+		v.Add("note", "is required: tell developers why, and what to use instead")
+	case len(note) > MaxDeprecationNoteLen:
+		v.Add("note", "must be at most %d characters", MaxDeprecationNoteLen)
+	}
+	if err := v.OrNil(); err != nil {
+		return err
+	}
+	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
+		if t.retired {
+			return nil, fmt.Errorf("%w: template %s is retired; restore it first", ErrConflict, name)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE templates SET deprecated_at = coalesce(deprecated_at, now()), deprecation_note = $2 WHERE id = $1`,
+			t.id, note); err != nil {
+			return nil, fmt.Errorf("deprecate template %s: %w", name, err)
+		}
+		return map[string]any{"change": "deprecate", "note": note}, nil
+	})
+}
+
+// RetireTemplate removes a deprecated template from every list; VMs made
+// from it keep their pinned version. It returns ErrConflict unless the
+// template is deprecated.
+func (s *Store) RetireTemplate(ctx context.Context, name string, actor Actor) error {
+	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
+		switch {
+		case t.retired:
+			return nil, fmt.Errorf("%w: template %s is already retired", ErrConflict, name)
+		case !t.deprecated:
+			return nil, fmt.Errorf("%w: deprecate template %s first, so that developers see why it goes", ErrConflict, name)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE templates SET retired_at = now() WHERE id = $1`, t.id); err != nil {
+			return nil, fmt.Errorf("retire template %s: %w", name, err)
+		}
+		return map[string]any{"change": "retire"}, nil
+	})
+}
+
+// RestoreTemplate makes a deprecated or retired template available for new
+// requests again. It returns ErrConflict when the template is active.
+func (s *Store) RestoreTemplate(ctx context.Context, name string, actor Actor) error {
+	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
+		if !t.deprecated && !t.retired {
+			return nil, fmt.Errorf("%w: template %s is not deprecated", ErrConflict, name)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE templates SET deprecated_at = NULL, deprecation_note = '', retired_at = NULL WHERE id = $1`, t.id); err != nil {
+			return nil, fmt.Errorf("restore template %s: %w", name, err)
+		}
+		return map[string]any{"change": "restore"}, nil
+	})
+}
+
+type lifecycle struct {
+	id         int64
+	deprecated bool
+	retired    bool
+}
+
+// changeTemplate locks the named template, lets fn change it, and records
+// the details fn returns in the audit log, all in one transaction.
+func (s *Store) changeTemplate(ctx context.Context, name string, actor Actor, fn func(pgx.Tx, lifecycle) (map[string]any, error)) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var t lifecycle
+		err := tx.QueryRow(ctx, `SELECT id, deprecated_at IS NOT NULL, retired_at IS NOT NULL FROM templates WHERE name = $1 FOR UPDATE`,
+			name).Scan(&t.id, &t.deprecated, &t.retired)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock template %s: %w", name, err)
+		}
+		details, err := fn(tx, t)
+		if err != nil {
+			return err
+		}
+		return s.auditTemplate(ctx, tx, actor, name, details)
+	})
+}

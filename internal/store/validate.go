@@ -137,6 +137,14 @@ func yamlMessage(err error) string {
 	return msg
 }
 
+var (
+	shortWord = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,39}$`)
+	unixUser  = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+)
+
+// reservedTemplateNames would collide with the pages under /platform/templates/.
+var reservedTemplateNames = []string{"new", "import", "preview"}
+
 var imageRef = regexp.MustCompile(`^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)+$`)
 
 // Validate checks a template spec; every problem is named by its field.
@@ -144,15 +152,32 @@ func (t TemplateSpec) Validate() error {
 	v := &ValidationError{}
 	if msg := checkName(t.Name); msg != "" {
 		v.Add("name", "%s", msg)
+	} else if slices.Contains(reservedTemplateNames, t.Name) {
+		v.Add("name", "%q is reserved for a page of the portal; choose another name", t.Name)
 	}
-	if strings.TrimSpace(t.DisplayName) == "" {
+	switch {
+	case strings.TrimSpace(t.DisplayName) == "":
 		v.Add("displayName", "is required")
+	case len(t.DisplayName) > 80:
+		v.Add("displayName", "must be at most 80 characters")
 	}
-	if t.OSFamily == "" {
+	if len(t.Description) > 1000 {
+		v.Add("description", "must be at most 1000 characters")
+	}
+	switch {
+	case t.OSFamily == "":
 		v.Add("osFamily", "is required")
+	case !shortWord.MatchString(t.OSFamily):
+		v.Add("osFamily", "must be a short lower-case word such as ubuntu or fedora")
 	}
-	if t.SSHUser == "" {
+	if t.Logo != "" && !shortWord.MatchString(t.Logo) {
+		v.Add("logo", "must be the name of a logo such as ubuntu, or empty for the OS family's logo")
+	}
+	switch {
+	case t.SSHUser == "":
 		v.Add("sshUser", "is required (the user cloud-init gives the SSH key to)")
+	case !unixUser.MatchString(t.SSHUser):
+		v.Add("sshUser", "must be a Linux user name (lower-case letters, digits, '_' and '-', up to 32 characters)")
 	}
 	n := 0
 	img := t.Image
@@ -207,7 +232,7 @@ func (t TemplateSpec) Validate() error {
 			v.Add(f, "set either an instancetype or cpu and memoryMiB, not both")
 		case s.Instancetype != "":
 			if _, ok := u1[s.Instancetype]; !ok && (s.CPU <= 0 || s.MemoryMiB <= 0) {
-				v.Add(f, "instancetype %q is not a known u1 type; also give cpu and memoryMiB so quotas can count it", s.Instancetype)
+				v.Add(f+".instancetype", "%q is not a known u1 instancetype; also give cpu and memoryMiB so quotas can count it", s.Instancetype)
 			}
 		default:
 			if s.CPU < 1 || s.CPU > 64 {
@@ -228,12 +253,25 @@ func (t TemplateSpec) Validate() error {
 		v.Add("maxLeaseDays", "must be between 1 and 365")
 	}
 	for i, team := range t.Teams {
-		if checkName(team) != "" {
+		switch {
+		case checkName(team) != "":
 			v.Add(fmt.Sprintf("teams[%d]", i), "%q is not a team name", team)
+		case slices.Index(t.Teams, team) < i:
+			v.Add(fmt.Sprintf("teams[%d]", i), "%q is listed twice", team)
 		}
 	}
-	if slices.ContainsFunc(t.Tags, func(s string) bool { return s == "" || len(s) > 40 }) {
+	switch {
+	case len(t.Tags) > 20:
+		v.Add("tags", "at most 20 tags")
+	case slices.ContainsFunc(t.Tags, func(s string) bool { return s == "" || len(s) > 40 }):
 		v.Add("tags", "each tag must be 1 to 40 characters")
+	default:
+		for i, tag := range t.Tags {
+			if slices.Index(t.Tags, tag) < i {
+				v.Add("tags", "%q is listed twice", tag)
+				break
+			}
+		}
 	}
 	return v.OrNil()
 }

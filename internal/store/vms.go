@@ -77,9 +77,20 @@ type Observation struct {
 
 // Observe records what the cluster shows for a request's VM. The VM row and
 // the request state change only when something differs, so a replayed or
-// duplicated observation writes nothing.
-func (s *Store) Observe(ctx context.Context, id int64, o Observation) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
+// duplicated observation writes nothing. It returns the state the request
+// moved to, or "" when it did not change.
+func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, error) {
+	var moved State
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// record notes a transition's outcome.
+		record := func(to State) func(bool, error) error {
+			return func(changed bool, err error) error {
+				if changed {
+					moved = to
+				}
+				return err
+			}
+		}
 		var state State
 		var desired string
 		err := tx.QueryRow(ctx, `SELECT state, desired FROM requests WHERE id = $1 FOR UPDATE`, id).Scan(&state, &desired)
@@ -107,24 +118,21 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) error {
 		live := []State{StateProvisioning, StateRunning, StateStopped, StateFailed, StateExpired}
 		switch {
 		case o.Gone && desired == "deleted":
-			_, err = transition(ctx, tx, id, StateDeleted, ActorCluster, "state", "VirtualMachine deleted", live...)
-			return err
+			return record(StateDeleted)(transition(ctx, tx, id, StateDeleted, ActorCluster, "state", "VirtualMachine deleted", live...))
 		case o.Gone:
-			_, err = transition(ctx, tx, id, StateDeleted, ActorCluster, "drift",
-				"the VirtualMachine was deleted outside Paddock", live...)
-			return err
+			return record(StateDeleted)(transition(ctx, tx, id, StateDeleted, ActorCluster, "drift",
+				"the VirtualMachine was deleted outside Paddock", live...))
 		case o.State == StateStopped && desired == "running" && state == StateRunning:
-			_, err = transition(ctx, tx, id, StateStopped, ActorCluster, "drift",
+			changed, err := transition(ctx, tx, id, StateStopped, ActorCluster, "drift",
 				"the VM was stopped outside Paddock", live...)
 			if err == nil {
 				_, err = tx.Exec(ctx, `UPDATE requests SET desired = 'stopped' WHERE id = $1`, id)
 			}
-			return err
+			return record(StateStopped)(changed, err)
 		case o.State == StateRunning && state == StateExpired:
 			// An expired VM someone started again stays expired until its lease is extended.
 		case o.State != "" && o.State != state:
-			_, err = transition(ctx, tx, id, o.State, ActorCluster, "state", o.Reason, live...)
-			return err
+			return record(o.State)(transition(ctx, tx, id, o.State, ActorCluster, "state", o.Reason, live...))
 		case o.State == state && o.Reason != "":
 			if _, err := tx.Exec(ctx, `UPDATE requests SET state_reason = $2 WHERE id = $1 AND state_reason <> $2`, id, o.Reason); err != nil {
 				return fmt.Errorf("update reason: %w", err)
@@ -135,6 +143,7 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) error {
 		}
 		return nil
 	})
+	return moved, err
 }
 
 // SimObject is one object the simulated cluster keeps across restarts.

@@ -2,10 +2,13 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"paddock/internal/store"
 )
@@ -16,17 +19,20 @@ const userKey ctxKey = 1
 
 const sessionUserID = "user_id"
 
-// withUser loads the signed-in user (if any) into the request context.
+// withUser loads the signed-in user (if any) into the request context. The
+// session must still be mapped to its user in user_sessions: signing out
+// everywhere deletes the mapping, which ends the session even if a request
+// in flight writes the scs row back.
 func (s *Server) withUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := s.sessions.GetInt64(r.Context(), sessionUserID)
-		if id != 0 {
-			u, err := s.store.UserByID(r.Context(), id)
+		ctx := r.Context()
+		if id := s.sessions.GetInt64(ctx, sessionUserID); id != 0 {
+			u, err := s.store.UserBySession(ctx, sessionKey(s.sessions.Token(ctx)))
 			switch {
-			case err == nil:
-				r = r.WithContext(context.WithValue(r.Context(), userKey, u))
-			case errors.Is(err, store.ErrNotFound):
-				_ = s.sessions.Destroy(r.Context())
+			case err == nil && u.ID == id:
+				r = r.WithContext(context.WithValue(ctx, userKey, u))
+			case err == nil, errors.Is(err, store.ErrNotFound):
+				_ = s.sessions.Destroy(ctx)
 			default:
 				s.page(func(http.ResponseWriter, *http.Request) error { return err })(w, r)
 				return
@@ -34,6 +40,31 @@ func (s *Server) withUser(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// sessionKey is the key under which scs stores a session token (with
+// HashTokenInStore): the SHA-256 of the cookie value.
+func sessionKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// startSession signs u in on this browser: a new session id (which defeats
+// session fixation), the user in the session, and the session recorded
+// against the user (for sign-out everywhere) with the sign-in audited.
+func (s *Server) startSession(r *http.Request, u store.User, via string, details map[string]any) error {
+	ctx := r.Context()
+	if old := s.sessions.Token(ctx); old != "" {
+		if err := s.store.EndSession(ctx, sessionKey(old)); err != nil {
+			return err
+		}
+	}
+	if err := s.sessions.RenewToken(ctx); err != nil {
+		return err
+	}
+	s.sessions.Put(ctx, sessionUserID, u.ID)
+	return s.store.StartSession(ctx, u, sessionKey(s.sessions.Token(ctx)), via,
+		time.Now().Add(s.cfg.SessionLifetime), details)
 }
 
 func userFrom(ctx context.Context) (store.User, bool) {
@@ -65,7 +96,7 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="paddock"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{Error: "missing bearer token; create one with `portal token create --user LOGIN`"})
+			writeJSON(w, http.StatusUnauthorized, apiError{Error: "missing bearer token; create one on your profile page (/profile)"})
 			return
 		}
 		u, err := s.store.UserByToken(r.Context(), strings.TrimSpace(tok))
@@ -84,7 +115,8 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 
 // signInPage shows the dev sign-in (pick a seeded user) when enabled.
 func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) error {
-	vm := signInView{Base: s.viewBase(r, "Sign in"), Dev: s.cfg.DevSignIn, Next: safeNext(r.URL.Query().Get("next"))}
+	vm := signInView{Base: s.viewBase(r, "Sign in"), Dev: s.cfg.DevSignIn, Next: safeNext(r.URL.Query().Get("next")),
+		SSO: s.oidc != nil, Proxy: s.cfg.Proxy != nil}
 	if s.cfg.DevSignIn {
 		users, err := s.store.Users(r.Context())
 		if err != nil {
@@ -107,16 +139,32 @@ func (s *Server) devSignIn(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// A new session id at sign-in defeats session fixation.
-	if err := s.sessions.RenewToken(r.Context()); err != nil {
+	if err := s.startSession(r, u, "dev", nil); err != nil {
 		return err
 	}
-	s.sessions.Put(r.Context(), sessionUserID, u.ID)
 	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
 	return nil
 }
 
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) error {
+	if tok := s.sessions.Token(r.Context()); tok != "" {
+		if err := s.store.EndSession(r.Context(), sessionKey(tok)); err != nil {
+			return err
+		}
+	}
+	if err := s.sessions.Destroy(r.Context()); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+	return nil
+}
+
+// signOutEverywhere ends every web session of the user, on every browser.
+func (s *Server) signOutEverywhere(w http.ResponseWriter, r *http.Request) error {
+	u, _ := userFrom(r.Context())
+	if _, err := s.store.EndAllSessions(r.Context(), store.UserActor(u), u); err != nil {
+		return err
+	}
 	if err := s.sessions.Destroy(r.Context()); err != nil {
 		return err
 	}

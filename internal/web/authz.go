@@ -1,6 +1,10 @@
 package web
 
-import "paddock/internal/store"
+import (
+	"net/http"
+
+	"paddock/internal/store"
+)
 
 // This file is the one place that decides who may do what.
 
@@ -35,4 +39,28 @@ func listScope(u store.User, f store.RequestFilter) store.RequestFilter {
 		}
 	}
 	return f
+}
+
+// canReadAudit reports whether u may read and export the audit log:
+// managers and the platform team.
+func canReadAudit(u store.User) bool {
+	return u.Role == store.RoleManager || u.Role == store.RolePlatform
+}
+
+// anyUser is the policy of pages every signed-in user may open (their
+// profile, the catalog); what they see there is still narrowed per user.
+func anyUser(store.User) bool { return true }
+
+// allow guards a group of page routes with a role policy: a signed-in user
+// whom the policy refuses gets 403. It runs after requireUser.
+func (s *Server) allow(policy func(store.User) bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, ok := userFrom(r.Context()); !ok || !policy(u) {
+				s.page(func(http.ResponseWriter, *http.Request) error { return errForbidden })(w, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }

@@ -22,11 +22,18 @@ type Hub struct {
 	log  *slog.Logger
 	mu   sync.Mutex
 	subs map[int64]map[chan struct{}]struct{}
+	// closing is closed at shutdown, ending every open stream so that the
+	// server's graceful shutdown does not wait for browsers to leave.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
+
+// Close ends every open event stream.
+func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.closing) }) }
 
 // NewHub returns a hub; Run starts listening.
 func NewHub(pool *pgxpool.Pool, log *slog.Logger) *Hub {
-	return &Hub{pool: pool, log: log, subs: map[int64]map[chan struct{}]struct{}{}}
+	return &Hub{pool: pool, log: log, subs: map[int64]map[chan struct{}]struct{}{}, closing: make(chan struct{})}
 }
 
 // Subscribe returns a channel that receives (coalesced) signals whenever
@@ -137,6 +144,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	for {
 		select {
 		case <-r.Context().Done():
+			return nil
+		case <-s.hub.closing:
 			return nil
 		case <-ch:
 			fmt.Fprint(w, "event: changed\ndata: {}\n\n")

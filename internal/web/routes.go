@@ -13,21 +13,36 @@ import (
 // MaxBodyBytes bounds every request body (1 MiB).
 const MaxBodyBytes = 1 << 20
 
-// Handler returns the whole HTTP surface: every route is listed here.
+// Handler returns the whole HTTP surface, guarded against cross-site
+// request forgery: state-changing requests from other origins are refused.
 func (s *Server) Handler() http.Handler {
+	return http.NewCrossOriginProtection().Handler(s.Router())
+}
+
+// Router returns the route table: every route is listed here. Tests walk it
+// to check that each route has a row in the role × route matrix.
+func (s *Server) Router() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.logRequests, middleware.Recoverer, securityHeaders, limitBody)
+	r.Use(middleware.RequestID, s.clientIP(), s.logRequests, s.metrics.instrument, middleware.Recoverer, securityHeaders, limitBody)
 
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
+	r.Handle("/metrics", s.metrics.handler())
 	r.Handle("/static/*", static.Handler())
 
 	// Pages, with a session.
 	r.Group(func(r chi.Router) {
-		r.Use(s.sessions.LoadAndSave, s.withUser)
-		r.Get("/signin", s.page(s.signInPage))
-		r.Post("/dev/signin", s.page(s.devSignIn))
+		r.Use(s.sessions.LoadAndSave, s.withProxyUser, s.withUser)
 		r.Post("/signout", s.page(s.signOut))
+
+		// Sign-in, rate-limited per client address.
+		r.Group(func(r chi.Router) {
+			r.Use(s.signInLimit())
+			r.Get("/signin", s.page(s.signInPage))
+			r.Post("/dev/signin", s.page(s.devSignIn))
+			r.Get("/auth/oidc/login", s.page(s.oidcLogin))
+			r.Get("/auth/oidc/callback", s.page(s.oidcCallback))
+		})
 
 		r.Group(func(r chi.Router) {
 			r.Use(s.requireUser)
@@ -41,6 +56,14 @@ func (s *Server) Handler() http.Handler {
 			r.Get("/requests/{id}/stream", s.page(s.stream))
 			r.Get("/requests/{id}/manifest", s.page(s.requestManifest))
 			r.Post("/requests/{id}/actions/{action}", s.page(s.requestAction))
+
+			r.Get("/profile", s.page(s.profile))
+			r.Post("/profile/tokens", s.page(s.tokenCreate))
+			r.Post("/profile/tokens/{tokenID}/revoke", s.page(s.tokenRevoke))
+			r.Post("/signout/everywhere", s.page(s.signOutEverywhere))
+
+			r.With(s.allow(canReadAudit)).Get("/audit", s.page(s.auditLog))
+			r.With(s.allow(canReadAudit)).Get("/audit.csv", s.page(s.auditExport))
 		})
 	})
 
@@ -48,7 +71,7 @@ func (s *Server) Handler() http.Handler {
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Get("/openapi.json", s.openAPI)
 		r.Group(func(r chi.Router) {
-			r.Use(s.requireToken, middleware.Timeout(30*time.Second))
+			r.Use(s.apiLimit(false), s.requireToken, s.apiLimit(true), middleware.Timeout(30*time.Second))
 			r.Get("/templates", s.api(s.apiTemplates))
 			r.Get("/requests", s.api(s.apiRequests))
 			r.Post("/requests", s.api(s.apiCreateRequest))
@@ -59,9 +82,7 @@ func (s *Server) Handler() http.Handler {
 		})
 	})
 	r.NotFound(s.page(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
-
-	// Cross-site request forgery: refuse state-changing requests from other origins.
-	return http.NewCrossOriginProtection().Handler(r)
+	return r
 }
 
 // securityHeaders sets the headers every response carries.

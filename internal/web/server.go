@@ -6,10 +6,12 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/alexedwards/scs/pgxstore"
 	"github.com/alexedwards/scs/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
@@ -24,7 +26,40 @@ type Config struct {
 	SecureCookies bool
 	// ClusterName is shown in the footer and the API ("simulated" or "kubernetes").
 	ClusterName string
+
+	// OIDC enables single sign-on with an OpenID provider; nil turns it off.
+	OIDC *OIDCConfig
+	// Proxy enables sign-in by the headers of an authenticating proxy
+	// (oauth2-proxy style); nil turns it off. The headers are believed only
+	// from TrustedProxies.
+	Proxy *ProxyConfig
+	// TrustedProxies are the addresses of reverse proxies in front of
+	// Paddock: only from them are X-Forwarded-For (for rate limits and logs)
+	// and the Proxy headers believed.
+	TrustedProxies []netip.Prefix
+
+	// SessionLifetime is the absolute limit of a web session (default 12h);
+	// SessionIdleTimeout ends a session unused for that long (default 2h).
+	SessionLifetime    time.Duration
+	SessionIdleTimeout time.Duration
+
+	// SignInRate and APIRate are requests per minute per client address
+	// (sign-in) and per token owner (API); 0 means the defaults, 30 and 600.
+	SignInRate int
+	APIRate    int
+
+	// Registry receives Paddock's HTTP and database series and is served
+	// at /metrics; nil makes a private one.
+	Registry *prometheus.Registry
 }
+
+// Defaults of Config.
+const (
+	DefaultSessionLifetime    = 12 * time.Hour
+	DefaultSessionIdleTimeout = 2 * time.Hour
+	DefaultSignInRate         = 30
+	DefaultAPIRate            = 600
+)
 
 // Server holds the dependencies of every handler.
 type Server struct {
@@ -35,22 +70,47 @@ type Server struct {
 	sessions *scs.SessionManager
 	hub      *Hub
 	log      *slog.Logger
+	oidc     *oidcClient
+	metrics  *metrics
 }
 
 // New returns a Server. cluster and watcher may be nil in tests that do not
 // provision.
 func New(cfg Config, st *store.Store, cluster *provision.Cluster, watcher *provision.Watcher, log *slog.Logger) *Server {
+	if cfg.SessionLifetime <= 0 {
+		cfg.SessionLifetime = DefaultSessionLifetime
+	}
+	if cfg.SessionIdleTimeout <= 0 {
+		cfg.SessionIdleTimeout = DefaultSessionIdleTimeout
+	}
+	if cfg.SignInRate <= 0 {
+		cfg.SignInRate = DefaultSignInRate
+	}
+	if cfg.APIRate <= 0 {
+		cfg.APIRate = DefaultAPIRate
+	}
 	sm := scs.New()
 	sm.Store = pgxstore.NewWithCleanupInterval(st.Pool(), 10*time.Minute)
-	sm.Lifetime = 12 * time.Hour
-	sm.IdleTimeout = 2 * time.Hour
+	sm.Lifetime = cfg.SessionLifetime
+	sm.IdleTimeout = cfg.SessionIdleTimeout
+	// The sessions table holds SHA-256 digests of the cookies, so a copy
+	// of the database does not sign anyone in.
+	sm.HashTokenInStore = true
 	sm.Cookie.Name = "paddock_session"
 	sm.Cookie.HttpOnly = true
 	sm.Cookie.SameSite = http.SameSiteLaxMode
 	sm.Cookie.Secure = cfg.SecureCookies
-	return &Server{cfg: cfg, store: st, cluster: cluster, watcher: watcher, sessions: sm,
-		hub: NewHub(st.Pool(), log), log: log}
+	s := &Server{cfg: cfg, store: st, cluster: cluster, watcher: watcher, sessions: sm,
+		hub: NewHub(st.Pool(), log), log: log, metrics: newMetrics(cfg.Registry, st)}
+	if cfg.OIDC != nil {
+		s.oidc = newOIDCClient(*cfg.OIDC)
+	}
+	return s
 }
+
+// CloseStreams ends the open live-update streams; call it when the HTTP
+// server starts shutting down (http.Server.RegisterOnShutdown).
+func (s *Server) CloseStreams() { s.hub.Close() }
 
 // Run keeps the live-update hub listening until ctx ends.
 func (s *Server) Run(ctx context.Context) { s.hub.Run(ctx) }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ type signInView struct {
 	Dev   bool
 	Users []store.User
 	Next  string
+	// SSO offers single sign-on; Proxy says sign-in happens at the proxy.
+	SSO   bool
+	Proxy bool
 }
 
 // templateCard is a template as the catalog and forms show it.
@@ -227,3 +231,5 @@ func text(s string) templ.Component {
 		return err
 	})
 }
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }

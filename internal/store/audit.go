@@ -1,0 +1,172 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Audit actions. Callers may use other names; these are the ones Paddock
+// writes itself, listed so that readers of the log know what to filter on.
+const (
+	AuditSignIn         = "sign_in"
+	AuditSignInRefused  = "sign_in_refused"
+	AuditSignOutAll     = "sign_out_everywhere"
+	AuditUserCreate     = "user_create"
+	AuditRoleChange     = "role_change"
+	AuditTokenCreate    = "token_create"
+	AuditTokenRevoke    = "token_revoke"
+	AuditRequestSubmit  = "request_submit"
+	AuditVMAction       = "vm_action"
+	AuditApproval       = "approval"
+	AuditTemplateChange = "template_change"
+)
+
+// AuditEntry is one row of the append-only audit log.
+type AuditEntry struct {
+	ID      int64          `db:"id"`
+	At      time.Time      `db:"at"`
+	ActorID *int64         `db:"actor_id"`
+	Actor   string         `db:"actor"`
+	Action  string         `db:"action"`
+	Target  string         `db:"target"`
+	Details map[string]any `db:"details"`
+}
+
+// DetailsText renders the details as compact JSON with sorted keys, for a
+// table cell or a CSV column.
+func (e AuditEntry) DetailsText() string {
+	if len(e.Details) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(e.Details)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// execer is what Audit needs of a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Audit appends an entry to the audit log. Pass the transaction that makes
+// the change being recorded, so that the change and its record commit
+// together; pass nil to write on its own (for example a refused sign-in,
+// which changes nothing). target names what was acted on, such as
+// "request:42", "user:alice" or "template:ubuntu-2404". details must not hold
+// secrets: the log is readable by managers and exported as CSV.
+func (s *Store) Audit(ctx context.Context, tx pgx.Tx, actor Actor, action, target string, details map[string]any) error {
+	var db execer = s.pool
+	if tx != nil {
+		db = tx
+	}
+	if details == nil {
+		details = map[string]any{}
+	}
+	name := actor.Name
+	if name == "" {
+		name = "system"
+	}
+	_, err := db.Exec(ctx, `INSERT INTO audit_log (actor_id, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)`,
+		actor.UserID, name, action, target, details)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}
+
+// RequestTarget is the audit target naming a request.
+func RequestTarget(id int64) string { return "request:" + strconv.FormatInt(id, 10) }
+
+// UserTarget is the audit target naming a user.
+func UserTarget(login string) string { return "user:" + login }
+
+// AuditFilter selects audit entries. Zero fields match everything.
+type AuditFilter struct {
+	// Actor matches the actor's name exactly.
+	Actor string
+	// Action matches the action exactly.
+	Action string
+	// Target matches entries whose target starts with it.
+	Target string
+	// Before continues a list after the entry with this id (keyset paging).
+	Before int64
+	// Limit bounds a page; 0 means 100. AuditLog caps it at 1000.
+	Limit int
+}
+
+func (f AuditFilter) where() (string, []any) {
+	var where []string
+	var args []any
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.Actor != "" {
+		add("actor = $%d", f.Actor)
+	}
+	if f.Action != "" {
+		add("action = $%d", f.Action)
+	}
+	if f.Target != "" {
+		add("starts_with(target, $%d)", f.Target)
+	}
+	if f.Before != 0 {
+		add("id < $%d", f.Before)
+	}
+	if len(where) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(where, " AND "), args
+}
+
+const auditSelect = `SELECT id, at, actor_id, actor, action, target, details FROM audit_log`
+
+// AuditLog lists audit entries newest first.
+func (s *Store) AuditLog(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	f.Limit = min(f.Limit, 1000)
+	where, args := f.where()
+	rows, _ := s.pool.Query(ctx, auditSelect+where+fmt.Sprintf(" ORDER BY id DESC LIMIT %d", f.Limit), args...)
+	es, err := pgx.CollectRows(rows, pgx.RowToStructByName[AuditEntry])
+	if err != nil {
+		return nil, fmt.Errorf("list audit log: %w", err)
+	}
+	return es, nil
+}
+
+// EachAuditEntry calls fn for every entry matching f (Limit and Before are
+// ignored), oldest first, without holding the whole log in memory: the CSV
+// export streams through it.
+func (s *Store) EachAuditEntry(ctx context.Context, f AuditFilter, fn func(AuditEntry) error) error {
+	f.Before, f.Limit = 0, 0
+	where, args := f.where()
+	rows, err := s.pool.Query(ctx, auditSelect+where+" ORDER BY id", args...)
+	if err != nil {
+		return fmt.Errorf("export audit log: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := pgx.RowToStructByName[AuditEntry](rows)
+		if err != nil {
+			return fmt.Errorf("export audit log: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("export audit log: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,286 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Quota is a team's hard limit on what its VMs use at once. A nil field
+// means no limit on that resource.
+type Quota struct {
+	TeamID    int64
+	VCPU      *int
+	MemoryMiB *int
+	VMs       *int
+	DiskGiB   *int
+	UpdatedBy string
+	UpdatedAt *time.Time
+}
+
+// Limited reports whether the quota limits anything.
+func (q Quota) Limited() bool {
+	return q.VCPU != nil || q.MemoryMiB != nil || q.VMs != nil || q.DiskGiB != nil
+}
+
+// Usage is what a team's VMs use, or what one request adds.
+type Usage struct {
+	VCPU      int
+	MemoryMiB int
+	VMs       int
+	DiskGiB   int
+}
+
+// Add returns the sum of two usages.
+func (u Usage) Add(o Usage) Usage {
+	return Usage{VCPU: u.VCPU + o.VCPU, MemoryMiB: u.MemoryMiB + o.MemoryMiB, VMs: u.VMs + o.VMs, DiskGiB: u.DiskGiB + o.DiskGiB}
+}
+
+// UsageOf is what one VM of size from template adds to its team's usage.
+func UsageOf(t TemplateSpec, size Size) Usage {
+	cpu, mem := size.Resources()
+	return Usage{VCPU: cpu, MemoryMiB: mem, VMs: 1, DiskGiB: t.RootDiskGiB}
+}
+
+// QuotaLine is one resource of a quota with its use, for forms and checks.
+type QuotaLine struct {
+	// Resource is "vCPU", "memory", "VMs" or "disk".
+	Resource string
+	Used     int
+	Adds     int
+	// Limit is nil when the resource is not limited.
+	Limit *int
+}
+
+// After is the use once the request is added.
+func (l QuotaLine) After() int { return l.Used + l.Adds }
+
+// Over reports whether adding the request exceeds the limit.
+func (l QuotaLine) Over() bool { return l.Limit != nil && l.After() > *l.Limit }
+
+// Format renders an amount of this resource, e.g. "36 GiB" or "4".
+func (l QuotaLine) Format(n int) string {
+	switch l.Resource {
+	case "memory":
+		return FormatMiB(n)
+	case "disk":
+		return fmt.Sprintf("%d GiB", n)
+	}
+	return fmt.Sprint(n)
+}
+
+// Blocker names the exceeded limit as the form and errors show it, e.g.
+// "memory 36 GiB of 32 GiB".
+func (l QuotaLine) Blocker() string {
+	return fmt.Sprintf("%s %s of %s", l.Resource, l.Format(l.After()), l.Format(*l.Limit))
+}
+
+// Lines lays the quota out resource by resource, with what the team uses and
+// what add would add. Disk is left out when neither the quota nor the
+// request mentions it.
+func (q Quota) Lines(used, add Usage) []QuotaLine {
+	ls := []QuotaLine{
+		{Resource: "vCPU", Used: used.VCPU, Adds: add.VCPU, Limit: q.VCPU},
+		{Resource: "memory", Used: used.MemoryMiB, Adds: add.MemoryMiB, Limit: q.MemoryMiB},
+		{Resource: "VMs", Used: used.VMs, Adds: add.VMs, Limit: q.VMs},
+	}
+	if q.DiskGiB != nil || used.DiskGiB > 0 || add.DiskGiB > 0 {
+		ls = append(ls, QuotaLine{Resource: "disk", Used: used.DiskGiB, Adds: add.DiskGiB, Limit: q.DiskGiB})
+	}
+	return ls
+}
+
+// Blockers lists every limit that adding add to used would exceed, in words:
+// "memory 36 GiB of 32 GiB". Empty means the request fits.
+func (q Quota) Blockers(used, add Usage) []string {
+	var out []string
+	for _, l := range q.Lines(used, add) {
+		if l.Over() {
+			out = append(out, l.Blocker())
+		}
+	}
+	return out
+}
+
+// FormatMiB renders memory in GiB where it divides evenly, e.g. "32 GiB",
+// "1.5 GiB", "512 MiB".
+func FormatMiB(mib int) string {
+	switch {
+	case mib%1024 == 0:
+		return fmt.Sprintf("%d GiB", mib/1024)
+	case mib > 1024:
+		return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(mib)/1024), ".0") + " GiB"
+	}
+	return fmt.Sprintf("%d MiB", mib)
+}
+
+// usageStates are the states in which a request's VM exists or is about to:
+// they count against the team's quota. Pending requests do not (they are
+// checked again when approved), nor do rejected and deleted ones.
+var usageStates = []string{string(StateApproved), string(StateProvisioning), string(StateRunning),
+	string(StateStopped), string(StateFailed), string(StateExpired)}
+
+// queryRower is what reading one row needs of a pool or a transaction.
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func teamUsage(ctx context.Context, q queryRower, teamID int64) (Usage, error) {
+	var u Usage
+	err := q.QueryRow(ctx, `
+		SELECT count(*), coalesce(sum(r.vcpu), 0), coalesce(sum(r.memory_mib), 0),
+		       coalesce(sum(coalesce((tv.spec->>'rootDiskGiB')::int, 0)), 0)
+		FROM requests r
+		JOIN template_versions tv ON tv.template_id = r.template_id AND tv.version = r.template_version
+		WHERE r.team_id = $1 AND r.state = ANY($2)`, teamID, usageStates).
+		Scan(&u.VMs, &u.VCPU, &u.MemoryMiB, &u.DiskGiB)
+	if err != nil {
+		return u, fmt.Errorf("usage of team %d: %w", teamID, err)
+	}
+	return u, nil
+}
+
+func teamQuota(ctx context.Context, q queryRower, teamID int64) (Quota, error) {
+	qt := Quota{TeamID: teamID}
+	var by *string
+	err := q.QueryRow(ctx, `
+		SELECT tq.vcpu, tq.memory_mib, tq.vms, tq.disk_gib, u.login, tq.updated_at
+		FROM team_quotas tq LEFT JOIN users u ON u.id = tq.updated_by
+		WHERE tq.team_id = $1`, teamID).
+		Scan(&qt.VCPU, &qt.MemoryMiB, &qt.VMs, &qt.DiskGiB, &by, &qt.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return qt, nil
+	}
+	if err != nil {
+		return qt, fmt.Errorf("quota of team %d: %w", teamID, err)
+	}
+	if by != nil {
+		qt.UpdatedBy = *by
+	}
+	return qt, nil
+}
+
+// TeamQuota returns a team's quota; a team without one gets a Quota that
+// limits nothing.
+func (s *Store) TeamQuota(ctx context.Context, teamID int64) (Quota, error) {
+	return teamQuota(ctx, s.pool, teamID)
+}
+
+// TeamUsage returns what a team's VMs use now.
+func (s *Store) TeamUsage(ctx context.Context, teamID int64) (Usage, error) {
+	return teamUsage(ctx, s.pool, teamID)
+}
+
+// TeamQuotaUsage is a team with its quota and usage, for the platform page.
+type TeamQuotaUsage struct {
+	Team  Team
+	Quota Quota
+	Usage Usage
+}
+
+// TeamQuotas lists every team with its quota and usage, by team name.
+func (s *Store) TeamQuotas(ctx context.Context) ([]TeamQuotaUsage, error) {
+	teams, err := s.Teams(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TeamQuotaUsage, 0, len(teams))
+	for _, t := range teams {
+		q, err := s.TeamQuota(ctx, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		u, err := s.TeamUsage(ctx, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, TeamQuotaUsage{Team: t, Quota: q, Usage: u})
+	}
+	return out, nil
+}
+
+// MaxQuota bounds each quota number, far above any real team and well inside int32.
+const MaxQuota = 1_000_000
+
+// SetTeamQuota replaces a team's quota; nil fields lift that limit. A quota
+// below current usage is allowed (it blocks new VMs until usage falls) and
+// is reported in the audit log with the usage at the time.
+func (s *Store) SetTeamQuota(ctx context.Context, q Quota, actor Actor) error {
+	v := &ValidationError{}
+	for _, f := range []struct {
+		field string
+		n     *int
+		unit  int
+	}{{"vcpu", q.VCPU, 1}, {"memoryGiB", q.MemoryMiB, 1024}, {"vms", q.VMs, 1}, {"diskGiB", q.DiskGiB, 1}} {
+		if f.n != nil && (*f.n < 0 || *f.n > MaxQuota*f.unit) {
+			v.Add(f.field, "must be a whole number from 0 to %d, or empty for no limit", MaxQuota)
+		}
+	}
+	if err := v.OrNil(); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var team string
+		err := tx.QueryRow(ctx, `SELECT name FROM teams WHERE id = $1 FOR UPDATE`, q.TeamID).Scan(&team)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock team: %w", err)
+		}
+		old, err := teamQuota(ctx, tx, q.TeamID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO team_quotas (team_id, vcpu, memory_mib, vms, disk_gib, updated_by, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, now())
+			ON CONFLICT (team_id) DO UPDATE SET vcpu = EXCLUDED.vcpu, memory_mib = EXCLUDED.memory_mib,
+				vms = EXCLUDED.vms, disk_gib = EXCLUDED.disk_gib, updated_by = EXCLUDED.updated_by, updated_at = now()`,
+			q.TeamID, q.VCPU, q.MemoryMiB, q.VMs, q.DiskGiB, actor.UserID)
+		if err != nil {
+			return fmt.Errorf("save quota: %w", err)
+		}
+		used, err := teamUsage(ctx, tx, q.TeamID)
+		if err != nil {
+			return err
+		}
+		return s.Audit(ctx, tx, actor, AuditQuotaChange, "team:"+team, map[string]any{
+			"before": quotaDetails(old), "after": quotaDetails(q),
+			"usage": map[string]int{"vcpu": used.VCPU, "memoryMiB": used.MemoryMiB, "vms": used.VMs, "diskGiB": used.DiskGiB},
+		})
+	})
+}
+
+// AuditQuotaChange is the audit action for a changed team quota.
+const AuditQuotaChange = "quota_change"
+
+func quotaDetails(q Quota) map[string]any {
+	m := map[string]any{}
+	for k, v := range map[string]*int{"vcpu": q.VCPU, "memoryMiB": q.MemoryMiB, "vms": q.VMs, "diskGiB": q.DiskGiB} {
+		if v != nil {
+			m[k] = *v
+		} else {
+			m[k] = nil
+		}
+	}
+	return m
+}
+
+// quotaCheck loads the quota and usage of a team whose row the caller has
+// locked, and says what adding add would exceed.
+func quotaCheck(ctx context.Context, tx pgx.Tx, teamID int64, add Usage) (Quota, []string, error) {
+	q, err := teamQuota(ctx, tx, teamID)
+	if err != nil || !q.Limited() {
+		return q, nil, err
+	}
+	used, err := teamUsage(ctx, tx, teamID)
+	if err != nil {
+		return q, nil, err
+	}
+	return q, q.Blockers(used, add), nil
+}

@@ -1,0 +1,242 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"paddock/internal/store"
+)
+
+// TestRequestsPinTheirVersion: a request keeps the version it was made from
+// after the template changes; new requests take the new version; old
+// versions stay readable and immutable.
+func TestRequestsPinTheirVersion(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	first, err := b.submit(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := testTemplate("ubuntu", true)
+	spec.Sizes[0].Instancetype = "u1.medium"
+	res, err := b.st.PublishTemplateChange(ctx, store.Publish{Spec: spec, Actor: store.UserActor(b.other), Note: "bigger small"})
+	if err != nil || !res.Changed || res.Version != 2 || res.Previous != 1 || strings.Join(res.Fields, ",") != "sizes" {
+		t.Fatalf("publish v2: %+v %v", res, err)
+	}
+	second, err := b.submit(t, func(n *store.NewRequest) { n.Name = "web-2" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ = b.st.Request(ctx, first.ID)
+	if first.TemplateVersion != 1 || second.TemplateVersion != 2 {
+		t.Errorf("versions: first %d, second %d", first.TemplateVersion, second.TemplateVersion)
+	}
+	if first.VCPU != 1 || first.MemoryMiB != 2048 || second.MemoryMiB != 4096 {
+		t.Errorf("resources: first %d/%d, second %d/%d", first.VCPU, first.MemoryMiB, second.VCPU, second.MemoryMiB)
+	}
+	v1, err := b.st.TemplateVersion(ctx, first.TemplateID, 1)
+	if err != nil || v1.Spec.Sizes[0].Instancetype != "u1.small" {
+		t.Errorf("v1: %+v %v", v1.Spec.Sizes, err)
+	}
+	vs, err := b.st.TemplateVersions(ctx, first.TemplateID)
+	if err != nil || len(vs) != 2 || vs[0].Version != 2 || vs[0].CreatedBy != "manager" || vs[0].Note != "bigger small" || vs[1].CreatedBy != "" {
+		t.Errorf("history: %+v %v", vs, err)
+	}
+	if _, err := b.st.Pool().Exec(ctx, `DELETE FROM template_versions WHERE version = 1`); err == nil {
+		t.Error("a pinned version could be deleted")
+	}
+	usage, err := b.st.TemplateUsage(ctx, first.TemplateID)
+	if err != nil || usage[1].VMs != 1 || usage[2].VMs != 1 {
+		t.Errorf("usage: %+v %v", usage, err)
+	}
+	sums, err := b.st.TemplateSummaries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sums {
+		if s.Name == "ubuntu" && (s.VMs != 2 || s.Outdated != 1 || s.Version != 2) {
+			t.Errorf("summary: %+v", s)
+		}
+	}
+	states, err := b.st.TemplateStates(ctx)
+	if err != nil || states[first.TemplateID].Current != 2 {
+		t.Errorf("states: %+v %v", states, err)
+	}
+	// Deleted VMs do not count.
+	if err := b.st.RequestAction(ctx, first.ID, store.ActionDelete, store.UserActor(b.dev)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.Transition(ctx, first.ID, store.StateDeleted, store.ActorCluster, "state", "gone", store.StateApproved); err != nil {
+		t.Fatal(err)
+	}
+	usage, _ = b.st.TemplateUsage(ctx, first.TemplateID)
+	if _, ok := usage[1]; ok {
+		t.Errorf("usage counts a deleted VM: %+v", usage)
+	}
+}
+
+func TestPublishChecks(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	actor := store.UserActor(b.other)
+	// New refuses an existing name.
+	_, err := b.st.PublishTemplateChange(ctx, store.Publish{Spec: testTemplate("ubuntu", true), Actor: actor, New: true})
+	var verr *store.ValidationError
+	if !errors.As(err, &verr) || !strings.Contains(verr.For("name"), "already exists") {
+		t.Errorf("create over an existing name: %v", err)
+	}
+	// An edit from a stale version is refused.
+	spec := testTemplate("ubuntu", true)
+	spec.Description = "one"
+	if _, err := b.st.PublishTemplateChange(ctx, store.Publish{Spec: spec, Actor: actor, Base: 1}); err != nil {
+		t.Fatal(err)
+	}
+	spec.Description = "two"
+	if _, err := b.st.PublishTemplateChange(ctx, store.Publish{Spec: spec, Actor: actor, Base: 1}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("stale edit: %v", err)
+	}
+	// Invalid specs and notes name the field.
+	bad := testTemplate("new", true)
+	bad.MaxLeaseDays = 0
+	_, err = b.st.PublishTemplateChange(ctx, store.Publish{Spec: bad, Actor: actor, Note: strings.Repeat("x", 501)})
+	if !errors.As(err, &verr) || verr.For("name") == "" || verr.For("maxLeaseDays") == "" || verr.For("note") == "" {
+		t.Errorf("invalid: %v", err)
+	}
+	// Every publish is audited; unchanged ones are not.
+	if _, err := b.st.PublishTemplateChange(ctx, store.Publish{Spec: spec, Actor: actor}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM audit_log WHERE action = 'template_change' AND target = 'template:ubuntu' AND actor = 'manager'`); n != 2 {
+		t.Errorf("%d audit entries, want 2", n)
+	}
+}
+
+func TestDeprecateRetireRestore(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	actor := store.UserActor(b.other)
+	live, err := b.submit(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.RetireTemplate(ctx, "ubuntu", actor); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("retire before deprecating: %v", err)
+	}
+	var verr *store.ValidationError
+	if err := b.st.DeprecateTemplate(ctx, "ubuntu", "  ", actor); !errors.As(err, &verr) || verr.For("note") == "" {
+		t.Errorf("deprecate without a note: %v", err)
+	}
+	if err := b.st.DeprecateTemplate(ctx, "nope", "x", actor); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deprecate a missing template: %v", err)
+	}
+	if err := b.st.DeprecateTemplate(ctx, "ubuntu", "use ubuntu-2604", actor); err != nil {
+		t.Fatal(err)
+	}
+	// Hidden from new requests; the existing one keeps working.
+	_, err = b.submit(t, func(n *store.NewRequest) { n.Name = "web-2" })
+	if !errors.As(err, &verr) || !strings.Contains(verr.For("template"), "deprecated") {
+		t.Errorf("request on a deprecated template: %v", err)
+	}
+	tpl, _ := b.st.TemplateByName(ctx, "ubuntu")
+	if tpl.Status() != "deprecated" || tpl.DeprecationNote != "use ubuntu-2604" {
+		t.Errorf("after deprecate: %s %q", tpl.Status(), tpl.DeprecationNote)
+	}
+	if err := b.st.RequestAction(ctx, live.ID, store.ActionStop, store.UserActor(b.dev)); err != nil && !errors.Is(err, store.ErrConflict) {
+		t.Errorf("act on a VM of a deprecated template: %v", err)
+	}
+	if err := b.st.RetireTemplate(ctx, "ubuntu", actor); err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := b.st.Templates(ctx)
+	for _, t2 := range ts {
+		if t2.Name == "ubuntu" {
+			t.Error("a retired template is listed")
+		}
+	}
+	// Retired templates take no new version until restored.
+	spec := testTemplate("ubuntu", true)
+	spec.Description = "back"
+	if _, err := b.st.PublishTemplateChange(ctx, store.Publish{Spec: spec, Actor: actor}); !errors.As(err, &verr) || !strings.Contains(verr.For("name"), "retired") {
+		t.Errorf("publish to a retired template: %v", err)
+	}
+	if err := b.st.DeprecateTemplate(ctx, "ubuntu", "again", actor); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("deprecate a retired template: %v", err)
+	}
+	if err := b.st.RestoreTemplate(ctx, "ubuntu", actor); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.RestoreTemplate(ctx, "ubuntu", actor); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("restore an active template: %v", err)
+	}
+	if _, err := b.submit(t, func(n *store.NewRequest) { n.Name = "web-3" }); err != nil {
+		t.Errorf("request after restore: %v", err)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM audit_log WHERE target = 'template:ubuntu' AND details->>'change' IN ('deprecate', 'retire', 'restore')`); n != 3 {
+		t.Errorf("%d lifecycle audit entries, want 3", n)
+	}
+}
+
+// TestApplyTemplatesIsAllOrNothing: a batch whose last template cannot be
+// published leaves every template as it was; a dry run writes nothing and
+// predicts what the real run does.
+func TestApplyTemplatesIsAllOrNothing(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	actor := store.Actor{Name: "ci"}
+	changed := testTemplate("gated", false)
+	changed.Description = "changed"
+	fresh := testTemplate("brand-new", true)
+	same := testTemplate("ubuntu", true)
+	if err := b.st.DeprecateTemplate(ctx, "ubuntu", "old", actor); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.RetireTemplate(ctx, "ubuntu", actor); err != nil {
+		t.Fatal(err)
+	}
+	before := countRows(t, b.st, `SELECT count(*) FROM template_versions`)
+	// ubuntu is retired: the batch fails and nothing of it is applied.
+	_, err := b.st.ApplyTemplates(ctx, []store.TemplateSpec{changed, fresh, same}, actor, "", false)
+	if err == nil || !strings.Contains(err.Error(), "ubuntu") {
+		t.Fatalf("apply with a retired template: %v", err)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM template_versions`); n != before {
+		t.Errorf("a failed apply wrote %d versions", n-before)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM templates WHERE name = 'brand-new'`); n != 0 {
+		t.Error("a failed apply created a template")
+	}
+	if err := b.st.RestoreTemplate(ctx, "ubuntu", actor); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := b.st.ApplyTemplates(ctx, []store.TemplateSpec{changed, fresh, same}, actor, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM template_versions`); n != before {
+		t.Error("a dry run wrote versions")
+	}
+	done, err := b.st.ApplyTemplates(ctx, []store.TemplateSpec{changed, fresh, same}, actor, "from git", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary := func(rs []store.PublishResult) string {
+		var s []string
+		for _, r := range rs {
+			s = append(s, r.Name+":"+map[bool]string{true: "changed", false: "same"}[r.Changed]+":"+string(rune('0'+r.Version)))
+		}
+		return strings.Join(s, " ")
+	}
+	if summary(plan) != "brand-new:changed:1 gated:changed:2 ubuntu:same:1" || summary(done) != summary(plan) {
+		t.Errorf("plan %s, done %s", summary(plan), summary(done))
+	}
+	// Applying again changes nothing.
+	again, err := b.st.ApplyTemplates(ctx, []store.TemplateSpec{changed, fresh, same}, actor, "", false)
+	if err != nil || summary(again) != "brand-new:same:1 gated:same:2 ubuntu:same:1" {
+		t.Errorf("second apply: %s %v", summary(again), err)
+	}
+	if _, err := b.st.ApplyTemplates(ctx, []store.TemplateSpec{fresh, fresh}, actor, "", true); err == nil {
+		t.Error("the same template twice in one apply")
+	}
+}
