@@ -50,6 +50,13 @@ func Exists(name string) bool {
 	return ok
 }
 
+// Glob returns the embedded files whose names match pattern (path.Match
+// syntax), sorted.
+func Glob(pattern string) []string {
+	names, _ := fs.Glob(files, pattern)
+	return names
+}
+
 // Handler serves /static/{hash}/{name}. The hash makes each URL immutable,
 // so responses are cached for a year.
 func Handler() http.Handler {

@@ -32,6 +32,11 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	c.DevSignIn = true
 	c.CreateNamespaces = true
+	auth, err := readAuthConfig(getenv)
+	if err != nil {
+		return err
+	}
+	c.Auth = auth
 	log := newLogger(c.LogFormat, stderr)
 
 	if c.DatabaseURL == "" {
@@ -118,5 +123,5 @@ func seed(ctx context.Context, st *store.Store, log *slog.Logger) error {
 			log.Info("seeded template", "name", spec.Name, "version", v)
 		}
 	}
-	return nil
+	return seedGuardrails(ctx, st, team, log)
 }

@@ -40,7 +40,8 @@ Usage:
   portal dev [flags]                     run locally with demo data (simulated cluster)
   portal token create --user LOGIN       print a new API token for a user
   portal templates export [--dir DIR]    write every current template as YAML
-  portal templates apply -f FILE|DIR [--dry-run]
+  portal templates apply -f FILE|DIR [--dry-run] [--diff] [-m NOTE] [--user LOGIN]
+  portal approval-rules export|apply -f FILE [--prune] [--dry-run]
 
 Run "portal COMMAND -h" for the flags of a command.
 `
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdToken(ctx, args[1:], getenv, stdout, stderr)
 	case "templates":
 		return cmdTemplates(ctx, args[1:], getenv, stdout, stderr)
+	case "approval-rules":
+		return cmdApprovalRules(ctx, args[1:], getenv, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

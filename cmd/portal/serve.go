@@ -40,6 +40,8 @@ type config struct {
 	Workers          int
 	JobTimeout       time.Duration
 	ShutdownTimeout  time.Duration
+	Auth             authConfig
+	Guardrails       guardrailsConfig
 }
 
 // envOr returns the environment value of key, or def.
@@ -81,6 +83,7 @@ func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defClu
 	}
 	fs.DurationVar(&c.JobTimeout, "job-timeout", envDuration(getenv, "PADDOCK_JOB_TIMEOUT", time.Minute), "longest a provisioning job may run; a job of a crashed process is retried after a little more (PADDOCK_JOB_TIMEOUT)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed for in-flight requests and jobs at shutdown")
+	guardrailsFlags(fs, &c.Guardrails, getenv)
 }
 
 // newLogger logs structured lines; records logged with an HTTP request's
@@ -107,7 +110,15 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if c.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is not set (or pass --database-url)")
 	}
+	auth, err := readAuthConfig(getenv)
+	if err != nil {
+		return err
+	}
+	c.Auth = auth
 	log := newLogger(c.LogFormat, stderr)
+	if auth.OIDC == nil && auth.Proxy == nil {
+		log.Warn("no sign-in method is configured (PADDOCK_OIDC_ISSUER or PADDOCK_PROXY_AUTH): nobody can use the pages, only API tokens work")
+	}
 	return serve(ctx, c, log, nil)
 }
 
@@ -211,7 +222,12 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 		}
 	}
 	w.Register(workers)
+	if err := c.Guardrails.check(); err != nil {
+		return err
+	}
+	periodic := c.Guardrails.register(st, workers, log)
 	rcfg := &river.Config{
+		PeriodicJobs:      periodic,
 		Logger:            log.With("component", "river"),
 		Workers:           workers,
 		FetchCooldown:     5 * time.Millisecond,
@@ -241,7 +257,10 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 		}
 	}
 
-	srv := web.New(web.Config{DevSignIn: c.DevSignIn, SecureCookies: c.SecureCookies, ClusterName: c.Cluster, Registry: reg}, st, cluster, watcher, log)
+	srv := web.New(web.Config{DevSignIn: c.DevSignIn, SecureCookies: c.SecureCookies, ClusterName: c.Cluster, Registry: reg,
+		OIDC: c.Auth.OIDC, Proxy: c.Auth.Proxy, TrustedProxies: c.Auth.TrustedProxies,
+		SessionLifetime: c.Auth.SessionLifetime, SessionIdleTimeout: c.Auth.SessionIdleTimeout,
+		SignInRate: c.Auth.SignInRate, APIRate: c.Auth.APIRate, LeaseGrace: c.Guardrails.LeaseGrace}, st, cluster, watcher, log)
 	go srv.Run(ctx)
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),

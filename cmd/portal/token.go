@@ -50,7 +50,7 @@ func cmdToken(ctx context.Context, args []string, getenv func(string) string, st
 		t := time.Now().Add(*expires)
 		exp = &t
 	}
-	tok, err := st.CreateToken(ctx, u.ID, *name, exp)
+	tok, err := st.CreateTokenBy(ctx, store.Actor{Name: "cli"}, u.ID, *name, exp)
 	if err != nil {
 		return err
 	}

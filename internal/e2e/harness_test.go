@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,6 +61,7 @@ func startApp(t *testing.T) *app {
 	stdout := &lineWatcher{re: runningLine, found: make(chan string, 1)}
 	stderr := &tailBuffer{max: 256 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s dev: %v", portalBin, err)
 	}
@@ -430,18 +432,28 @@ func clickAndLoad(ctx context.Context, sel string) (*network.Response, error) {
 	return resp, nil
 }
 
-// expectPage checks the response of a navigation: its status and path.
-func expectPage(resp *network.Response, status int64, path *regexp.Regexp) error {
-	u := resp.URL
-	if i := strings.Index(u, "://"); i >= 0 {
-		if k := strings.IndexByte(u[i+3:], '/'); k >= 0 {
-			u = u[i+3+k:]
-		}
+// pathOf returns the path and query of a URL.
+func pathOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
 	}
-	if resp.Status != status || !path.MatchString(u) {
-		return fmt.Errorf("got HTTP %d at %s, want HTTP %d at a path matching %s", resp.Status, u, status, path)
+	return u.RequestURI()
+}
+
+// expectPage checks the response of a navigation: its status, and its path
+// and query.
+func expectPage(resp *network.Response, status int64, path *regexp.Regexp) error {
+	if p := pathOf(resp.URL); resp.Status != status || !path.MatchString(p) {
+		return fmt.Errorf("got HTTP %d at %s, want HTTP %d at a path matching %s", resp.Status, p, status, path)
 	}
 	return nil
+}
+
+// diagnose returns a short-lived context for reading the page to explain a
+// failure, also when ctx has ended.
+func diagnose(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 }
 
 // js quotes s as a JavaScript string literal.
@@ -557,7 +569,7 @@ func waitState(ctx context.Context, want string) error {
 		return nil
 	}
 	// Say what the page shows instead.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	rctx, cancel := diagnose(ctx)
 	defer cancel()
 	state, _, _ := text(rctx, "[data-testid=state]")
 	reason, _, _ := text(rctx, "[data-testid=state-reason]")

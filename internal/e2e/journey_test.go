@@ -72,8 +72,7 @@ func submitRequest(ctx context.Context, name, key string) (string, error) {
 	if _, err := liveWatch(ctx); err != nil {
 		return "", err
 	}
-	path := resp.URL[strings.Index(resp.URL, "/requests/"):]
-	return path, nil
+	return pathOf(resp.URL), nil
 }
 
 // live records how one wait on the request page ended.
@@ -106,7 +105,9 @@ func waitLive(ctx context.Context, want string) (live, error) {
 	// final state, it may still be connecting.)
 	if err := waitUntil(ctx, "the live-update stream to be connected",
 		`document.getElementById('live')?.getAttribute('data-live-state') === 'connected'`); err != nil {
-		stream, _, _ := attr(context.WithoutCancel(ctx), "#live", "data-live-state")
+		dctx, cancel := diagnose(ctx)
+		defer cancel()
+		stream, _, _ := attr(dctx, "#live", "data-live-state")
 		return live{}, fmt.Errorf("%w: data-live-state is %q", err, stream)
 	}
 	return live{want: want, states: states}, nil

@@ -67,7 +67,7 @@ func TestRenderGolden(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"containerDisk", "registry", "dataSource", "instancetype", "explicit"} {
+	for _, k := range []string{"containerDisk", "registry", "http", "dataSource", "instancetype", "explicit"} {
 		if !kinds[k] {
 			t.Errorf("no seeded template covers %s", k)
 		}

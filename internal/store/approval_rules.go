@@ -145,11 +145,17 @@ func resolveRule(ctx context.Context, tx pgx.Tx, in RuleInput, v *ValidationErro
 		ok := false
 		if spec != nil {
 			_, ok = ResolveSize(*spec, in.MaxSize)
-		} else {
-			_, ok = ResolveSize(TemplateSpec{}, in.MaxSize)
+		} else if _, ok = ResolveSize(TemplateSpec{}, in.MaxSize); !ok {
+			// A rule for every template may name a size some templates have.
+			err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM templates t
+				JOIN template_versions v ON v.template_id = t.id AND v.version = t.current_version,
+				jsonb_array_elements(v.spec->'sizes') sz WHERE t.retired_at IS NULL AND sz->>'name' = $1)`, in.MaxSize).Scan(&ok)
+			if err != nil {
+				v.Add(prefix+"maxSize", "could not be checked")
+			}
 		}
 		if !ok {
-			what := "a KubeVirt u1 size (nano, micro, small, medium, large, xlarge, 2xlarge)"
+			what := "a size of some template, or a KubeVirt u1 size (nano, micro, small, medium, large, xlarge, 2xlarge)"
 			if spec != nil {
 				names := make([]string, len(spec.Sizes))
 				for i, s := range spec.Sizes {

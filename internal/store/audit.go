@@ -145,6 +145,16 @@ func (s *Store) AuditLog(ctx context.Context, f AuditFilter) ([]AuditEntry, erro
 	return es, nil
 }
 
+// AuditActions lists every action the log holds, for a filter.
+func (s *Store) AuditActions(ctx context.Context) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT DISTINCT action FROM audit_log ORDER BY action`)
+	as, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list audit actions: %w", err)
+	}
+	return as, nil
+}
+
 // EachAuditEntry calls fn for every entry matching f (Limit and Before are
 // ignored), oldest first, without holding the whole log in memory: the CSV
 // export streams through it.

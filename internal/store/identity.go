@@ -39,6 +39,23 @@ type ExternalUser struct {
 // at once for their API tokens, which act with the current role).
 // It returns ErrLoginTaken when Login belongs to a different identity.
 func (s *Store) UpsertExternalUser(ctx context.Context, x ExternalUser) (User, error) {
+	u, err := s.upsertExternalUser(ctx, x)
+	if errors.Is(err, errRaced) {
+		// The same person's first sign-in, twice at once (a double click):
+		// the second attempt finds the user the first one created.
+		u, err = s.upsertExternalUser(ctx, x)
+	}
+	if errors.Is(err, errRaced) {
+		return User{}, ErrLoginTaken
+	}
+	return u, err
+}
+
+// errRaced reports a unique violation on creating a user, which a retry
+// either resolves (a concurrent sign-in created them) or confirms.
+var errRaced = errors.New("user created concurrently")
+
+func (s *Store) upsertExternalUser(ctx context.Context, x ExternalUser) (User, error) {
 	var id int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var teamID *int64
@@ -74,8 +91,8 @@ func (s *Store) UpsertExternalUser(ctx context.Context, x ExternalUser) (User, e
 				INSERT INTO users (login, display_name, email, role, team_id, oidc_issuer, oidc_subject, last_sign_in_at)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, now()) RETURNING id`,
 				x.Login, x.DisplayName, x.Email, x.Role, teamID, x.Issuer, x.Subject).Scan(&id)
-			if isUniqueViolation(err, "users_login_key") {
-				return ErrLoginTaken
+			if isUniqueViolation(err, "") {
+				return errRaced
 			}
 			if err != nil {
 				return fmt.Errorf("create user %q: %w", x.Login, err)

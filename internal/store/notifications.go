@@ -42,13 +42,16 @@ type WebhookJob struct {
 func (WebhookJob) Kind() string { return "webhook" }
 
 // WebhookMaxAttempts is how often a notification is tried before its
-// deliveries are marked failed (with the backoff, about a day).
+// deliveries are marked failed: with the worker's backoff, about five hours.
 const WebhookMaxAttempts = 12
 
-// InsertOpts gives deliveries a day of retries.
-func (WebhookJob) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: WebhookMaxAttempts} }
+// InsertOpts gives deliveries hours of retries.
+func (WebhookJob) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: WebhookMaxAttempts}
+}
 
-// addNotification records a notification and enqueues its delivery in tx.
+// addNotification records a notification and, when webhooks are on,
+// enqueues its delivery in tx.
 func (s *Store) addNotification(ctx context.Context, tx pgx.Tx, kind string, requestID int64, text string) error {
 	var id int64
 	err := tx.QueryRow(ctx, `INSERT INTO notifications (kind, request_id, text) VALUES ($1, $2, $3) RETURNING id`,
@@ -56,8 +59,16 @@ func (s *Store) addNotification(ctx context.Context, tx pgx.Tx, kind string, req
 	if err != nil {
 		return fmt.Errorf("record %s notification: %w", kind, err)
 	}
+	if !s.webhooks {
+		return nil
+	}
 	return s.enqueue(ctx, tx, WebhookJob{NotificationID: id})
 }
+
+// EnableWebhooks makes every new notification enqueue a WebhookJob. Without
+// it (no webhook configured) notifications are only recorded. Call it once,
+// at start-up, before serving.
+func (s *Store) EnableWebhooks() { s.webhooks = true }
 
 // announce sends the notifications a state change deserves: the first
 // time a VM runs, and a VM that failed on its way up.

@@ -284,3 +284,67 @@ func quotaCheck(ctx context.Context, tx pgx.Tx, teamID int64, add Usage) (Quota,
 	}
 	return q, q.Blockers(used, add), nil
 }
+
+// QuotaMessage is the refusal of a request over its team's quota, e.g.
+// "exceeds the quota of team payments: memory 36 GiB of 32 GiB".
+func QuotaMessage(team string, blockers []string) string {
+	return "exceeds the quota of team " + team + ": " + strings.Join(blockers, "; ")
+}
+
+// Preview is what submitting a request would meet, for the request form:
+// the team's quota and use, what the request adds, what it would exceed,
+// and the policy's decision.
+type Preview struct {
+	Team     string
+	Quota    Quota
+	Used     Usage
+	Adds     Usage
+	Blockers []string
+	Decision Decision
+}
+
+// PreviewRequest works out, without writing or locking anything, what
+// SubmitRequest would decide for a request of size of template by team.
+// Submitting decides again, atomically; the preview may be overtaken.
+func (s *Store) PreviewRequest(ctx context.Context, teamID int64, template, size string, leaseDays int) (Preview, error) {
+	var p Preview
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var team Team
+		err := tx.QueryRow(ctx, `SELECT id, name, namespace, created_at FROM teams WHERE id = $1`, teamID).
+			Scan(&team.ID, &team.Name, &team.Namespace, &team.CreatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("load team: %w", err)
+		}
+		p.Team = team.Name
+		rows, _ := tx.Query(ctx, templateSelect+` WHERE t.name = $1`, template)
+		tpl, err := pgx.CollectExactlyOneRow(rows, scanTemplate)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("load template: %w", err)
+		}
+		sz, ok := tpl.Spec.Size(size)
+		if !ok {
+			return ErrNotFound
+		}
+		if p.Quota, err = teamQuota(ctx, tx, teamID); err != nil {
+			return err
+		}
+		if p.Used, err = teamUsage(ctx, tx, teamID); err != nil {
+			return err
+		}
+		p.Adds = UsageOf(tpl.Spec, sz)
+		p.Blockers = p.Quota.Blockers(p.Used, p.Adds)
+		rule, err := ruleFor(ctx, tx, teamID, tpl.ID)
+		if err != nil {
+			return err
+		}
+		p.Decision = Decide(PolicyInput{Team: team, Template: tpl.Spec, Size: sz, LeaseDays: leaseDays, Quota: p.Quota, Rule: rule})
+		return nil
+	})
+	return p, err
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 )
 
 // State is where a request is in its life.
@@ -84,15 +85,15 @@ type Request struct {
 type VM struct {
 	// SubmittedAt is when the request was submitted (set by the provisioner for its metrics).
 	SubmittedAt time.Time `json:"-"`
-	Namespace string
-	Name      string
-	UID       string
-	Status    string
-	IP        string
-	Message   string
-	Manifest  string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Namespace   string
+	Name        string
+	UID         string
+	Status      string
+	IP          string
+	Message     string
+	Manifest    string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // NewRequest is what a developer submits.
@@ -201,7 +202,22 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 		if len(v.Fields) > 0 {
 			return v
 		}
-		d := Decide(PolicyInput{Team: team, Template: tpl.Spec, Size: size, LeaseDays: n.LeaseDays})
+		// The quota is a hard limit: a request over it is refused, naming what
+		// it would exceed, and nothing is stored. The team row is locked, so
+		// concurrent requests are counted one after another.
+		quota, blockers, err := quotaCheck(ctx, tx, team.ID, UsageOf(tpl.Spec, size))
+		if err != nil {
+			return err
+		}
+		if len(blockers) > 0 {
+			v.Add("quota", "%s", QuotaMessage(team.Name, blockers))
+			return v
+		}
+		rule, err := ruleFor(ctx, tx, team.ID, tpl.ID)
+		if err != nil {
+			return err
+		}
+		d := Decide(PolicyInput{Team: team, Template: tpl.Spec, Size: size, LeaseDays: n.LeaseDays, Quota: quota, Rule: rule})
 		state := StatePendingApproval
 		if d.Approve {
 			state = StateApproved
@@ -242,6 +258,8 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 			if err := s.enqueue(ctx, tx, ProvisionJob{RequestID: id}); err != nil {
 				return err
 			}
+		} else if _, err := s.openApproval(ctx, tx, id, ApprovalRequest, 0, d.String(), actor); err != nil {
+			return err
 		}
 		return notify(ctx, tx, id)
 	})
@@ -252,21 +270,12 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 }
 
 // enqueue inserts a River job inside tx.
-func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, args interface {
-	Kind() string
-}) error {
+func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, args river.JobArgs) error {
 	if s.jobs == nil {
 		return errors.New("store has no job client")
 	}
-	var err error
-	switch a := args.(type) {
-	case ProvisionJob:
-		_, err = s.jobs.InsertTx(ctx, tx, a, nil)
-	case ActionJob:
-		_, err = s.jobs.InsertTx(ctx, tx, a, nil)
-	default:
-		return fmt.Errorf("unknown job %T", args)
-	}
+	// InsertTx reads each job's own InsertOpts.
+	_, err := s.jobs.InsertTx(ctx, tx, args, nil)
 	if err != nil {
 		return fmt.Errorf("enqueue %s job: %w", args.Kind(), err)
 	}
@@ -396,6 +405,12 @@ func transition(ctx context.Context, tx pgx.Tx, id int64, to State, actor Actor,
 	if err := addEvent(ctx, tx, id, actor, kind, old, to, reason); err != nil {
 		return false, err
 	}
+	if to == StateDeleted {
+		// The VM is gone: its address and status no longer mean anything.
+		if _, err := tx.Exec(ctx, `UPDATE vms SET ip = '', status = '', updated_at = now() WHERE request_id = $1`, id); err != nil {
+			return false, fmt.Errorf("clear deleted vm: %w", err)
+		}
+	}
 	return true, notify(ctx, tx, id)
 }
 
@@ -431,7 +446,8 @@ func (s *Store) NoteWaiting(ctx context.Context, id int64, reason string) error 
 
 // actionStates lists the states from which each action may be taken.
 var actionStates = map[Action][]State{
-	ActionStart:   {StateStopped, StateExpired},
+	// An expired VM starts again only when its lease is extended.
+	ActionStart:   {StateStopped},
 	ActionStop:    {StateRunning, StateProvisioning},
 	ActionRestart: {StateRunning},
 	ActionDelete:  {StatePendingApproval, StateApproved, StateProvisioning, StateRunning, StateStopped, StateFailed, StateExpired},
@@ -466,6 +482,11 @@ func (s *Store) RequestAction(ctx context.Context, id int64, action Action, acto
 		if err := s.Audit(ctx, tx, actor, AuditVMAction, RequestTarget(id), map[string]any{
 			"action": string(action), "state": string(state)}); err != nil {
 			return err
+		}
+		if action == ActionDelete {
+			if err := closeApprovals(ctx, tx, id, actor, "the request was deleted"); err != nil {
+				return err
+			}
 		}
 		// A request with no VM yet is simply withdrawn.
 		if action == ActionDelete && state == StatePendingApproval {

@@ -33,6 +33,8 @@ var ErrConflict = errors.New("conflict")
 type Store struct {
 	pool *pgxpool.Pool
 	jobs *river.Client[pgx.Tx]
+	// webhooks is set when notifications are to be delivered (EnableWebhooks).
+	webhooks bool
 }
 
 // New returns a Store on pool. Call SetJobClient before submitting requests.

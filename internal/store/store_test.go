@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -350,5 +351,22 @@ func TestTokens(t *testing.T) {
 	}
 	if n := countRows(t, b.st, `SELECT count(*) FROM api_tokens WHERE hash = convert_to($1, 'UTF8')`, tok); n != 0 {
 		t.Error("token stored in plain text")
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, "postgres://nobody@127.0.0.1:1/none?connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	_, err = pool.Exec(ctx, "SELECT 1")
+	if !store.Unavailable(err) {
+		t.Errorf("connection refused not unavailable: %v", err)
+	}
+	if store.Unavailable(store.ErrNotFound) || store.Unavailable(nil) {
+		t.Error("ordinary errors counted as unavailable")
 	}
 }

@@ -43,7 +43,10 @@ func (s *Store) Provision(ctx context.Context, id int64, step ProvisionStep) err
 		}
 		vm, err := step(ctx, r)
 		if perm := (*PermanentError)(nil); errors.As(err, &perm) {
-			_, terr := transition(ctx, tx, id, StateFailed, ActorProvisioner, "state", perm.Reason, StateApproved)
+			changed, terr := transition(ctx, tx, id, StateFailed, ActorProvisioner, "state", perm.Reason, StateApproved)
+			if terr == nil && changed {
+				terr = s.announce(ctx, tx, id, StateApproved, StateFailed, perm.Reason)
+			}
 			return terr
 		}
 		if err != nil {
@@ -129,10 +132,15 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 				_, err = tx.Exec(ctx, `UPDATE requests SET desired = 'stopped' WHERE id = $1`, id)
 			}
 			return record(StateStopped)(changed, err)
-		case o.State == StateRunning && state == StateExpired:
-			// An expired VM someone started again stays expired until its lease is extended.
+		case state == StateExpired:
+			// An expired VM stays expired, stopped or started by someone, until
+			// its lease is extended.
 		case o.State != "" && o.State != state:
-			return record(o.State)(transition(ctx, tx, id, o.State, ActorCluster, "state", o.Reason, live...))
+			changed, err := transition(ctx, tx, id, o.State, ActorCluster, "state", o.Reason, live...)
+			if err == nil && changed {
+				err = s.announce(ctx, tx, id, state, o.State, o.Reason)
+			}
+			return record(o.State)(changed, err)
 		case o.State == state && o.Reason != "":
 			if _, err := tx.Exec(ctx, `UPDATE requests SET state_reason = $2 WHERE id = $1 AND state_reason <> $2`, id, o.Reason); err != nil {
 				return fmt.Errorf("update reason: %w", err)

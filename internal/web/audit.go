@@ -21,13 +21,6 @@ type auditView struct {
 	CSV     string
 }
 
-// auditActions are offered in the action filter.
-var auditActions = []string{
-	store.AuditSignIn, store.AuditSignInRefused, store.AuditSignOutAll, store.AuditUserCreate, store.AuditRoleChange,
-	store.AuditTokenCreate, store.AuditTokenRevoke, store.AuditRequestSubmit, store.AuditApproval,
-	store.AuditVMAction, store.AuditTemplateChange, "team_create", "audit_export",
-}
-
 func auditFilter(r *http.Request) store.AuditFilter {
 	q := r.URL.Query()
 	f := store.AuditFilter{Actor: strings.TrimSpace(q.Get("actor")), Action: q.Get("action"), Target: strings.TrimSpace(q.Get("target"))}
@@ -44,10 +37,14 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	actions, err := s.store.AuditActions(r.Context())
+	if err != nil {
+		return err
+	}
 	q := r.URL.Query()
 	q.Del("before")
 	v := auditView{Base: s.viewBase(r, "Audit log"), Entries: es, Actor: f.Actor, Action: f.Action, Target: f.Target,
-		Actions: auditActions, CSV: "/audit.csv?" + q.Encode()}
+		Actions: actions, CSV: "/audit.csv?" + q.Encode()}
 	if len(es) == page {
 		q.Set("before", strconv.FormatInt(es[len(es)-1].ID, 10))
 		v.Next = "/audit?" + q.Encode()

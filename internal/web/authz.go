@@ -47,9 +47,21 @@ func canReadAudit(u store.User) bool {
 	return u.Role == store.RoleManager || u.Role == store.RolePlatform
 }
 
-// anyUser is the policy of pages every signed-in user may open (their
-// profile, the catalog); what they see there is still narrowed per user.
-func anyUser(store.User) bool { return true }
+// canManageTemplates reports whether u may open the platform pages under
+// /platform/templates and change templates there (create, edit, clone,
+// deprecate, restore, retire, import): the platform team only.
+func canManageTemplates(u store.User) bool { return u.Role == store.RolePlatform }
+
+// canSeeTemplate reports whether u may open template t's catalog page:
+// developers see templates offered to their team; managers and the platform
+// team see every template.
+func canSeeTemplate(u store.User, t store.Template) bool {
+	switch u.Role {
+	case store.RolePlatform, store.RoleManager:
+		return true
+	}
+	return t.Spec.AllowsTeam(u.TeamName)
+}
 
 // allow guards a group of page routes with a role policy: a signed-in user
 // whom the policy refuses gets 403. It runs after requireUser.
@@ -64,3 +76,23 @@ func (s *Server) allow(policy func(store.User) bool) func(http.Handler) http.Han
 		})
 	}
 }
+
+// canSeeApprovals reports whether u may open the approval queue and decide
+// what is in it: managers and the platform team.
+func canSeeApprovals(u store.User) bool {
+	return u.Role == store.RoleManager || u.Role == store.RolePlatform
+}
+
+// canDecide reports whether u may approve or reject a: an approver who did
+// not ask for it. Nobody decides their own request or extension.
+func canDecide(u store.User, a store.Approval) bool {
+	return canSeeApprovals(u) && u.ID != a.RequestedByID && u.ID != a.Request.RequesterID
+}
+
+// canManageGuardrails reports whether u may edit team quotas and approval
+// rules and see webhook deliveries: the platform team only.
+func canManageGuardrails(u store.User) bool { return u.Role == store.RolePlatform }
+
+// canExtend reports whether u may extend r's lease: whoever may act on its
+// VM (the owning team and the platform team).
+func canExtend(u store.User, r store.Request) bool { return canAct(u, r) }

@@ -86,10 +86,7 @@ func (s *Server) api(fn func(w http.ResponseWriter, r *http.Request) error) http
 
 // retryAfter reports a Retry-After value when err means PostgreSQL is away.
 func retryAfter(err error) string {
-	msg := err.Error()
-	if strings.Contains(msg, "connect") && (strings.Contains(msg, "refused") || strings.Contains(msg, "failed to connect")) ||
-		strings.Contains(msg, "the database system is shutting down") || strings.Contains(msg, "the database system is starting up") ||
-		strings.Contains(msg, "terminating connection due to administrator command") {
+	if store.Unavailable(err) {
 		return "5"
 	}
 	return ""

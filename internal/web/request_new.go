@@ -42,6 +42,11 @@ func (s *Server) formView(r *http.Request, form requestForm, verr *store.Validat
 			v.Selected = &c
 		}
 	}
+	if v.Selected != nil && u.TeamID != nil {
+		if v.Quota, err = s.quotaPreview(r, *u.TeamID, *v.Selected, form); err != nil {
+			return requestFormView{}, err
+		}
+	}
 	return v, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -51,6 +52,11 @@ func (s *Server) requestShow(w http.ResponseWriter, r *http.Request) error {
 	if v.Justif == "" {
 		v.Justif = "—"
 	}
+	states, err := s.store.TemplateStates(r.Context())
+	if err != nil {
+		return err
+	}
+	v.TemplateNews = newsOf(req, states[req.TemplateID])
 	return render(w, r, http.StatusOK, requestPage(v))
 }
 
@@ -80,6 +86,10 @@ func (s *Server) liveView(ctx context.Context, req store.Request) (liveView, err
 		return liveView{}, err
 	}
 	v.Ephemeral = tv.Spec.Image.Ephemeral()
+	if v.Approvals, err = s.store.ApprovalsOf(ctx, req.ID); err != nil {
+		return liveView{}, err
+	}
+	v.Lease = leaseOf(u, req, v.Approvals, tv.Spec.MaxLeaseDays, s.leaseGrace(), time.Now())
 	if req.VM != nil {
 		v.SSH = fmt.Sprintf("ssh %s@%s", tv.Spec.SSHUser, req.VM.IP)
 		v.Virtctl = fmt.Sprintf("virtctl ssh --namespace %s %s@vm/%s", req.VM.Namespace, tv.Spec.SSHUser, req.VM.Name)
@@ -156,6 +166,9 @@ func (s *Server) requestList(w http.ResponseWriter, r *http.Request) error {
 		v.Next = reqs[pageSize-1].ID
 	}
 	v.Requests = reqs
+	if v.Templates, err = s.store.TemplateStates(r.Context()); err != nil {
+		return err
+	}
 	v.Scope = "Every team's requests, newest first."
 	if u.Role == store.RoleDeveloper {
 		v.Scope = "Your team's requests, newest first."
@@ -203,7 +216,7 @@ func until(d time.Duration) string {
 	var s string
 	switch {
 	case d >= 48*time.Hour:
-		s = fmt.Sprintf("%d days", int(d.Hours()/24))
+		s = fmt.Sprintf("%d days", int(math.Round(d.Hours()/24)))
 	case d >= 2*time.Hour:
 		s = fmt.Sprintf("%d hours", int(d.Hours()))
 	default:
@@ -233,9 +246,36 @@ func eventTitle(e store.Event) string {
 		return "Waiting"
 	case "drift":
 		return "Changed outside Paddock → " + e.ToState.Label()
+	case "approval":
+		if e.ToState == store.StateRejected {
+			return "Rejected by " + e.Actor
+		}
+		return "Approved by " + e.Actor
+	case "lease_warning":
+		return "Lease ending soon"
+	case "lease_expired":
+		return "Lease ended → expired"
+	case "lease_delete":
+		return "Grace period over: deleting"
+	case "lease_extended":
+		return "Lease extended"
+	case "lease_restored":
+		return "Back from expiry → " + e.ToState.Label()
+	case "extension_requested":
+		return "Lease extension asked"
+	case "extension_rejected":
+		return "Lease extension rejected"
 	}
 	if e.FromState != e.ToState && e.ToState != "" {
 		return e.FromState.Label() + " → " + e.ToState.Label()
 	}
 	return e.Kind
+}
+
+// ariaInvalid is the aria-invalid value for a field with error message msg.
+func ariaInvalid(msg string) string {
+	if msg != "" {
+		return "true"
+	}
+	return "false"
 }

@@ -27,18 +27,18 @@ func (s *Server) Router() chi.Router {
 
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
-	r.Handle("/metrics", s.metrics.handler())
+	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
 	r.Handle("/static/*", static.Handler())
 
 	// Pages, with a session.
 	r.Group(func(r chi.Router) {
 		r.Use(s.sessions.LoadAndSave, s.withProxyUser, s.withUser)
+		r.Get("/signin", s.page(s.signInPage))
 		r.Post("/signout", s.page(s.signOut))
 
-		// Sign-in, rate-limited per client address.
+		// Signing in, rate-limited per client address.
 		r.Group(func(r chi.Router) {
 			r.Use(s.signInLimit())
-			r.Get("/signin", s.page(s.signInPage))
 			r.Post("/dev/signin", s.page(s.devSignIn))
 			r.Get("/auth/oidc/login", s.page(s.oidcLogin))
 			r.Get("/auth/oidc/callback", s.page(s.oidcCallback))
@@ -48,6 +48,7 @@ func (s *Server) Router() chi.Router {
 			r.Use(s.requireUser)
 			r.Get("/", http.RedirectHandler("/catalog", http.StatusSeeOther).ServeHTTP)
 			r.Get("/catalog", s.page(s.catalog))
+			r.Get("/catalog/{name}", s.page(s.catalogShow))
 			r.Get("/requests", s.page(s.requestList))
 			r.Get("/requests/new", s.page(s.requestNew))
 			r.Post("/requests", s.page(s.requestCreate))
@@ -56,6 +57,25 @@ func (s *Server) Router() chi.Router {
 			r.Get("/requests/{id}/stream", s.page(s.stream))
 			r.Get("/requests/{id}/manifest", s.page(s.requestManifest))
 			r.Post("/requests/{id}/actions/{action}", s.page(s.requestAction))
+			r.Post("/requests/{id}/extend", s.page(s.requestExtend))
+
+			// The approval queue: managers and the platform team.
+			r.Group(func(r chi.Router) {
+				r.Use(s.allow(canSeeApprovals))
+				r.Get("/approvals", s.page(s.approvals))
+				r.Post("/approvals/{approvalID}/{verdict}", s.page(s.approvalDecide))
+			})
+
+			// The platform team's guardrail pages: quotas, approval rules, webhooks.
+			r.Group(func(r chi.Router) {
+				r.Use(s.allow(canManageGuardrails))
+				r.Get("/platform/quotas", s.page(s.platformQuotas))
+				r.Post("/platform/quotas/{teamID}", s.page(s.quotaSave))
+				r.Get("/platform/rules", s.page(s.platformRules))
+				r.Post("/platform/rules", s.page(s.ruleSave))
+				r.Post("/platform/rules/{ruleID}/delete", s.page(s.ruleDelete))
+				r.Get("/platform/webhooks", s.page(s.platformWebhooks))
+			})
 
 			r.Get("/profile", s.page(s.profile))
 			r.Post("/profile/tokens", s.page(s.tokenCreate))
@@ -64,6 +84,27 @@ func (s *Server) Router() chi.Router {
 
 			r.With(s.allow(canReadAudit)).Get("/audit", s.page(s.auditLog))
 			r.With(s.allow(canReadAudit)).Get("/audit.csv", s.page(s.auditExport))
+
+			// The platform team's template pages.
+			r.Group(func(r chi.Router) {
+				r.Use(s.allow(canManageTemplates))
+				r.Get("/platform/templates", s.page(s.platformTemplates))
+				r.Post("/platform/templates", s.page(s.templateCreate))
+				r.Get("/platform/templates/new", s.page(s.templateNew))
+				r.Post("/platform/templates/preview", s.page(s.templatePreview))
+				r.Get("/platform/templates/import", s.page(s.templateImportForm))
+				r.Post("/platform/templates/import", s.page(s.templateImport))
+				r.Get("/platform/templates/{name}", s.page(s.templateShow))
+				r.Post("/platform/templates/{name}", s.page(s.templateUpdate))
+				r.Get("/platform/templates/{name}/edit", s.page(s.templateEdit))
+				r.Get("/platform/templates/{name}/clone", s.page(s.templateClone))
+				r.Get("/platform/templates/{name}/diff", s.page(s.templateDiff))
+				r.Get("/platform/templates/{name}/versions/{version}", s.page(s.templateVersionShow))
+				r.Post("/platform/templates/{name}/versions/{version}/republish", s.page(s.templateRollback))
+				r.Post("/platform/templates/{name}/deprecate", s.page(s.templateDeprecate))
+				r.Post("/platform/templates/{name}/restore", s.page(s.templateRestore))
+				r.Post("/platform/templates/{name}/retire", s.page(s.templateRetire))
+			})
 		})
 	})
 
@@ -78,6 +119,9 @@ func (s *Server) Router() chi.Router {
 			r.Get("/requests/{id}", s.api(s.apiRequest))
 			r.Get("/requests/{id}/manifest", s.api(s.apiManifest))
 			r.Post("/requests/{id}/actions/{action}", s.api(s.apiAction))
+			r.Post("/requests/{id}/extend", s.api(s.apiExtend))
+			r.Get("/approvals", s.api(s.apiApprovals))
+			r.Post("/approvals/{approvalID}/{verdict}", s.api(s.apiApprovalDecide))
 			r.Delete("/requests/{id}", s.api(s.apiDelete))
 		})
 	})

@@ -44,20 +44,24 @@ type Config struct {
 	SessionIdleTimeout time.Duration
 
 	// SignInRate and APIRate are requests per minute per client address
-	// (sign-in) and per token owner (API); 0 means the defaults, 30 and 600.
+	// (signing in) and per token owner (API); 0 means the defaults, 60 and 600.
 	SignInRate int
 	APIRate    int
 
 	// Registry receives Paddock's HTTP and database series and is served
 	// at /metrics; nil makes a private one.
 	Registry *prometheus.Registry
+
+	// LeaseGrace is how long an expired VM is kept before it is deleted, as
+	// the lease keeper is configured; 0 means store.DefaultLeaseGrace.
+	LeaseGrace time.Duration
 }
 
 // Defaults of Config.
 const (
 	DefaultSessionLifetime    = 12 * time.Hour
 	DefaultSessionIdleTimeout = 2 * time.Hour
-	DefaultSignInRate         = 30
+	DefaultSignInRate         = 60
 	DefaultAPIRate            = 600
 )
 
@@ -104,6 +108,11 @@ func New(cfg Config, st *store.Store, cluster *provision.Cluster, watcher *provi
 		hub: NewHub(st.Pool(), log), log: log, metrics: newMetrics(cfg.Registry, st)}
 	if cfg.OIDC != nil {
 		s.oidc = newOIDCClient(*cfg.OIDC)
+	}
+	// A session store that cannot be reached (PostgreSQL restarting) gets
+	// the same answer as any handler: 503 with a retry hint, not a bare 500.
+	sm.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
+		s.page(func(http.ResponseWriter, *http.Request) error { return err })(w, r)
 	}
 	return s
 }

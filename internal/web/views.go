@@ -137,6 +137,9 @@ type requestFormView struct {
 	Selected  *templateCard
 	Form      requestForm
 	Errors    *store.ValidationError
+	// Quota is the team's quota with what the selected size adds, and what
+	// policy would decide (nil before a template is chosen).
+	Quota *quotaPanel
 }
 
 func (v requestFormView) err(field string) string { return v.Errors.For(field) }
@@ -150,6 +153,9 @@ type requestView struct {
 	Template string
 	Stream   string
 	LiveSrc  string
+	// TemplateNews says what changed about the template since the VM was
+	// made: a newer version, a deprecation (template_badges.go).
+	TemplateNews templateNews
 }
 
 // liveView is the part of the request page that updates live.
@@ -163,6 +169,10 @@ type liveView struct {
 	Actions    []actionButton
 	ExpiresIn  string
 	Ephemeral  bool
+	// Lease is the lease banner and extend button (guardrails_views.go).
+	Lease leaseView
+	// Approvals are the request's approvals, decided or waiting.
+	Approvals []store.Approval
 }
 
 type kubeEvent struct {
@@ -185,6 +195,8 @@ type requestsView struct {
 	Next     int64
 	CanAsk   bool
 	Scope    string
+	// Templates is the current state of every template, for the outdated badges.
+	Templates map[int64]store.TemplateState
 }
 
 // render writes a templ component with a status.

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/riverqueue/river"
@@ -30,12 +31,43 @@ type env struct {
 	st    *store.Store
 	teams map[string]store.Team
 	users map[string]store.User
+	// url is the server's address, known before it starts.
+	url string
+	// logs is everything the server logged.
+	logs *logBuffer
+	// web is the server under test.
+	web *web.Server
+}
+
+// logBuffer collects log output from concurrent handlers.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // setup starts the web server on a private database seeded with teams
 // payments and billing, a developer in each, a platform engineer and a
 // manager, and the example templates.
 func setup(t *testing.T, cfg web.Config) *env {
+	t.Helper()
+	return setupWith(t, func(*env) web.Config { return cfg })
+}
+
+// setupWith is setup with a configuration made once the server's address
+// (e.url) is known, as a redirect URL needs it.
+func setupWith(t *testing.T, mk func(e *env) web.Config) *env {
 	t.Helper()
 	t.Parallel()
 	ctx := context.Background()
@@ -80,8 +112,12 @@ func setup(t *testing.T, cfg web.Config) *env {
 			t.Fatal(err)
 		}
 	}
-	s := web.New(cfg, st, nil, nil, slog.New(slog.DiscardHandler))
-	e.srv = httptest.NewServer(s.Handler())
+	e.srv = httptest.NewUnstartedServer(nil)
+	e.url = "http://" + e.srv.Listener.Addr().String()
+	e.logs = &logBuffer{}
+	e.web = web.New(mk(e), st, nil, nil, slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	e.srv.Config.Handler = e.web.Handler()
+	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	return e
 }

@@ -1,0 +1,249 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// HistoryFilter selects requests for the history pages and their CSV export.
+// Zero fields match everything.
+type HistoryFilter struct {
+	TeamID      int64
+	RequesterID int64
+	TemplateID  int64
+	State       State
+	// From and To bound created_at: From <= created_at < To.
+	From, To time.Time
+	// Q is searched for, case-insensitively, in the name and the justification.
+	Q string
+	// After continues a list after this position (keyset paging).
+	After *Cursor
+	Limit int
+}
+
+// MaxHistoryPage is the largest page History returns.
+const MaxHistoryPage = 500
+
+// MaxHistorySearchLen bounds the search text.
+const MaxHistorySearchLen = 200
+
+// Cursor is a position in the history's order (newest first): the request
+// with this creation time and id, which ties on time are broken by. A cursor
+// is a position, not a page of one particular filter: used with other filters
+// it continues from the same point in time with those filters.
+type Cursor struct {
+	CreatedAt time.Time
+	ID        int64
+}
+
+// String encodes the cursor for a URL: microseconds since the epoch (the
+// precision PostgreSQL keeps), a dot, and the id.
+func (c Cursor) String() string {
+	return strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + strconv.FormatInt(c.ID, 10)
+}
+
+// ParseCursor reads a cursor written by Cursor.String.
+func ParseCursor(s string) (Cursor, error) {
+	us, id, ok := strings.Cut(s, ".")
+	micros, err1 := strconv.ParseInt(us, 10, 64)
+	n, err2 := strconv.ParseInt(id, 10, 64)
+	if !ok || err1 != nil || err2 != nil || n <= 0 {
+		return Cursor{}, fmt.Errorf("malformed cursor %q", s)
+	}
+	return Cursor{CreatedAt: time.UnixMicro(micros).UTC(), ID: n}, nil
+}
+
+// HistoryRow is one request as the history lists and exports it.
+type HistoryRow struct {
+	ID              int64
+	CreatedAt       time.Time
+	TeamName        string
+	RequesterLogin  string
+	TemplateName    string
+	TemplateVersion int
+	Size            string
+	VCPU            int
+	MemoryMiB       int
+	Name            string
+	LeaseDays       int
+	Justification   string
+	State           State
+	StateReason     string
+	Decision        string
+	ExpiresAt       time.Time
+}
+
+// Cursor is the position of the row, for the next page.
+func (h HistoryRow) Cursor() Cursor { return Cursor{CreatedAt: h.CreatedAt, ID: h.ID} }
+
+// Validate reports filter values the store cannot use.
+func (f HistoryFilter) Validate() error {
+	v := &ValidationError{}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		v.Add("to", "must be on or after the from date")
+	}
+	if len([]rune(f.Q)) > MaxHistorySearchLen {
+		v.Add("q", "must be at most %d characters", MaxHistorySearchLen)
+	}
+	if f.State != "" && !validState(f.State) {
+		v.Add("state", "is not a request state")
+	}
+	return v.OrNil()
+}
+
+func validState(s State) bool {
+	switch s {
+	case StatePendingApproval, StateApproved, StateProvisioning, StateRunning, StateStopped,
+		StateFailed, StateRejected, StateExpired, StateDeleted:
+		return true
+	}
+	return false
+}
+
+// historyWhere renders the filter as SQL conditions on requests r, with
+// their arguments. Every condition but the search text is answered by the
+// (column, created_at DESC, id DESC) indexes of migration 0005.
+func historyWhere(f HistoryFilter) (string, []any) {
+	var where []string
+	var args []any
+	// add appends a condition whose ? placeholders take vals in order.
+	add := func(cond string, vals ...any) {
+		for _, v := range vals {
+			args = append(args, v)
+			cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(args)), 1)
+		}
+		where = append(where, cond)
+	}
+	if f.TeamID != 0 {
+		add("r.team_id = ?", f.TeamID)
+	}
+	if f.RequesterID != 0 {
+		add("r.requester_id = ?", f.RequesterID)
+	}
+	if f.TemplateID != 0 {
+		add("r.template_id = ?", f.TemplateID)
+	}
+	if f.State != "" {
+		add("r.state = ?", string(f.State))
+	}
+	if !f.From.IsZero() {
+		add("r.created_at >= ?", f.From)
+	}
+	if !f.To.IsZero() {
+		add("r.created_at < ?", f.To)
+	}
+	if q := strings.TrimSpace(f.Q); q != "" {
+		// The expression is the one the trigram index is built on.
+		add(`(r.name || ' ' || r.justification) ILIKE ?`, "%"+escapeLike(q)+"%")
+	}
+	if f.After != nil {
+		add("(r.created_at, r.id) < (?, ?)", f.After.CreatedAt, f.After.ID)
+	}
+	if len(where) == 0 {
+		return "true", args
+	}
+	return strings.Join(where, " AND "), args
+}
+
+// escapeLike makes s match itself in a LIKE pattern.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// historySelect finds the page's rows in an inner query that reads only the
+// indexed columns, then fetches what the page shows for those rows alone.
+const historySelect = `
+	SELECT r.id, r.created_at, t.name, u.login, tp.name, r.template_version, r.size, r.vcpu, r.memory_mib,
+	       r.name, r.lease_days, r.justification, r.state, r.state_reason, r.decision, r.expires_at
+	FROM (SELECT r.id, r.created_at FROM requests r WHERE %s ORDER BY r.created_at DESC, r.id DESC %s) p
+	JOIN requests r ON r.id = p.id
+	JOIN teams t ON t.id = r.team_id
+	JOIN users u ON u.id = r.requester_id
+	JOIN templates tp ON tp.id = r.template_id
+	ORDER BY p.created_at DESC, p.id DESC`
+
+func scanHistoryRow(row pgx.CollectableRow) (HistoryRow, error) {
+	var h HistoryRow
+	err := row.Scan(&h.ID, &h.CreatedAt, &h.TeamName, &h.RequesterLogin, &h.TemplateName, &h.TemplateVersion,
+		&h.Size, &h.VCPU, &h.MemoryMiB, &h.Name, &h.LeaseDays, &h.Justification, &h.State, &h.StateReason,
+		&h.Decision, &h.ExpiresAt)
+	return h, err
+}
+
+// History returns one page of requests matching f, newest first, and the
+// cursor of the next page (nil on the last page).
+func (s *Store) History(ctx context.Context, f HistoryFilter) ([]HistoryRow, *Cursor, error) {
+	if err := f.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if f.Limit <= 0 || f.Limit > MaxHistoryPage {
+		f.Limit = 50
+	}
+	where, args := historyWhere(f)
+	// One row more than asked tells whether there is a next page.
+	q := fmt.Sprintf(historySelect, where, "LIMIT "+strconv.Itoa(f.Limit+1))
+	// Planned with the actual values every time (an unnamed statement): how
+	// selective a team, a state or a search text is decides the plan.
+	rows, _ := s.pool.Query(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
+	hs, err := pgx.CollectRows(rows, scanHistoryRow)
+	if err != nil {
+		return nil, nil, fmt.Errorf("history: %w", err)
+	}
+	if len(hs) <= f.Limit {
+		return hs, nil, nil
+	}
+	hs = hs[:f.Limit]
+	next := hs[len(hs)-1].Cursor()
+	return hs, &next, nil
+}
+
+// historyExportBatch is how many rows the export fetches at a time.
+const historyExportBatch = 1000
+
+// ExportHistory calls fn for every request matching f, newest first,
+// ignoring f.Limit. Rows come from a server-side cursor a batch at a time, so
+// memory stays constant however many rows match; fn may write each row out
+// as it comes. The export reads one consistent snapshot.
+func (s *Store) ExportHistory(ctx context.Context, f HistoryFilter, fn func(HistoryRow) error) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	where, args := historyWhere(f)
+	q := fmt.Sprintf(historySelect, where, "")
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DECLARE history_export NO SCROLL CURSOR FOR "+q, args...); err != nil {
+			return fmt.Errorf("export history: %w", err)
+		}
+		fetch := "FETCH " + strconv.Itoa(historyExportBatch) + " FROM history_export"
+		for {
+			rows, err := tx.Query(ctx, fetch)
+			if err != nil {
+				return fmt.Errorf("export history: %w", err)
+			}
+			n := 0
+			for rows.Next() {
+				h, err := scanHistoryRow(rows)
+				if err != nil {
+					rows.Close()
+					return fmt.Errorf("export history: %w", err)
+				}
+				n++
+				if err := fn(h); err != nil {
+					rows.Close()
+					return err
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("export history: %w", err)
+			}
+			if n < historyExportBatch {
+				return nil
+			}
+		}
+	})
+}

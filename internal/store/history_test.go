@@ -1,0 +1,337 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"paddock/internal/store"
+)
+
+// hist is a bundle with a second team and requester, and helpers that write
+// requests and events with chosen times, as history has them.
+type hist struct {
+	bundle
+	billing store.Team
+	biller  store.User
+	ubuntu  store.Template
+	gated   store.Template
+}
+
+func setupHistory(t *testing.T) hist {
+	t.Helper()
+	b := setup(t)
+	ctx := context.Background()
+	h := hist{bundle: b}
+	var err error
+	if h.billing, err = b.st.EnsureTeam(ctx, "billing", "billing"); err != nil {
+		t.Fatal(err)
+	}
+	if h.biller, err = b.st.EnsureUser(ctx, "biller", "Biller", store.RoleDeveloper, &h.billing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if h.ubuntu, err = b.st.TemplateByName(ctx, "ubuntu"); err != nil {
+		t.Fatal(err)
+	}
+	if h.gated, err = b.st.TemplateByName(ctx, "gated"); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+type row struct {
+	team         store.Team
+	user         store.User
+	tpl          store.Template
+	name, justif string
+	state        store.State
+	created      time.Time
+	vcpu, memMiB int
+}
+
+// insert writes a request row as it would be after its history, without events.
+func (h hist) insert(t *testing.T, r row) int64 {
+	t.Helper()
+	if r.state == "" {
+		r.state = store.StateDeleted
+	}
+	if r.vcpu == 0 {
+		r.vcpu, r.memMiB = 1, 2048
+	}
+	var id int64
+	err := h.st.Pool().QueryRow(context.Background(), `
+		INSERT INTO requests (team_id, requester_id, template_id, template_version, size, vcpu, memory_mib, name,
+			ssh_public_key, lease_days, justification, state, created_at, updated_at, expires_at)
+		VALUES ($1, $2, $3, $4, 'small', $5, $6, $7, $8, 7, $9, $10, $11, $11, $11::timestamptz + interval '7 days')
+		RETURNING id`, r.team.ID, r.user.ID, r.tpl.ID, r.tpl.Version, r.vcpu, r.memMiB, r.name, sshKey, r.justif,
+		r.state, r.created).Scan(&id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func names(rows []store.HistoryRow) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.Name
+	}
+	return out
+}
+
+var day0 = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+
+func TestHistoryFilters(t *testing.T) {
+	h := setupHistory(t)
+	ctx := context.Background()
+	at := func(d int) time.Time { return day0.AddDate(0, 0, d) }
+	for _, r := range []row{
+		{team: h.team, user: h.dev, tpl: h.ubuntu, name: "web-1", justif: "Load testing checkout", state: store.StateDeleted, created: at(0)},
+		{team: h.team, user: h.dev, tpl: h.gated, name: "db-1", justif: "Migration rehearsal", state: store.StateRejected, created: at(1)},
+		{team: h.billing, user: h.biller, tpl: h.ubuntu, name: "ci-runner", justif: "CI for the LEDGER repo", state: store.StateRunning, created: at(2)},
+		{team: h.billing, user: h.biller, tpl: h.gated, name: "gpu-box", justif: "100% of a GPU for load testing", state: store.StateFailed, created: at(3)},
+		{team: h.team, user: h.dev, tpl: h.ubuntu, name: "web_2", justif: "", state: store.StateRunning, created: at(4)},
+		{team: h.billing, user: h.biller, tpl: h.ubuntu, name: "bench", justif: "=cmd|' /C calc'!A0", state: store.StateExpired, created: at(5)},
+	} {
+		h.insert(t, r)
+	}
+	cases := []struct {
+		name string
+		f    store.HistoryFilter
+		want []string
+	}{
+		{"everything, newest first", store.HistoryFilter{}, []string{"bench", "web_2", "gpu-box", "ci-runner", "db-1", "web-1"}},
+		{"team", store.HistoryFilter{TeamID: h.billing.ID}, []string{"bench", "gpu-box", "ci-runner"}},
+		{"requester", store.HistoryFilter{RequesterID: h.dev.ID}, []string{"web_2", "db-1", "web-1"}},
+		{"template", store.HistoryFilter{TemplateID: h.gated.ID}, []string{"gpu-box", "db-1"}},
+		{"state", store.HistoryFilter{State: store.StateRunning}, []string{"web_2", "ci-runner"}},
+		{"from (inclusive)", store.HistoryFilter{From: at(3)}, []string{"bench", "web_2", "gpu-box"}},
+		{"to (exclusive)", store.HistoryFilter{To: at(1)}, []string{"web-1"}},
+		{"from and to", store.HistoryFilter{From: at(1), To: at(3)}, []string{"ci-runner", "db-1"}},
+		{"text in name", store.HistoryFilter{Q: "runner"}, []string{"ci-runner"}},
+		{"text in justification, any case", store.HistoryFilter{Q: "ledger"}, []string{"ci-runner"}},
+		{"text in name or justification", store.HistoryFilter{Q: "load testing"}, []string{"gpu-box", "web-1"}},
+		{"% is a literal", store.HistoryFilter{Q: "100%"}, []string{"gpu-box"}},
+		{"_ is a literal", store.HistoryFilter{Q: "web_"}, []string{"web_2"}},
+		{"short text", store.HistoryFilter{Q: "db"}, []string{"db-1"}},
+		{"everything at once", store.HistoryFilter{TeamID: h.billing.ID, RequesterID: h.biller.ID, TemplateID: h.ubuntu.ID,
+			State: store.StateRunning, From: at(2), To: at(3), Q: "CI"}, []string{"ci-runner"}},
+		{"team and state", store.HistoryFilter{TeamID: h.team.ID, State: store.StateRunning}, []string{"web_2"}},
+		{"nothing matches", store.HistoryFilter{TeamID: h.team.ID, Q: "ledger"}, []string{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rows, next, err := h.st.History(ctx, c.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(rows); !slices.Equal(got, c.want) {
+				t.Errorf("got %v, want %v", got, c.want)
+			}
+			if next != nil {
+				t.Errorf("a single page has a next cursor %v", next)
+			}
+		})
+	}
+	// The rows carry what the page and the CSV show.
+	rows, _, err := h.st.History(ctx, store.HistoryFilter{Q: "gpu-box"})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("gpu-box: %v %v", rows, err)
+	}
+	r := rows[0]
+	if r.TeamName != "billing" || r.RequesterLogin != "biller" || r.TemplateName != "gated" || r.State != store.StateFailed ||
+		!r.CreatedAt.Equal(at(3)) || r.Justification != "100% of a GPU for load testing" || r.VCPU != 1 {
+		t.Errorf("row %+v", r)
+	}
+}
+
+func TestHistoryFilterValidation(t *testing.T) {
+	h := setupHistory(t)
+	for field, f := range map[string]store.HistoryFilter{
+		"to":    {From: day0, To: day0},
+		"q":     {Q: strings.Repeat("x", store.MaxHistorySearchLen+1)},
+		"state": {State: "sleeping"},
+	} {
+		_, _, err := h.st.History(context.Background(), f)
+		var v *store.ValidationError
+		if !errors.As(err, &v) || v.For(field) == "" {
+			t.Errorf("%s: %v", field, err)
+		}
+	}
+}
+
+// walk pages through f with pages of size n, checking each page's order.
+func walk(t *testing.T, st *store.Store, f store.HistoryFilter, n int) ([]int64, int) {
+	t.Helper()
+	f.Limit = n
+	var ids []int64
+	pages := 0
+	for {
+		rows, next, err := st.History(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(rows) > n || next != nil && len(rows) != n {
+			t.Fatalf("page %d: %d rows, next %v", pages, len(rows), next)
+		}
+		for _, r := range rows {
+			ids = append(ids, r.ID)
+		}
+		if next == nil {
+			return ids, pages
+		}
+		if last := rows[len(rows)-1]; *next != last.Cursor() {
+			t.Fatalf("next cursor %v is not the last row %v", next, last.Cursor())
+		}
+		f.After = next
+		if pages > 100 {
+			t.Fatal("paging does not end")
+		}
+	}
+}
+
+func TestHistoryPagingTiesAndLastPage(t *testing.T) {
+	h := setupHistory(t)
+	// Seven requests made in the same microsecond, between others: pages
+	// that end inside the tie must neither lose nor repeat any of them.
+	var want []int64
+	for i := range 11 {
+		created := day0.Add(time.Duration(i) * time.Hour)
+		if i >= 2 && i < 9 {
+			created = day0.Add(5 * time.Hour)
+		}
+		want = append(want, h.insert(t, row{team: h.team, user: h.dev, tpl: h.ubuntu, name: fmt.Sprintf("vm-%d", i), created: created}))
+	}
+	// Newest first; ties by id, highest first.
+	slices.Reverse(want)
+	for _, n := range []int{1, 2, 3, 4, 7, 11, 12, 50} {
+		got, pages := walk(t, h.st, store.HistoryFilter{}, n)
+		if !slices.Equal(got, want) {
+			t.Errorf("pages of %d: got %v, want %v", n, got, want)
+		}
+		// A last page that is exactly full has no next page.
+		if wantPages := (len(want) + n - 1) / n; pages != wantPages {
+			t.Errorf("pages of %d: %d pages, want %d", n, pages, wantPages)
+		}
+	}
+	// Filtered paging through the same ties.
+	got, _ := walk(t, h.st, store.HistoryFilter{TeamID: h.team.ID, Q: "vm-"}, 3)
+	if !slices.Equal(got, want) {
+		t.Errorf("filtered: got %v, want %v", got, want)
+	}
+	// An empty history is one empty page.
+	rows, next, err := h.st.History(context.Background(), store.HistoryFilter{TeamID: h.billing.ID})
+	if err != nil || len(rows) != 0 || next != nil {
+		t.Errorf("empty: %v %v %v", rows, next, err)
+	}
+}
+
+func TestHistoryPagingWhileRowsArriveAndFiltersChange(t *testing.T) {
+	h := setupHistory(t)
+	ctx := context.Background()
+	var all []int64
+	for i := range 10 {
+		team, user := h.team, h.dev
+		if i%2 == 1 {
+			team, user = h.billing, h.biller
+		}
+		all = append(all, h.insert(t, row{team: team, user: user, tpl: h.ubuntu, name: fmt.Sprintf("vm-%d", i),
+			created: day0.Add(time.Duration(i) * time.Minute)}))
+	}
+	slices.Reverse(all) // vm-9 … vm-0
+	first, next, err := h.st.History(ctx, store.HistoryFilter{Limit: 4})
+	if err != nil || !slices.Equal(ids(first), all[:4]) || next == nil {
+		t.Fatalf("first page: %v %v", ids(first), err)
+	}
+	// Requests made after the first page was read are newer: they appear on
+	// the first page when it is read again, never shift the next pages.
+	for i := range 3 {
+		h.insert(t, row{team: h.team, user: h.dev, tpl: h.ubuntu, name: fmt.Sprintf("new-%d", i), created: day0.Add(time.Hour)})
+	}
+	second, _, err := h.st.History(ctx, store.HistoryFilter{Limit: 4, After: next})
+	if err != nil || !slices.Equal(ids(second), all[4:8]) {
+		t.Errorf("second page after new rows: %v, want %v", ids(second), all[4:8])
+	}
+	// With other filters, a cursor continues from the same point in time:
+	// the rows older than it that match the new filters, none newer.
+	got, _, err := h.st.History(ctx, store.HistoryFilter{TeamID: h.billing.ID, After: next})
+	var want []int64
+	for _, id := range all[4:] {
+		if idx := slices.Index(all, id); (9-idx)%2 == 1 { // billing made the odd ones
+			want = append(want, id)
+		}
+	}
+	if err != nil || !slices.Equal(ids(got), want) {
+		t.Errorf("other team from the cursor: %v, want %v", ids(got), want)
+	}
+	// A cursor past every row gives an empty last page.
+	oldest := store.Cursor{CreatedAt: day0, ID: all[len(all)-1]}
+	rows, next, err := h.st.History(ctx, store.HistoryFilter{After: &oldest})
+	if err != nil || len(rows) != 0 || next != nil {
+		t.Errorf("past the end: %v %v %v", ids(rows), next, err)
+	}
+}
+
+func ids(rows []store.HistoryRow) []int64 {
+	out := make([]int64, len(rows))
+	for i, r := range rows {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	c := store.Cursor{CreatedAt: time.Date(2026, 3, 2, 12, 0, 0, 123456000, time.UTC), ID: 42}
+	got, err := store.ParseCursor(c.String())
+	if err != nil || got != c {
+		t.Errorf("round trip: %v %v", got, err)
+	}
+	for _, bad := range []string{"", "1", "x.1", "1.x", "1.0", "1.-3", "1.2.3"} {
+		if _, err := store.ParseCursor(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func TestExportHistoryStreamsEveryRowInOrder(t *testing.T) {
+	h := setupHistory(t)
+	ctx := context.Background()
+	// More rows than one fetch of the export's cursor.
+	_, err := h.st.Pool().Exec(ctx, `
+		INSERT INTO requests (team_id, requester_id, template_id, template_version, size, vcpu, memory_mib, name,
+			ssh_public_key, lease_days, state, created_at, expires_at)
+		SELECT $1, $2, $3, $4, 'small', 1, 2048, 'vm-' || i, 'k', 7, 'deleted',
+		       $5::timestamptz + (i / 3) * interval '1 second', $5::timestamptz
+		FROM generate_series(1, 2500) i`, h.team.ID, h.dev.ID, h.ubuntu.ID, h.ubuntu.Version, day0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev *store.HistoryRow
+	n := 0
+	err = h.st.ExportHistory(ctx, store.HistoryFilter{Limit: 10}, func(r store.HistoryRow) error {
+		if prev != nil && (r.CreatedAt.After(prev.CreatedAt) || r.CreatedAt.Equal(prev.CreatedAt) && r.ID >= prev.ID) {
+			t.Fatalf("row %d out of order after %d", r.ID, prev.ID)
+		}
+		prev = &r
+		n++
+		return nil
+	})
+	if err != nil || n != 2500 {
+		t.Fatalf("exported %d rows: %v", n, err)
+	}
+	// Filters apply; an error from the callback stops the export.
+	n = 0
+	err = h.st.ExportHistory(ctx, store.HistoryFilter{Q: "vm-25"}, func(store.HistoryRow) error { n++; return nil })
+	if err != nil || n != 12 { // vm-25, vm-250…vm-259, vm-2500
+		t.Errorf("filtered export: %d rows, %v", n, err)
+	}
+	stop := errors.New("client went away")
+	if err := h.st.ExportHistory(ctx, store.HistoryFilter{}, func(store.HistoryRow) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("callback error: %v", err)
+	}
+}

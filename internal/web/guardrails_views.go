@@ -1,0 +1,245 @@
+package web
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"paddock/internal/store"
+)
+
+// View models of the guardrail pages and panels: quotas, approvals, leases
+// and webhooks.
+
+// quotaPanel is the team's quota as the request form shows it before submit.
+type quotaPanel struct {
+	Team    string
+	Limited bool
+	Rows    []quotaRow
+	// Blocker names what the request would exceed; "" when it fits.
+	Blocker string
+	// Decision is what policy would decide, e.g. "auto-approved: …".
+	Decision string
+	Approve  bool
+}
+
+// quotaRow is one resource: what the team uses, what the request adds, the
+// total and the limit.
+type quotaRow struct {
+	Resource string
+	Used     string
+	Adds     string
+	After    string
+	Limit    string
+	Over     bool
+}
+
+func quotaPanelOf(p store.Preview) *quotaPanel {
+	qp := &quotaPanel{Team: p.Team, Limited: p.Quota.Limited(), Decision: p.Decision.String(), Approve: p.Decision.Approve}
+	for _, l := range p.Quota.Lines(p.Used, p.Adds) {
+		row := quotaRow{Resource: l.Resource, Used: l.Format(l.Used), Adds: "+" + l.Format(l.Adds), After: l.Format(l.After()),
+			Limit: "no limit", Over: l.Over()}
+		if l.Limit != nil {
+			row.Limit = l.Format(*l.Limit)
+		}
+		qp.Rows = append(qp.Rows, row)
+	}
+	if len(p.Blockers) > 0 {
+		qp.Blocker = store.QuotaMessage(p.Team, p.Blockers)
+	}
+	return qp
+}
+
+// leaseView is the lease part of the request page: the banner, the extend
+// button and a pending extension.
+type leaseView struct {
+	// Banner warns the owner of an ending or ended lease; "" for none.
+	Banner string
+	// Urgent styles the banner as a warning rather than information.
+	Urgent bool
+	// CanExtend shows the extend button, extending by ExtendDays.
+	CanExtend  bool
+	ExtendDays int
+	// MaxDays is the template's maximum lease from now; longer needs approval.
+	MaxDays int
+	// Pending describes an extension waiting for approval.
+	Pending string
+}
+
+// leaseOf works out the lease panel for req as u sees it at now.
+func leaseOf(u store.User, req store.Request, approvals []store.Approval, maxLease int, grace time.Duration, now time.Time) leaseView {
+	v := leaseView{MaxDays: maxLease, ExtendDays: min(7, max(maxLease, 1))}
+	for _, a := range approvals {
+		if a.Open() && a.Kind == store.ApprovalExtension {
+			v.Pending = fmt.Sprintf("An extension of the lease by %d days is waiting for approval (asked by %s %s).",
+				a.ExtendDays, a.RequestedBy, until(a.CreatedAt.Sub(now)))
+		}
+	}
+	left := req.ExpiresAt.Sub(now)
+	switch req.State {
+	case store.StateExpired:
+		if req.Desired == "deleted" {
+			return v
+		}
+		v.Banner = fmt.Sprintf("The lease ended %s: the VM is stopped, and will be deleted at %s. Extend the lease to start it again.",
+			until(left), fmtTime(req.ExpiresAt.Add(grace)))
+		v.Urgent = true
+	case store.StateApproved, store.StateProvisioning, store.StateRunning, store.StateStopped, store.StateFailed:
+		switch {
+		case left <= store.LeaseWarnSecond:
+			v.Banner = fmt.Sprintf("The lease ends %s (%s): the VM will then be stopped.", until(left), fmtTime(req.ExpiresAt))
+			v.Urgent = true
+		case left <= store.LeaseWarnFirst:
+			v.Banner = fmt.Sprintf("The lease ends %s (%s).", until(left), fmtTime(req.ExpiresAt))
+		}
+	default:
+		return v
+	}
+	if req.Desired != "deleted" && v.Pending == "" {
+		v.CanExtend = canExtend(u, req)
+	}
+	return v
+}
+
+// approvalsView is the approval queue.
+type approvalsView struct {
+	Base  base
+	Items []approvalItem
+	// Done reports the decision just made, e.g. "Approved request #12 (web-1)."
+	Done string
+}
+
+// approvalItem is one entry of the queue.
+type approvalItem struct {
+	A   store.Approval
+	ID  string
+	URL string
+	// What says what is asked, e.g. "New VM: ubuntu-2404, size medium (2 vCPU, 4 GiB), 7 days".
+	What    string
+	Waiting string
+	// Mine is true when the viewer asked for it: no buttons, and why.
+	Mine    bool
+	Comment string
+	Error   string
+}
+
+func approvalItemOf(u store.User, a store.Approval, now time.Time) approvalItem {
+	r := a.Request
+	it := approvalItem{A: a, ID: strconv.FormatInt(a.ID, 10), URL: "/requests/" + strconv.FormatInt(r.ID, 10),
+		Waiting: until(a.CreatedAt.Sub(now)), Mine: !canDecide(u, a)}
+	switch a.Kind {
+	case store.ApprovalExtension:
+		it.What = fmt.Sprintf("Lease extension by %d days (the lease ends %s)", a.ExtendDays, fmtTime(r.ExpiresAt))
+	default:
+		it.What = fmt.Sprintf("New VM: %s v%d, size %s (%d vCPU, %s), lease %d days",
+			r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB), r.LeaseDays)
+	}
+	return it
+}
+
+// quotasView is the platform team's quota page.
+type quotasView struct {
+	Base  base
+	Teams []quotaTeam
+	Saved string
+}
+
+// quotaTeam is one team's row: its use and its editable limits.
+type quotaTeam struct {
+	ID      string
+	Name    string
+	Used    string
+	Form    quotaForm
+	Over    []string
+	Updated string
+	Errors  *store.ValidationError
+}
+
+// quotaForm holds the limits as typed; "" means no limit.
+type quotaForm struct {
+	VCPU, MemoryGiB, VMs, DiskGiB string
+}
+
+func (q quotaTeam) err(field string) string { return q.Errors.For(field) }
+
+func limitText(n *int, div int) string {
+	if n == nil {
+		return ""
+	}
+	if div > 1 && *n%div != 0 {
+		return strconv.FormatFloat(float64(*n)/float64(div), 'f', 1, 64)
+	}
+	return strconv.Itoa(*n / div)
+}
+
+func quotaTeamOf(t store.TeamQuotaUsage) quotaTeam {
+	q, u := t.Quota, t.Usage
+	qt := quotaTeam{ID: strconv.FormatInt(t.Team.ID, 10), Name: t.Team.Name,
+		Used: fmt.Sprintf("%d vCPU · %s · %d VMs · %d GiB disk", u.VCPU, store.FormatMiB(u.MemoryMiB), u.VMs, u.DiskGiB),
+		Form: quotaForm{VCPU: limitText(q.VCPU, 1), MemoryGiB: limitText(q.MemoryMiB, 1024), VMs: limitText(q.VMs, 1), DiskGiB: limitText(q.DiskGiB, 1)},
+		Over: q.Blockers(u, store.Usage{})}
+	if q.UpdatedAt != nil {
+		qt.Updated = "changed " + fmtTime(*q.UpdatedAt)
+		if q.UpdatedBy != "" {
+			qt.Updated += " by " + q.UpdatedBy
+		}
+	}
+	return qt
+}
+
+// rulesView is the approval rules editor.
+type rulesView struct {
+	Base      base
+	Rules     []store.ApprovalRule
+	Teams     []string
+	Templates []string
+	Sizes     []string
+	Form      ruleForm
+	Errors    *store.ValidationError
+	YAML      string
+	Saved     string
+}
+
+// ruleForm is the add-or-replace form as typed.
+type ruleForm struct {
+	Team, Template, MaxSize string
+	AutoApprove             bool
+}
+
+func (v rulesView) err(field string) string { return v.Errors.For(field) }
+
+// webhooksView is the platform team's page of webhook deliveries that did
+// not succeed.
+type webhooksView struct {
+	Base       base
+	Deliveries []store.WebhookDelivery
+	Counts     map[string]int
+}
+
+// guardrailTabs is the sub-navigation of the guardrail pages.
+var guardrailTabs = []struct{ Path, Label string }{
+	{"/platform/quotas", "Quotas"},
+	{"/platform/rules", "Approval rules"},
+	{"/platform/webhooks", "Webhooks"},
+}
+
+func joinSemi(ss []string) string { return strings.Join(ss, "; ") }
+
+// orEvery returns s, or what its absence means.
+func orEvery(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
+}
+
+// guardrailNavCurrent marks the main nav link while on any guardrail page.
+func guardrailNavCurrent(b base) string {
+	for _, t := range guardrailTabs {
+		if nav(b, t.Path) == "page" {
+			return "page"
+		}
+	}
+	return "false"
+}

@@ -1,0 +1,36 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"paddock/internal/store"
+)
+
+// quotaPreview shows, before submit, the team's quota with what the chosen
+// size adds and what policy would decide; nil when there is nothing to show.
+func (s *Server) quotaPreview(r *http.Request, teamID int64, t templateCard, form requestForm) (*quotaPanel, error) {
+	if len(t.Sizes) == 0 {
+		return nil, nil
+	}
+	size := t.Sizes[0].Name
+	for _, sz := range t.Sizes {
+		if sz.Name == form.Size {
+			size = sz.Name
+		}
+	}
+	lease, err := strconv.Atoi(strings.TrimSpace(form.LeaseDays))
+	if err != nil || lease < 1 {
+		lease = min(7, t.MaxLeaseDays)
+	}
+	p, err := s.store.PreviewRequest(r.Context(), teamID, t.Name, size, lease)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return quotaPanelOf(p), nil
+}
