@@ -96,6 +96,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 build() {
+	set -e
 	local t=$1 tmp="$dir/.$1.tmp.$$" start=$SECONDS
 	echo "kube-tools: building $t into $dir ..." >&2
 	case $t in
@@ -109,10 +110,22 @@ build() {
 	echo "kube-tools: built $t in $((SECONDS - start))s" >&2
 }
 
+# kube-apiserver is the long pole; building the others beside it keeps both
+# cores busy through its link steps. Each build's output goes to stderr.
+pids=()
 for t in "${missing[@]}"; do
 	# Another process may have built it while we waited for the lock.
 	if ! current "$t"; then
-		build "$t"
+		build "$t" &
+		pids+=($!)
 	fi
 done
+failed=0
+for pid in "${pids[@]}"; do
+	wait "$pid" || failed=1
+done
+if [[ $failed -ne 0 ]]; then
+	echo "kube-tools: a build failed (see above)" >&2
+	exit 1
+fi
 echo "$dir"

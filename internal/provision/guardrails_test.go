@@ -395,3 +395,25 @@ func TestWebhookDeliveriesSignedRetriedAndRecorded(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestProvisioningFailedIsNotified: a VM that fails on its way up sends a
+// "provisioning failed" webhook with the reason.
+func TestProvisioningFailedIsNotified(t *testing.T) {
+	var clock atomic.Pointer[time.Time]
+	now := time.Now()
+	clock.Store(&now)
+	sink := newHookSink(t, "k", 0)
+	h, _ := newGuardHarness(t, &clock, []string{sink.srv.URL}, "k")
+	r := h.submit("broken-demo", "nano", "oops")
+	h.wait(r.ID, store.StateFailed, nil)
+	h.waitFor("the provisioning_failed webhook", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		for _, p := range sink.got {
+			if p.Event == store.NotifyProvisioningFailed && strings.Contains(p.Text, "could not be pulled") && p.Request.Name == "oops" {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,8 @@ type harness struct {
 	ctx     context.Context
 	st      *store.Store
 	cluster *provision.Cluster
+	watcher *provision.Watcher
+	limit   time.Duration // how long wait waits; 20 s unless set
 	team    store.Team
 	dev     store.User
 }
@@ -52,9 +55,18 @@ func newSimHarness(t *testing.T) *harness {
 }
 
 func startHarness(t *testing.T, ctx context.Context, st *store.Store, cluster *provision.Cluster) *harness {
+	return startHarnessIn(t, ctx, st, cluster, "payments")
+}
+
+// startHarnessIn runs workers and a watcher scoped to namespace ns, the
+// namespace of the team "payments".
+func startHarnessIn(t *testing.T, ctx context.Context, st *store.Store, cluster *provision.Cluster, ns string) *harness {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	watcher := provision.NewWatcher(st, cluster, log)
+	if os.Getenv("PADDOCK_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	watcher := provision.NewNamespacedWatcher(st, cluster, log, ns)
 	go func() { _ = watcher.Run(ctx, 2) }()
 	workers := river.NewWorkers()
 	(&provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log}).Register(workers)
@@ -74,8 +86,8 @@ func startHarness(t *testing.T, ctx context.Context, st *store.Store, cluster *p
 		defer cancel()
 		_ = jobs.Stop(stopCtx)
 	})
-	h := &harness{t: t, ctx: ctx, st: st, cluster: cluster}
-	h.team, err = st.EnsureTeam(ctx, "payments", "payments")
+	h := &harness{t: t, ctx: ctx, st: st, cluster: cluster, watcher: watcher}
+	h.team, err = st.EnsureTeam(ctx, "payments", ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +119,11 @@ func (h *harness) submit(template, size, name string) store.Request {
 
 func (h *harness) wait(id int64, state store.State, extra func(store.Request) bool) store.Request {
 	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	limit := h.limit
+	if limit == 0 {
+		limit = 20 * time.Second
+	}
+	deadline := time.Now().Add(limit)
 	var r store.Request
 	var err error
 	for time.Now().Before(deadline) {
@@ -120,7 +136,10 @@ func (h *harness) wait(id int64, state store.State, extra func(store.Request) bo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	h.t.Fatalf("request %d is %s (%s), want %s", id, r.State, r.StateReason, state)
+	var jobs string
+	_ = h.st.Pool().QueryRow(h.ctx, `SELECT coalesce(string_agg(kind || ':' || state || ':' || attempt || ':' || coalesce(errors[array_length(errors,1)]->>'error', ''), '; '), '')
+		FROM river_job WHERE args->>'request_id' = $1`, fmt.Sprint(id)).Scan(&jobs)
+	h.t.Fatalf("request %d is %s (%s), want %s; jobs: %s", id, r.State, r.StateReason, state, jobs)
 	return r
 }
 

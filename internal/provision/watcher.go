@@ -36,6 +36,9 @@ type Watcher struct {
 	synced  atomic.Bool
 	// Metrics, when set, records state changes and time to running.
 	Metrics *Metrics
+	// StuckAfter fails a request whose VM has not come up this long after
+	// it was created or started.
+	StuckAfter time.Duration
 	// Resync re-observes every VM this often, repairing anything missed
 	// while PostgreSQL was away.
 	Resync time.Duration
@@ -48,8 +51,14 @@ type vmKey struct {
 	RequestID       int64
 }
 
-// NewWatcher builds the informers; Run starts them.
+// NewWatcher builds the informers over every namespace; Run starts them.
 func NewWatcher(st *store.Store, c *Cluster, log *slog.Logger) *Watcher {
+	return NewNamespacedWatcher(st, c, log, metav1.NamespaceAll)
+}
+
+// NewNamespacedWatcher watches one namespace only (tests that share an API
+// server use it to keep out of each other's way).
+func NewNamespacedWatcher(st *store.Store, c *Cluster, log *slog.Logger, namespace string) *Watcher {
 	sel := LabelManagedBy + "=" + ManagedByValue
 	opts := func(o *metav1.ListOptions) { o.LabelSelector = sel }
 	w := &Watcher{
@@ -57,38 +66,39 @@ func NewWatcher(st *store.Store, c *Cluster, log *slog.Logger) *Watcher {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[vmKey](100*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[vmKey]{Name: "paddock-watcher"}),
-		Resync: 5 * time.Minute,
+		Resync:     5 * time.Minute,
+		StuckAfter: 15 * time.Minute,
 	}
 	vmAPI := c.Virt.KubevirtV1()
 	w.vms = cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			opts(&o)
-			return vmAPI.VirtualMachines(metav1.NamespaceAll).List(ctx, o)
+			return vmAPI.VirtualMachines(namespace).List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			opts(&o)
-			return vmAPI.VirtualMachines(metav1.NamespaceAll).Watch(ctx, o)
+			return vmAPI.VirtualMachines(namespace).Watch(ctx, o)
 		},
 	}, &virtv1.VirtualMachine{}, 0, cache.Indexers{})
 	w.vmis = cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			opts(&o)
-			return vmAPI.VirtualMachineInstances(metav1.NamespaceAll).List(ctx, o)
+			return vmAPI.VirtualMachineInstances(namespace).List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			opts(&o)
-			return vmAPI.VirtualMachineInstances(metav1.NamespaceAll).Watch(ctx, o)
+			return vmAPI.VirtualMachineInstances(namespace).Watch(ctx, o)
 		},
 	}, &virtv1.VirtualMachineInstance{}, 0, cache.Indexers{})
 	dvAPI := c.CDI.CdiV1beta1()
 	w.dvs = cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			opts(&o)
-			return dvAPI.DataVolumes(metav1.NamespaceAll).List(ctx, o)
+			return dvAPI.DataVolumes(namespace).List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			opts(&o)
-			return dvAPI.DataVolumes(metav1.NamespaceAll).Watch(ctx, o)
+			return dvAPI.DataVolumes(namespace).Watch(ctx, o)
 		},
 	}, &cdiv1.DataVolume{}, 0, cache.Indexers{})
 
@@ -243,9 +253,14 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 		dv = obj.(*cdiv1.DataVolume)
 	}
 	o := Observe(vm, vmi, dv)
+	o.StuckAfter = w.StuckAfter
 	moved, err := w.store.Observe(ctx, key.RequestID, o)
 	if err != nil {
 		return fmt.Errorf("record observation: %w", err)
+	}
+	if o.State == store.StateProvisioning && moved != store.StateFailed && w.StuckAfter > 0 {
+		// Look again once the deadline has passed, in case nothing else changes.
+		w.queue.AddAfter(key, w.StuckAfter+time.Second)
 	}
 	if moved != "" {
 		w.Metrics.stateChanged()

@@ -162,16 +162,27 @@ var insightWeekly = `
 		SELECT w.week, coalesce(f.team_id, 0) AS team_id, coalesce(f.template_id, 0) AS template_id, ` + insightStats + `
 		FROM w JOIN request_facts f ON f.created_at >= w.lo AND f.created_at < w.hi AND f.created_at < $1
 		GROUP BY ` + groupingSets("w.week", "f") + `
+	), rw AS (
+		-- the seconds each VM ran in each week: stretches that end after the
+		-- first week starts and begin before the last one ends, split by week
+		SELECT g.week, r.request_id, r.team_id, r.template_id, r.vcpu, r.memory_mib,
+		       sum(extract(epoch FROM least(coalesce(r.stopped_at, $1), g.hi, $1) - greatest(r.started_at, g.lo))::float8) AS s
+		FROM request_runs r
+		CROSS JOIN LATERAL (
+			SELECT d::date AS week, d AT TIME ZONE 'UTC' AS lo, (d + interval '7 days') AT TIME ZONE 'UTC' AS hi
+			FROM generate_series(date_trunc('week', r.started_at AT TIME ZONE 'UTC'),
+				date_trunc('week', least(coalesce(r.stopped_at, $1), $1) AT TIME ZONE 'UTC'), interval '7 days') d
+		) g
+		WHERE coalesce(r.stopped_at, 'infinity') > $2 AND r.started_at < $3
+		  AND g.week IN (SELECT week FROM insight_weeks)
+		GROUP BY g.week, r.request_id, r.team_id, r.template_id, r.vcpu, r.memory_mib
 	), u AS (
-		SELECT w.week, coalesce(r.team_id, 0) AS team_id, coalesce(r.template_id, 0) AS template_id,
-		       count(DISTINCT r.request_id) AS active_vms,
-		       sum(x.s * r.vcpu) / 3600 AS vcpu_hours,
-		       sum(x.s * r.memory_mib) / (1024 * 3600) AS memory_gib_hours
-		FROM w JOIN request_runs r ON tstzrange(r.started_at, r.stopped_at) && tstzrange(w.lo, w.hi)
-		CROSS JOIN LATERAL (SELECT extract(epoch FROM least(coalesce(r.stopped_at, $1), w.hi, $1)
-			- greatest(r.started_at, w.lo))::float8 AS s) x
-		WHERE x.s > 0
-		GROUP BY ` + groupingSets("w.week", "r") + `
+		SELECT rw.week, coalesce(rw.team_id, 0) AS team_id, coalesce(rw.template_id, 0) AS template_id,
+		       count(*) AS active_vms,
+		       sum(rw.s * rw.vcpu) / 3600 AS vcpu_hours,
+		       sum(rw.s * rw.memory_mib) / (1024 * 3600) AS memory_gib_hours
+		FROM rw WHERE rw.s > 0
+		GROUP BY ` + groupingSets("rw.week", "rw") + `
 	)
 	SELECT coalesce(q.template_id, u.template_id), coalesce(q.team_id, u.team_id), coalesce(q.week, u.week),
 	       coalesce(q.submitted, 0), coalesce(q.auto_approved, 0), coalesce(q.approved, 0), coalesce(q.rejected, 0),
@@ -220,6 +231,8 @@ func (s *Store) RefreshInsight(ctx context.Context, at time.Time) (InsightRefres
 			return nil
 		}
 		exec := func(what, sql string, args ...any) (int64, error) {
+			t0 := time.Now()
+			defer func() { fmt.Println("STEP", what, time.Since(t0)) }()
 			tag, err := tx.Exec(ctx, sql, args...)
 			if err != nil {
 				return 0, fmt.Errorf("refresh insight: %s: %w", what, err)
@@ -230,8 +243,10 @@ func (s *Store) RefreshInsight(ctx context.Context, at time.Time) (InsightRefres
 			{"batch table", `CREATE TEMP TABLE insight_batch (request_id bigint PRIMARY KEY) ON COMMIT DROP`},
 			{"weeks table", `CREATE TEMP TABLE insight_weeks (week date PRIMARY KEY) ON COMMIT DROP`},
 			{"old runs table", `CREATE TEMP TABLE insight_old_runs (request_id bigint, started_at timestamptz, stopped_at timestamptz) ON COMMIT DROP`},
-			// Big, one-off statements: compiling them costs more than it saves.
+			// Big, one-off statements: compiling them costs more than it
+			// saves, and their sorts fit in memory.
 			{"jit", `SET LOCAL jit = off`},
+			{"work_mem", `SET LOCAL work_mem = '64MB'`},
 		}
 		for _, st := range steps {
 			if _, err := exec(st.what, st.sql); err != nil {
@@ -288,7 +303,11 @@ func (s *Store) RefreshInsight(ctx context.Context, at time.Time) (InsightRefres
 		if _, err := exec("clear weeks", `DELETE FROM insight_weekly w USING insight_weeks d WHERE w.week = d.week`); err != nil {
 			return err
 		}
-		if _, err := exec("weeks", insightWeekly, at); err != nil {
+		var lo, hi time.Time
+		if err := tx.QueryRow(ctx, `SELECT min(week), max(week) + 7 FROM insight_weeks`).Scan(&lo, &hi); err != nil {
+			return fmt.Errorf("refresh insight: weeks: %w", err)
+		}
+		if _, err := exec("weeks", insightWeekly, at, lo, hi); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM insight_weeks`).Scan(&res.Weeks); err != nil {

@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 )
 
 // SeedHistory adds realistic historical requests, with the events Paddock
@@ -36,15 +38,45 @@ func (s *Store) SeedHistory(ctx context.Context, n int, now time.Time, seed uint
 	}
 	todo := n - have
 	times := g.creationTimes(todo)
+	// Two connections copy batches at once; ids are reserved in order, so
+	// that ids grow with creation time as they do in a real history.
 	const batch = 20000
-	for done := 0; done < todo; done += batch {
-		end := min(done+batch, todo)
-		if err := s.seedBatch(ctx, g, times[done:end], done); err != nil {
-			return done, err
+	grp, gctx := errgroup.WithContext(ctx)
+	work := make(chan seedWork)
+	var added atomic.Int64
+	for range 2 {
+		grp.Go(func() error {
+			for w := range work {
+				if err := s.seedBatch(gctx, g, w); err != nil {
+					return err
+				}
+				done := int(added.Add(int64(len(w.ids))))
+				if progress != nil {
+					progress(done)
+				}
+			}
+			return nil
+		})
+	}
+	grp.Go(func() error {
+		defer close(work)
+		for off := 0; off < todo; off += batch {
+			end := min(off+batch, todo)
+			rows, _ := s.pool.Query(gctx, `SELECT nextval(pg_get_serial_sequence('requests', 'id')) FROM generate_series(1, $1)`, end-off)
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return fmt.Errorf("seed history: reserve ids: %w", err)
+			}
+			select {
+			case work <- seedWork{offset: off, ids: ids, times: times[off:end]}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
 		}
-		if progress != nil {
-			progress(end)
-		}
+		return nil
+	})
+	if err := grp.Wait(); err != nil {
+		return int(added.Load()), err
 	}
 	if _, err := s.pool.Exec(ctx, `ANALYZE requests, events`); err != nil {
 		return todo, fmt.Errorf("seed history: analyze: %w", err)
@@ -52,28 +84,32 @@ func (s *Store) SeedHistory(ctx context.Context, n int, now time.Time, seed uint
 	return todo, nil
 }
 
-func (s *Store) seedBatch(ctx context.Context, g *historyGen, times []time.Time, offset int) error {
+// seedWork is one batch of requests to make up: their ids, reserved in
+// order, and creation times.
+type seedWork struct {
+	offset int
+	ids    []int64
+	times  []time.Time
+}
+
+func (s *Store) seedBatch(ctx context.Context, g *historyGen, w seedWork) error {
+	reqs := make([][]any, 0, len(w.times))
+	var evs [][]any
+	for i, at := range w.times {
+		r, es := g.request(w.ids[i], uint64(w.offset+i), at)
+		reqs = append(reqs, r)
+		evs = append(evs, es...)
+	}
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, `SELECT nextval(pg_get_serial_sequence('requests', 'id')) FROM generate_series(1, $1)`, len(times))
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return fmt.Errorf("seed history: reserve ids: %w", err)
+		// A crash loses at most the batch in flight, which is not committed.
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return fmt.Errorf("seed history: %w", err)
 		}
-		reqs := make([][]any, 0, len(times))
-		var evs [][]any
-		for i, at := range times {
-			r, es := g.request(ids[i], uint64(offset+i), at)
-			reqs = append(reqs, r)
-			evs = append(evs, es...)
-		}
-		t0 := time.Now()
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"requests"}, []string{"id", "team_id", "requester_id", "template_id",
 			"template_version", "size", "vcpu", "memory_mib", "name", "ssh_public_key", "lease_days", "justification",
 			"state", "state_reason", "decision", "desired", "created_at", "updated_at", "expires_at"}, pgx.CopyFromRows(reqs)); err != nil {
 			return fmt.Errorf("seed history: copy requests: %w", err)
 		}
-		t1 := time.Now()
-		defer func() { fmt.Println("PROBE requests", t1.Sub(t0), "events", time.Since(t1), len(evs)) }()
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"request_id", "at", "actor_id", "actor", "kind",
 			"from_state", "to_state", "reason"}, pgx.CopyFromRows(evs)); err != nil {
 			return fmt.Errorf("seed history: copy events: %w", err)

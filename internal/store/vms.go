@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -76,6 +78,9 @@ type Observation struct {
 	State State
 	// Reason explains State in words a developer understands.
 	Reason string
+	// StuckAfter, when set, fails a request that has been provisioning
+	// longer than this, with the VM's last status as the reason.
+	StuckAfter time.Duration
 }
 
 // Observe records what the cluster shows for a request's VM. The VM row and
@@ -132,6 +137,31 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 				_, err = tx.Exec(ctx, `UPDATE requests SET desired = 'stopped' WHERE id = $1`, id)
 			}
 			return record(StateStopped)(changed, err)
+		case state == StateProvisioning && o.StuckAfter > 0 && (o.State == StateProvisioning || o.State == ""):
+			var since time.Time
+			err := tx.QueryRow(ctx, `SELECT coalesce(max(at), now()) FROM events
+				WHERE request_id = $1 AND to_state = 'provisioning' AND from_state <> 'provisioning'`, id).Scan(&since)
+			if err != nil {
+				return fmt.Errorf("provisioning since: %w", err)
+			}
+			if time.Since(since) > o.StuckAfter {
+				status := o.Status
+				if status == "" {
+					status = "none"
+				}
+				reason := strings.TrimSpace(fmt.Sprintf("The VM did not start within %s (its last status was %s). %s",
+					o.StuckAfter.Round(time.Second), status, o.Reason))
+				changed, err := transition(ctx, tx, id, StateFailed, ActorCluster, "state", reason, StateProvisioning)
+				if err == nil && changed {
+					err = s.announce(ctx, tx, id, state, StateFailed, reason)
+				}
+				return record(StateFailed)(changed, err)
+			}
+			if o.Reason != "" {
+				if _, err := tx.Exec(ctx, `UPDATE requests SET state_reason = $2 WHERE id = $1 AND state_reason <> $2`, id, o.Reason); err != nil {
+					return fmt.Errorf("update reason: %w", err)
+				}
+			}
 		case state == StateExpired:
 			// An expired VM stays expired, stopped or started by someone, until
 			// its lease is extended.

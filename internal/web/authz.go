@@ -96,3 +96,30 @@ func canManageGuardrails(u store.User) bool { return u.Role == store.RolePlatfor
 // canExtend reports whether u may extend r's lease: whoever may act on its
 // VM (the owning team and the platform team).
 func canExtend(u store.User, r store.Request) bool { return canAct(u, r) }
+
+// historyScope narrows a history filter to what u may see: developers see
+// their own team's requests only, whatever team the filter names; managers
+// and the platform team see every team's.
+func historyScope(u store.User, f store.HistoryFilter) store.HistoryFilter {
+	if u.Role != store.RolePlatform && u.Role != store.RoleManager {
+		f.TeamID = -1 // no team has this id: a user without a team sees nothing
+		if u.TeamID != nil {
+			f.TeamID = *u.TeamID
+		}
+	}
+	return f
+}
+
+// canPickHistoryTeam reports whether u may choose which team's history to
+// see (otherwise the history is their own team's).
+func canPickHistoryTeam(u store.User) bool {
+	return u.Role == store.RoleManager || u.Role == store.RolePlatform
+}
+
+// canSeeInsight reports whether u may open the insight page: managers and
+// the platform team. Developers are refused: the page compares teams and
+// shows every team's usage, and a developer's own team's history is on
+// /history.
+func canSeeInsight(u store.User) bool {
+	return u.Role == store.RoleManager || u.Role == store.RolePlatform
+}

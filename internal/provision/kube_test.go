@@ -1,0 +1,387 @@
+package provision_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	virtv1 "kubevirt.io/api/core/v1"
+
+	"paddock/internal/kubetest"
+	"paddock/internal/provision"
+	"paddock/internal/store"
+	"paddock/internal/testdb"
+	"paddock/templates"
+)
+
+// The tests in this file run the provisioner against a real kube-apiserver
+// with KubeVirt's CRDs and admission webhooks, as a user bound only to
+// deploy/rbac.yaml. A Simulator (running as an administrator) plays
+// virt-controller. They run one at a time: each watcher and stand-in is
+// scoped to its test's namespace.
+
+var (
+	kubeOnce sync.Once
+	kubeEnv  *kubetest.Env
+	kubeErr  error
+	kubeMu   sync.Mutex // one real-cluster test at a time
+)
+
+const provisionerUser = "paddock-provisioner-test"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if kubeEnv != nil {
+		_ = kubeEnv.Stop()
+	}
+	os.Exit(code)
+}
+
+// realCluster returns the shared test cluster and holds it for the test.
+func realCluster(t *testing.T) *kubetest.Env {
+	t.Helper()
+	env := startedCluster(t)
+	kubeMu.Lock()
+	t.Cleanup(kubeMu.Unlock)
+	return env
+}
+
+func startedCluster(t *testing.T) *kubetest.Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs kube-apiserver (run without -short)")
+	}
+	kubeOnce.Do(func() {
+		ctx := context.Background()
+		kubeEnv, kubeErr = kubetest.Start(ctx)
+		if kubeErr == nil {
+			kubeErr = kubeEnv.ApplyPaddockRBAC(ctx, provisionerUser)
+		}
+	})
+	if kubeErr != nil {
+		t.Fatalf("test cluster: %v", kubeErr)
+	}
+	return kubeEnv
+}
+
+// newKubeHarness wires the provisioner to the real API server through cfg
+// (the RBAC-bound user unless the test says otherwise), in a fresh namespace
+// that is the team's.
+func newKubeHarness(t *testing.T, cfg *rest.Config) (*harness, string) {
+	t.Helper()
+	env := realCluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ns, err := env.CreateNamespace(ctx, "paddock-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg == nil {
+		cfg, err = env.ConfigFor(provisionerUser)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cluster, err := provision.NewKubernetesCluster(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.Timeout = 3 * time.Second
+	admin, err := provision.NewKubernetesCluster(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := testdb.New(t)
+	st := store.New(pool)
+	sim := provision.NewSimulator(admin, st, slog.New(slog.DiscardHandler), 0)
+	sim.Namespace = ns
+	go sim.Run(ctx)
+	h := startHarnessIn(t, ctx, st, cluster, ns)
+	return h, ns
+}
+
+func TestKubeEveryTemplateAndSizeIsAccepted(t *testing.T) {
+	env := realCluster(t)
+	ctx := context.Background()
+	ns, err := env.CreateNamespace(ctx, "render")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := env.ConfigFor(provisionerUser)
+	cluster, err := provision.NewKubernetesCluster(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := store.ReadTemplates(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, spec := range specs {
+		for _, size := range spec.Sizes {
+			r := store.Request{ID: int64(100 + n), TeamName: "payments", Namespace: ns, RequesterLogin: "dev",
+				TemplateName: spec.Name, TemplateVersion: 1, Size: size.Name, Name: fmt.Sprintf("vm-%d", n), SSHPublicKey: sshKey}
+			n++
+			vm, err := provision.Render(spec, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cluster.DryRunVM(ctx, vm); err != nil {
+				t.Errorf("%s/%s: dry run refused: %v", spec.Name, size.Name, err)
+				continue
+			}
+			created, err := cluster.CreateVM(ctx, vm)
+			if err != nil {
+				t.Errorf("%s/%s: create refused: %v", spec.Name, size.Name, err)
+				continue
+			}
+			if created.UID == "" || created.Spec.RunStrategy == nil || *created.Spec.RunStrategy != virtv1.RunStrategyAlways {
+				t.Errorf("%s/%s: created %+v", spec.Name, size.Name, created.Spec.RunStrategy)
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d template sizes", n)
+	}
+}
+
+func TestKubeWebhookRefusalsReachTheDeveloper(t *testing.T) {
+	env := realCluster(t)
+	ctx := context.Background()
+	ns, _ := env.CreateNamespace(ctx, "refuse")
+	cfg, _ := env.ConfigFor(provisionerUser)
+	cluster, _ := provision.NewKubernetesCluster(cfg)
+	specs, _ := store.ReadTemplates(templates.FS)
+	vm, _ := provision.Render(specs[0], store.Request{ID: 1, TeamName: "t", Namespace: ns, RequesterLogin: "d",
+		Size: specs[0].Sizes[0].Name, Name: "bad", SSHPublicKey: sshKey})
+	// A disk without a volume: what Render never makes, KubeVirt refuses.
+	vm.Spec.Template.Spec.Volumes = vm.Spec.Template.Spec.Volumes[1:]
+	err := cluster.DryRunVM(ctx, vm)
+	if err == nil {
+		t.Fatal("a disk without a volume was accepted")
+	}
+	if !apierrors.IsInvalid(err) && !apierrors.IsForbidden(err) && !apierrors.IsBadRequest(err) {
+		t.Errorf("unexpected refusal type: %v", err)
+	}
+}
+
+func TestKubeJourneyAsTheShippedRBAC(t *testing.T) {
+	h, ns := newKubeHarness(t, nil)
+	r := h.submit("fedora", "small", "web-1")
+	r = h.wait(r.ID, store.StateRunning, hasIP)
+	if r.VM.Namespace != ns || r.VM.UID == "" {
+		t.Errorf("vm = %+v", r.VM)
+	}
+	act := func(a store.Action, want store.State) {
+		t.Helper()
+		if err := h.st.RequestAction(h.ctx, r.ID, a, store.UserActor(h.dev)); err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		h.wait(r.ID, want, nil)
+	}
+	act(store.ActionStop, store.StateStopped)
+	act(store.ActionStart, store.StateRunning)
+	act(store.ActionRestart, store.StateRunning)
+	evs, err := h.cluster.RecentEvents(h.ctx, ns, "web-1", 10)
+	if err != nil || len(evs) == 0 {
+		t.Errorf("recent events as the provisioner: %v (%d)", err, len(evs))
+	}
+	act(store.ActionDelete, store.StateDeleted)
+	if _, err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).Get(h.ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("VM after delete: %v", err)
+	}
+	dvs, err := h.cluster.CDI.CdiV1beta1().DataVolumes(ns).List(h.ctx, metav1.ListOptions{})
+	if err != nil || len(dvs.Items) != 0 {
+		t.Errorf("DataVolumes after delete: %v %d", err, len(dvs.Items))
+	}
+}
+
+func TestKubeFailureDriftAndOwnership(t *testing.T) {
+	h, ns := newKubeHarness(t, nil)
+	broken := h.submit("broken-demo", "nano", "broken")
+	drift := h.submit("cirros", "nano", "drifter")
+	foreign := &virtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: ns}}
+	foreign.Spec.Template = &virtv1.VirtualMachineInstanceTemplateSpec{}
+	rs := virtv1.RunStrategyHalted
+	foreign.Spec.RunStrategy = &rs
+	if _, err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).Create(h.ctx, foreign, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	taken := h.submit("cirros", "micro", "taken")
+
+	b := h.wait(broken.ID, store.StateFailed, nil)
+	if !strings.Contains(b.StateReason, "could not be pulled") {
+		t.Errorf("broken: %q", b.StateReason)
+	}
+	tk := h.wait(taken.ID, store.StateFailed, nil)
+	if !strings.Contains(tk.StateReason, "not created by Paddock") {
+		t.Errorf("taken: %q", tk.StateReason)
+	}
+	h.wait(drift.ID, store.StateRunning, hasIP)
+	if err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).Delete(h.ctx, "drifter", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(drift.ID, store.StateDeleted, nil)
+	evs := h.events(drift.ID)
+	if last := evs[len(evs)-1]; last.Kind != "drift" {
+		t.Errorf("drift event: %+v", last)
+	}
+}
+
+func TestKubeMissingNamespaceIsExplained(t *testing.T) {
+	h, _ := newKubeHarness(t, nil)
+	team, err := h.st.EnsureTeam(h.ctx, "ghosts", "no-such-namespace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := h.st.SubmitRequest(h.ctx, store.NewRequest{TeamID: team.ID, Requester: h.dev, Template: "cirros", Size: "nano",
+		Name: "lost", SSHPublicKey: sshKey, LeaseDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = h.wait(r.ID, store.StateFailed, nil)
+	if !strings.Contains(r.StateReason, `"no-such-namespace" does not exist`) {
+		t.Errorf("reason: %q", r.StateReason)
+	}
+}
+
+func TestKubeStuckVMFailsAfterDeadline(t *testing.T) {
+	h, _ := newKubeHarness(t, nil)
+	h.watcher.StuckAfter = 2 * time.Second
+	spec := store.TemplateSpec{Name: "stuck", DisplayName: "Stuck", OSFamily: "cirros", SSHUser: "cirros",
+		Image: store.ImageSource{ContainerDisk: "quay.io/example/stuck-import:1"}, Sizes: []store.Size{{Name: "nano", Instancetype: "u1.nano"}},
+		MaxLeaseDays: 3, AutoApprove: true}
+	if _, _, err := h.st.PublishTemplate(h.ctx, spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := h.submit("stuck", "nano", "slowpoke")
+	r = h.wait(r.ID, store.StateFailed, nil)
+	if !strings.Contains(r.StateReason, "did not start within 2s") || !strings.Contains(r.StateReason, "Provisioning") {
+		t.Errorf("reason: %q", r.StateReason)
+	}
+}
+
+// TestKubeOutage cuts the provisioner off from the API server (a proxy in
+// between stops accepting and drops its connections) while requests arrive:
+// they wait with a visible reason, then complete once it is back, each with
+// exactly one VM.
+func TestKubeOutage(t *testing.T) {
+	env := startedCluster(t)
+	cfg, err := env.ConfigFor(provisionerUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, u.Host)
+	cfg = rest.CopyConfig(cfg)
+	cfg.Host = "https://" + px.addr
+	h, ns := newKubeHarness(t, cfg)
+	if _, err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{}); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	px.down()
+	var ids []int64
+	for i := range 5 {
+		ids = append(ids, h.submit("cirros", "nano", fmt.Sprintf("burst-%d", i)).ID)
+	}
+	r := h.wait(ids[0], store.StateApproved, func(r store.Request) bool { return strings.Contains(r.StateReason, "Waiting for the cluster") })
+	t.Logf("while the cluster is away: %s", r.StateReason)
+	time.Sleep(3 * time.Second)
+	px.up()
+	// Retries back off to at most 30 s between attempts.
+	h.limit = 75 * time.Second
+	for _, id := range ids {
+		h.wait(id, store.StateRunning, hasIP)
+	}
+	admin, _ := provision.NewKubernetesCluster(env.Config)
+	list, err := admin.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{})
+	if err != nil || len(list.Items) != len(ids) {
+		t.Errorf("%d VMs for %d requests (%v)", len(list.Items), len(ids), err)
+	}
+}
+
+// proxy is a TCP proxy that can be taken down and brought back on the same address.
+type proxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	p := &proxy{t: t, target: target, conns: map[net.Conn]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.pipe(c)
+		}
+	}()
+}
+
+func (p *proxy) pipe(c net.Conn) {
+	u, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[c], p.conns[u] = true, true
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(u, c); u.Close() }()
+	_, _ = io.Copy(c, u)
+	c.Close()
+}
+
+func (p *proxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+}
+
+func (p *proxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("proxy back up: %v", err)
+	}
+	p.serve(ln)
+}
