@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -mod=mod
 
-.PHONY: dev test test-e2e test-short generate lint kube-tools bench build
+.PHONY: dev test test-e2e test-short generate lint kube-tools bench build bench-provision bench-history
 
 ## dev: run the portal with demo data, a private PostgreSQL and the simulated cluster
 dev:
@@ -39,3 +39,20 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool templ generate >/dev/null 2>&1
 	@git diff --exit-code -- '*_templ.go' || { echo "generated templ code is stale: run make generate and commit"; exit 1; }
+
+## bench-provision: submit latency, sustained submits, page latency at scale and portal memory on a real kube-apiserver (issue #9), each beside a baseline
+bench-provision: kube-tools
+	$(GO) run ./internal/bench/provision -out BENCHMARKS.md $(BENCH_PROVISION_ARGS)
+
+## bench-history: seeds 1,000,000 requests into the database paddock_bench (once), then measures the history
+## and insight pages and the CSV export through the real handler; writes its section of BENCHMARKS.md (issue #7)
+bench-history:
+	$(GO) run ./internal/bench/history $(BENCH_HISTORY_ARGS)
+
+bench: bench-provision bench-history
+
+## load: 100 API clients for 60 s against `portal dev` on the simulated cluster, loopback only (issue #10); zero 5xx, nothing lost or duplicated
+.PHONY: load
+load:
+	PADDOCK_LOAD_TEST=1 $(GO) test -count=1 -timeout 15m -run '^TestLoad$$' -v ./cmd/portal
+bench: load

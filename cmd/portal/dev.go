@@ -18,6 +18,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.SetOutput(stderr)
 	commonFlags(fs, &c, getenv, "")
 	dataDir := fs.String("data-dir", ".paddock", "where the private PostgreSQL lives when DATABASE_URL is unset")
+	seedN := fs.Int("seed-history", 0, "add realistic historical requests until there are this many (for the history and insight pages)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -61,6 +62,9 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	err = seed(ctx, store.New(pool), log)
+	if err == nil && *seedN > 0 {
+		err = seedHistory(ctx, store.New(pool), *seedN, log)
+	}
 	pool.Close()
 	if err != nil {
 		return err

@@ -208,24 +208,32 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 	watcher := provision.NewWatcher(st, cluster, log.With("component", "watcher"))
 	pm := provision.NewMetrics(reg, watcher)
 	watcher.Metrics = pm
-	watchDone := make(chan error, 1)
-	go func() { watchDone <- watcher.Run(ctx, 4) }()
-
-	workers := river.NewWorkers()
-	w := &provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log.With("component", "provisioner"), Metrics: pm}
+	// The crash tests name a point of provisioning or reconciling where the
+	// process kills itself.
+	var failpoint func(string)
 	if fp := os.Getenv("PADDOCK_FAILPOINT"); fp != "" {
-		w.Failpoint = func(name string) {
+		failpoint = func(name string) {
 			if name == fp {
 				log.Warn("failpoint reached: killing the process", "failpoint", name)
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			}
 		}
 	}
+	watcher.Failpoint = failpoint
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- watcher.Run(ctx, 4) }()
+
+	workers := river.NewWorkers()
+	w := &provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log.With("component", "provisioner"), Metrics: pm,
+		Failpoint: failpoint}
 	w.Register(workers)
 	if err := c.Guardrails.check(); err != nil {
 		return err
 	}
 	periodic := c.Guardrails.register(st, workers, log)
+	// The insight summary (history and insight pages, issue #7).
+	river.AddWorker(workers, &store.InsightWorker{Store: st, Log: log.With("component", "insight")})
+	periodic = append(periodic, store.InsightPeriodicJob())
 	rcfg := &river.Config{
 		PeriodicJobs:      periodic,
 		Logger:            log.With("component", "river"),

@@ -156,11 +156,11 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 		BinaryAssetsDirectory:    binDir,
 		UseExistingCluster:       &noExisting,
 		AttachControlPlaneOutput: o.verbose,
-		ControlPlaneStartTimeout: 90 * time.Second,
+		ControlPlaneStartTimeout: 3 * time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
 		CRDInstallOptions: envtest.CRDInstallOptions{
 			CRDs:         crds,
-			MaxTime:      60 * time.Second,
+			MaxTime:      2 * time.Minute,
 			PollInterval: 50 * time.Millisecond,
 		},
 	}
@@ -353,7 +353,7 @@ func waitEstablished(ctx context.Context, cfg *rest.Config, crds []*apiextension
 		return err
 	}
 	gvr := apiextensionsv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for _, crd := range crds {
 		for {
 			u, err := dyn.Resource(gvr).Get(ctx, crd.Name, metav1.GetOptions{})
@@ -403,7 +403,7 @@ func (e *Env) launchWebhooks(verbose bool) error {
 	port := e.hookOpts.LocalServingPort
 	e.hookCmd = exec.Command(filepath.Join(e.BinDir, "kubevirt-webhooks"),
 		"--kubeconfig", e.hookKubeconfigPath(),
-		"--wait-for-kubeconfig", "3m",
+		"--wait-for-kubeconfig", "5m",
 		"--bind-address", "127.0.0.1",
 		"--port", strconv.Itoa(port),
 		"--tls-cert-file", filepath.Join(e.hookOpts.LocalServingCertDir, "tls.crt"),
@@ -457,7 +457,7 @@ func (e *Env) waitWebhooksReady(ctx context.Context) error {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
 	}
 	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		resp, err := client.Get(e.WebhookURL + "/healthz")
 		if err == nil {
@@ -474,7 +474,7 @@ func (e *Env) waitWebhooksReady(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kubetest: kubevirt-webhooks not ready after 90s: %s", e.hookLogTail())
+			return fmt.Errorf("kubetest: kubevirt-webhooks not ready after 3m: %s", e.hookLogTail())
 		}
 	}
 }
@@ -560,7 +560,7 @@ func (e *Env) waitWebhooksActive(ctx context.Context) error {
 	}
 	vms := dyn.Resource(schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachines"}).Namespace("default")
 	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		_, invalidErr := vms.Create(ctx, probeVM("kubetest-probe-invalid", false), dryRun)
 		valid, validErr := vms.Create(ctx, probeVM("kubetest-probe-valid", true), dryRun)
@@ -570,7 +570,7 @@ func (e *Env) waitWebhooksActive(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kubetest: KubeVirt webhooks not in effect after 30s (invalid VM: %v; valid VM: %v, mutated %v); webhook log: %s",
+			return fmt.Errorf("kubetest: KubeVirt webhooks not in effect after 1m (invalid VM: %v; valid VM: %v, mutated %v); webhook log: %s",
 				invalidErr, validErr, mutating, e.hookLogTail())
 		}
 		select {

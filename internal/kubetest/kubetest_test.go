@@ -290,14 +290,15 @@ func TestVMPoolValidated(t *testing.T) {
 			},
 		}
 	}
+	// As the admin: this is about KubeVirt's validation, not Paddock's RBAC.
 	pool := newPool("good")
 	pool.Spec.VirtualMachineTemplate.Spec.Template.ObjectMeta.Labels = map[string]string{"pool": "good"}
-	if err := paddock.Create(ctx, pool); err != nil {
-		t.Fatalf("create a valid VirtualMachinePool as %s: %v", paddockUser, err)
+	if err := admin.Create(ctx, pool); err != nil {
+		t.Fatalf("create a valid VirtualMachinePool: %v", err)
 	}
 	bad := newPool("bad")
 	bad.Spec.VirtualMachineTemplate.Spec.Template.Spec.Volumes[0].Name = "other"
-	err := paddock.Create(ctx, bad)
+	err := admin.Create(ctx, bad)
 	wantDenied(t, err, "virtualmachinepool-validator.kubevirt.io", "disks[0].Name 'root' not found")
 }
 

@@ -182,7 +182,7 @@ func firstRule(rules []rbacv1.PolicyRule, namespace string) []authorizationv1.Re
 // waitAllowed waits until the API server's authorizer (which learns of new
 // roles and bindings through informers) grants user each of checks.
 func waitAllowed(ctx context.Context, cs kubernetes.Interface, user string, checks []authorizationv1.ResourceAttributes) error {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for _, attrs := range checks {
 		for {
 			sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
@@ -199,7 +199,7 @@ func waitAllowed(ctx context.Context, cs kubernetes.Interface, user string, chec
 				if err == nil {
 					err = errors.New(sar.Status.Reason)
 				}
-				return fmt.Errorf("kubetest: %s still may not %s %s.%s after 30s: %v", user, attrs.Verb, attrs.Resource, attrs.Group, err)
+				return fmt.Errorf("kubetest: %s still may not %s %s.%s after 1m: %v", user, attrs.Verb, attrs.Resource, attrs.Group, err)
 			}
 			select {
 			case <-ctx.Done():

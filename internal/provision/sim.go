@@ -100,7 +100,7 @@ func NewSimulatedCluster(ctx context.Context, st *store.Store, log *slog.Logger,
 		}
 		return false, nil, nil
 	})
-	c := &Cluster{Kube: kube, Virt: virt, CDI: cdi, CreateNamespaces: true, Timeout: 10 * time.Second}
+	c := &Cluster{Kube: kube, Virt: virt, CDI: cdi, CreateNamespaces: true, Timeout: 10 * time.Second, Simulated: true}
 	return c, NewSimulator(c, st, log, delay), nil
 }
 

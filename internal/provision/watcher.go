@@ -42,6 +42,17 @@ type Watcher struct {
 	// Resync re-observes every VM this often, repairing anything missed
 	// while PostgreSQL was away.
 	Resync time.Duration
+	// Failpoint, when set, is called at named points of reconciling
+	// ("observe" before every observation is written, "observe-running"
+	// before one that would record the VM running); the crash tests make it
+	// kill the process there.
+	Failpoint func(name string)
+}
+
+func (w *Watcher) failpoint(name string) {
+	if w.Failpoint != nil {
+		w.Failpoint(name)
+	}
 }
 
 // vmKey names a VM and the request it belongs to (known from its labels even
@@ -254,6 +265,10 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 	}
 	o := Observe(vm, vmi, dv)
 	o.StuckAfter = w.StuckAfter
+	w.failpoint("observe")
+	if o.State == store.StateRunning {
+		w.failpoint("observe-running")
+	}
 	moved, err := w.store.Observe(ctx, key.RequestID, o)
 	if err != nil {
 		return fmt.Errorf("record observation: %w", err)

@@ -40,6 +40,7 @@ func (w *Workers) failpoint(name string) {
 func (w *Workers) Register(ws *river.Workers) {
 	river.AddWorker(ws, &provisionWorker{w: w})
 	river.AddWorker(ws, &actionWorker{w: w})
+	river.AddWorker(ws, &rebuildWorker{w: w})
 }
 
 // backoff retries quickly at first and never waits more than 30 s, so a
@@ -62,6 +63,14 @@ func (p *provisionWorker) NextRetry(job *river.Job[store.ProvisionJob]) time.Tim
 func (p *provisionWorker) Work(ctx context.Context, job *river.Job[store.ProvisionJob]) error {
 	id := job.Args.RequestID
 	log := p.w.Log.With("request_id", id, "job_id", job.ID, "attempt", job.Attempt)
+	return p.w.provision(ctx, id, log, job.CreatedAt)
+}
+
+// provision creates the VM of an approved request (store.Provision + Render +
+// CreateVM) and asks the watcher to look at it; enqueued is when the job was
+// made, for the metrics. New requests and rebuilds share it.
+func (w *Workers) provision(ctx context.Context, id int64, log *slog.Logger, enqueued time.Time) error {
+	p := &provisionWorker{w: w}
 	var made store.VM
 	err := p.w.Store.Provision(ctx, id, func(ctx context.Context, r store.Request) (store.VM, error) {
 		tv, err := p.w.Store.TemplateVersion(ctx, r.TemplateID, r.TemplateVersion)
@@ -102,8 +111,8 @@ func (p *provisionWorker) Work(ctx context.Context, job *river.Job[store.Provisi
 		log.Warn("provisioning failed, will retry", "err", err)
 		return err
 	}
-	if made.Name != "" {
-		p.w.Metrics.provisioned(made.SubmittedAt, job.CreatedAt)
+	if made.Name != "" && !enqueued.IsZero() {
+		p.w.Metrics.provisioned(made.SubmittedAt, enqueued)
 	}
 	if made.Name != "" && p.w.Watcher != nil {
 		p.w.Watcher.Kick(made.Namespace, made.Name, id)

@@ -277,7 +277,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			if _, blockers, err := quotaCheck(ctx, tx, teamID, add); err != nil {
 				return err
 			} else if len(blockers) > 0 {
-				return fmt.Errorf("%w: approving it would exceed team %s's quota: %s; reject it, or raise the quota first",
+				return fmt.Errorf("%w: approving it would exceed the quota of team %s: %s; reject it, or raise the quota first",
 					ErrConflict, team, strings.Join(blockers, "; "))
 			}
 			// The lease runs from approval, not from submission.

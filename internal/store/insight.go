@@ -422,7 +422,7 @@ type InsightQuery struct {
 
 // Insight is what the insight page shows, as of AsOf.
 type Insight struct {
-	InsightQuery
+	Query InsightQuery
 	// AsOf is when the summary was refreshed; zero if it never was.
 	AsOf time.Time
 	// Weeks lists every week of the period, oldest first, this week last.
@@ -478,7 +478,7 @@ func (s *Store) Insight(ctx context.Context, q InsightQuery, now time.Time) (Ins
 	if err := q.Validate(); err != nil {
 		return Insight{}, err
 	}
-	in := Insight{InsightQuery: q}
+	in := Insight{Query: q}
 	last := WeekOf(now)
 	start := last.AddDate(0, 0, -7*(q.Weeks-1))
 	index := map[time.Time]int{}

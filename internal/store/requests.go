@@ -78,7 +78,9 @@ type Request struct {
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 	ExpiresAt       time.Time
-	VM              *VM
+	// Pet marks a VM its owner keeps by hand: only the owner may rebuild it.
+	Pet bool
+	VM  *VM
 }
 
 // VM is Paddock's record of the VirtualMachine a request made.
@@ -296,7 +298,7 @@ func notify(ctx context.Context, tx pgx.Tx, id int64) error {
 const requestSelect = `
 	SELECT r.id, r.team_id, t.name, t.namespace, r.requester_id, u.login, r.template_id, tp.name, r.template_version,
 	       r.size, r.vcpu, r.memory_mib, r.name, r.ssh_public_key, r.lease_days, r.justification,
-	       r.state, r.state_reason, r.decision, r.desired, r.created_at, r.updated_at, r.expires_at,
+	       r.state, r.state_reason, r.decision, r.desired, r.created_at, r.updated_at, r.expires_at, r.pet,
 	       v.namespace, v.name, v.uid, v.status, v.ip, v.message, v.manifest, v.created_at, v.updated_at
 	FROM requests r
 	JOIN teams t ON t.id = r.team_id
@@ -310,7 +312,7 @@ func scanRequest(row pgx.CollectableRow) (Request, error) {
 	var vc, vu *time.Time
 	err := row.Scan(&r.ID, &r.TeamID, &r.TeamName, &r.Namespace, &r.RequesterID, &r.RequesterLogin, &r.TemplateID,
 		&r.TemplateName, &r.TemplateVersion, &r.Size, &r.VCPU, &r.MemoryMiB, &r.Name, &r.SSHPublicKey, &r.LeaseDays,
-		&r.Justification, &r.State, &r.StateReason, &r.Decision, &r.Desired, &r.CreatedAt, &r.UpdatedAt, &r.ExpiresAt,
+		&r.Justification, &r.State, &r.StateReason, &r.Decision, &r.Desired, &r.CreatedAt, &r.UpdatedAt, &r.ExpiresAt, &r.Pet,
 		&vns, &vname, &uid, &status, &ip, &msg, &manifest, &vc, &vu)
 	if err != nil {
 		return r, err

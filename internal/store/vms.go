@@ -56,7 +56,8 @@ func (s *Store) Provision(ctx context.Context, id int64, step ProvisionStep) err
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO vms (request_id, namespace, name, uid, status, manifest) VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (request_id) DO UPDATE SET uid = EXCLUDED.uid, manifest = EXCLUDED.manifest, updated_at = now()`,
+			ON CONFLICT (request_id) DO UPDATE SET uid = EXCLUDED.uid, manifest = EXCLUDED.manifest,
+				status = EXCLUDED.status, ip = '', message = '', updated_at = now()`,
 			id, vm.Namespace, vm.Name, vm.UID, vm.Status, vm.Manifest)
 		if err != nil {
 			return fmt.Errorf("record vm: %w", err)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 
 	"paddock/internal/store"
@@ -122,4 +123,42 @@ func canPickHistoryTeam(u store.User) bool {
 // /history.
 func canSeeInsight(u store.User) bool {
 	return u.Role == store.RoleManager || u.Role == store.RolePlatform
+}
+
+// canRebuild reports whether u may rebuild r's VM from a template version:
+// its owner, and the platform team unless the owner keeps it as a pet.
+// Teammates and managers may not: a rebuild starts the VM afresh.
+func canRebuild(u store.User, r store.Request) bool {
+	if u.ID == r.RequesterID {
+		return true
+	}
+	return u.Role == store.RolePlatform && !r.Pet
+}
+
+// rebuildRefusal explains to u, who may see r, why they may not rebuild it;
+// nil when they may.
+func rebuildRefusal(u store.User, r store.Request) error {
+	switch {
+	case canRebuild(u, r):
+		return nil
+	case u.Role == store.RolePlatform:
+		return errStatus(http.StatusForbidden, fmt.Sprintf(
+			"%s is a pet: its owner, %s, keeps it by hand, so only they may rebuild it. Ask them, or ask them to mark it as cattle.",
+			r.Name, r.RequesterLogin))
+	}
+	return errStatus(http.StatusForbidden, fmt.Sprintf("Only the VM's owner, %s, or the platform team may rebuild it.", r.RequesterLogin))
+}
+
+// canMarkPet reports whether u may mark r's VM as a pet or as cattle: its
+// owner only.
+func canMarkPet(u store.User, r store.Request) bool { return u.ID == r.RequesterID }
+
+// canExportTeam reports whether u may export the manifests of a team's VMs:
+// members of the team, managers and the platform team (who see every VM).
+func canExportTeam(u store.User, teamID int64) bool {
+	switch u.Role {
+	case store.RolePlatform, store.RoleManager:
+		return true
+	}
+	return u.TeamID != nil && *u.TeamID == teamID
 }

@@ -77,6 +77,8 @@ var (
 	approvers     = roles{signin, denied, denied, ok, ok}     // the approval queue: managers and platform
 	apiApprovers  = roles{unauth, denied, denied, ok, ok}
 	guardians     = roles{signin, denied, denied, denied, ok} // quotas, approval rules, webhooks: platform
+	ownerOnly     = roles{signin, ok, hidden, denied, denied} // pet or cattle: the VM's owner (the developer) only
+	apiOwnerOnly  = roles{unauth, ok, hidden, denied, denied}
 )
 
 var routeMatrix = []routeCase{
@@ -102,12 +104,15 @@ var routeMatrix = []routeCase{
 	{"GET /requests", "/requests", "", signedIn},
 	{"GET /requests/new", "/requests/new", "", inATeam},
 	{"POST /requests", "/requests", "template=ubuntu-2404&size=small&name=m-{n}&leaseDays=3&sshPublicKey={sshkey}", inATeam},
+	{"POST /requests/preflight", "/requests/preflight", "template=ubuntu-2404&size=small&name=m-{n}&leaseDays=3&sshPublicKey={sshkey}", inATeam},
 	{"GET /requests/{id}", "/requests/{req}", "", ownTeam},
 	{"GET /requests/{id}/live", "/requests/{req}/live", "", ownTeam},
 	{"GET /requests/{id}/stream", "/requests/{req}/stream", "", ownTeam},
 	{"GET /requests/{id}/manifest", "/requests/{req}/manifest", "", ownTeam},
 	{"POST /requests/{id}/actions/{action}", "/requests/{req}/actions/stop", "", ownTeamActs},
 	{"POST /requests/{id}/extend", "/requests/{req}/extend", "days=1", ownTeamActs},
+	{"POST /requests/{id}/rebuild", "/requests/{req}/rebuild", "version=0", ownTeamActs},
+	{"POST /requests/{id}/pet", "/requests/{req}/pet", "pet=true", ownerOnly},
 	{"GET /approvals", "/approvals", "", approvers},
 	{"POST /approvals/{approvalID}/{verdict}", "/approvals/{approval}/approve", "comment=ok", approvers},
 	{"GET /platform/quotas", "/platform/quotas", "", guardians},
@@ -121,6 +126,11 @@ var routeMatrix = []routeCase{
 	{"POST /profile/tokens/{tokenID}/revoke", "/profile/tokens/{token}/revoke", "", signedIn},
 	{"GET /audit", "/audit", "", auditors},
 	{"GET /audit.csv", "/audit.csv", "", auditors},
+	// History: everyone signed in, narrowed to their team for developers
+	// (see TestHistoryScope); insight: managers and platform.
+	{"GET /history", "/history", "", signedIn},
+	{"GET /history.csv", "/history.csv", "", signedIn},
+	{"GET /insight", "/insight", "", roles{signin, denied, denied, ok, ok}},
 
 	// The platform team's template pages ({tpl} is a fresh template).
 	{"GET /platform/templates", "/platform/templates", "", templaters},
@@ -151,6 +161,8 @@ var routeMatrix = []routeCase{
 	{"GET /api/v1/requests/{id}/manifest", "/api/v1/requests/{req}/manifest", "", apiOwnTeam},
 	{"POST /api/v1/requests/{id}/actions/{action}", "/api/v1/requests/{req}/actions/stop", "", apiOwnTeamAct},
 	{"POST /api/v1/requests/{id}/extend", "/api/v1/requests/{req}/extend", `{"days":1}`, apiOwnTeamAct},
+	{"POST /api/v1/requests/{id}/rebuild", "/api/v1/requests/{req}/rebuild", `{"version":0}`, apiOwnTeamAct},
+	{"POST /api/v1/requests/{id}/pet", "/api/v1/requests/{req}/pet", `{"pet":true}`, apiOwnerOnly},
 	{"GET /api/v1/approvals", "/api/v1/approvals", "", apiApprovers},
 	{"POST /api/v1/approvals/{approvalID}/{verdict}", "/api/v1/approvals/{approval}/approve", `{"comment":"ok"}`, apiApprovers},
 	{"DELETE /api/v1/requests/{id}", "/api/v1/requests/{req}", "", apiOwnTeamAct},

@@ -90,6 +90,9 @@ func (s *Server) liveView(ctx context.Context, req store.Request) (liveView, err
 		return liveView{}, err
 	}
 	v.Lease = leaseOf(u, req, v.Approvals, tv.Spec.MaxLeaseDays, s.leaseGrace(), time.Now())
+	if v.Cattle, err = s.cattleOf(ctx, u, req, v.Ephemeral); err != nil {
+		return liveView{}, err
+	}
 	if req.VM != nil {
 		v.SSH = fmt.Sprintf("ssh %s@%s", tv.Spec.SSHUser, req.VM.IP)
 		v.Virtctl = fmt.Sprintf("virtctl ssh --namespace %s %s@vm/%s", req.VM.Namespace, tv.Spec.SSHUser, req.VM.Name)
@@ -265,6 +268,12 @@ func eventTitle(e store.Event) string {
 		return "Lease extension asked"
 	case "extension_rejected":
 		return "Lease extension rejected"
+	case "rebuild":
+		return "Rebuild started → approved"
+	case "rebuild_deleted":
+		return "Old VM deleted for the rebuild"
+	case "pet":
+		return "Pet or cattle"
 	}
 	if e.FromState != e.ToState && e.ToState != "" {
 		return e.FromState.Label() + " → " + e.ToState.Label()

@@ -52,12 +52,15 @@ func (s *Server) Router() chi.Router {
 			r.Get("/requests", s.page(s.requestList))
 			r.Get("/requests/new", s.page(s.requestNew))
 			r.Post("/requests", s.page(s.requestCreate))
+			r.Post("/requests/preflight", s.page(s.requestPreflight))
 			r.Get("/requests/{id}", s.page(s.requestShow))
 			r.Get("/requests/{id}/live", s.page(s.requestLive))
 			r.Get("/requests/{id}/stream", s.page(s.stream))
 			r.Get("/requests/{id}/manifest", s.page(s.requestManifest))
 			r.Post("/requests/{id}/actions/{action}", s.page(s.requestAction))
 			r.Post("/requests/{id}/extend", s.page(s.requestExtend))
+			r.Post("/requests/{id}/rebuild", s.page(s.requestRebuild))
+			r.Post("/requests/{id}/pet", s.page(s.requestPet))
 
 			// The approval queue: managers and the platform team.
 			r.Group(func(r chi.Router) {
@@ -84,6 +87,11 @@ func (s *Server) Router() chi.Router {
 
 			r.With(s.allow(canReadAudit)).Get("/audit", s.page(s.auditLog))
 			r.With(s.allow(canReadAudit)).Get("/audit.csv", s.page(s.auditExport))
+
+			// Request history (developers: their team's) and insight (managers, platform).
+			r.Get("/history", s.page(s.history))
+			r.Get("/history.csv", s.page(s.historyCSV))
+			r.With(s.allow(canSeeInsight)).Get("/insight", s.page(s.insight))
 
 			// The platform team's template pages.
 			r.Group(func(r chi.Router) {
@@ -120,6 +128,8 @@ func (s *Server) Router() chi.Router {
 			r.Get("/requests/{id}/manifest", s.api(s.apiManifest))
 			r.Post("/requests/{id}/actions/{action}", s.api(s.apiAction))
 			r.Post("/requests/{id}/extend", s.api(s.apiExtend))
+			r.Post("/requests/{id}/rebuild", s.api(s.apiRebuild))
+			r.Post("/requests/{id}/pet", s.api(s.apiPet))
 			r.Get("/approvals", s.api(s.apiApprovals))
 			r.Post("/approvals/{approvalID}/{verdict}", s.api(s.apiApprovalDecide))
 			r.Delete("/requests/{id}", s.api(s.apiDelete))

@@ -173,6 +173,8 @@ type liveView struct {
 	Lease leaseView
 	// Approvals are the request's approvals, decided or waiting.
 	Approvals []store.Approval
+	// Cattle is the rebuild form and pet toggle (request_rebuild.go).
+	Cattle cattleView
 }
 
 type kubeEvent struct {

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"paddock/internal/kubetest"
+	"paddock/internal/store"
+	"paddock/templates"
+)
+
+const (
+	pageClients   = 50
+	pageTemplates = 100
+	pageLiveVMs   = 10_000
+	pageHistory   = 1_000_000
+)
+
+// pages seeds a dedicated database (kept between runs: seeding is skipped
+// when it is done) with 100 templates, 10,000 running VMs and 1,000,000
+// historical requests (store.SeedHistory, issue #7's generator), runs
+// `portal serve` on it behind trusted-proxy sign-in, and drives 50
+// concurrent clients at each page and at /healthz of the same server.
+func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string, o options, rep *report, log *slog.Logger) error {
+	pool, err := openOrCreate(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	err = seedPages(ctx, pool, log)
+	pool.Close()
+	if err != nil {
+		return err
+	}
+
+	addr, err := freePort()
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(filepath.Dir(bin), "portal-pages.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.CommandContext(ctx, bin, "serve")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "PADDOCK_CLUSTER=kubernetes", "KUBECONFIG="+kubeconfig,
+		"PADDOCK_ADDR="+addr, "PADDOCK_LOG_FORMAT=text", "PADDOCK_DEV_SIGNIN=", "PADDOCK_SECURE_COOKIES=false",
+		"PADDOCK_PROXY_AUTH=true", "PADDOCK_TRUSTED_PROXIES=127.0.0.1/32", "PADDOCK_TEAM_PREFIX=team-",
+		"PADDOCK_ROLE_MAP=paddock-devs=developer,paddock-managers=manager,paddock-platform=platform")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	base := "http://" + addr
+	if err := waitReady(ctx, base, logPath, cmd); err != nil {
+		return err
+	}
+	dev := http.Header{"X-Forwarded-User": {"bench-dev"}, "X-Forwarded-Preferred-Username": {"bench-dev"},
+		"X-Forwarded-Email": {"bench-dev@example.com"}, "X-Forwarded-Groups": {"paddock-devs,team-payments"}}
+	mgr := http.Header{"X-Forwarded-User": {"bench-mgr"}, "X-Forwarded-Preferred-Username": {"bench-mgr"},
+		"X-Forwarded-Email": {"bench-mgr@example.com"}, "X-Forwarded-Groups": {"paddock-managers"}}
+	dur := time.Duration(o.pageSecs) * time.Second
+	log.Info("pages", "clients", pageClients, "seconds per route", o.pageSecs, "load", loadavg())
+	hz, err := load(ctx, base+"/healthz", nil, dur)
+	if err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		label, path string
+		who         http.Header
+	}{
+		{"Catalog (developer, 100 templates)", "/catalog", dev},
+		{"VM list (developer of the team with 10,000 running VMs)", "/requests", dev},
+		{"History (manager: every team, 1,000,000 requests)", "/history", mgr},
+		{"History (developer: own team)", "/history", dev},
+	} {
+		log.Info("page", "path", p.path, "load", loadavg())
+		s, err := load(ctx, base+p.path, p.who, dur)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.path, err)
+		}
+		rep.pages = append(rep.pages, fmt.Sprintf("| %s | `%s` | %d | %.0f | %.1f KiB | %s | %s | %s | %s | %.1f× |",
+			p.label, p.path, s.n, float64(s.n)/dur.Seconds(), float64(s.bytes)/1024, ms(s.p50), ms(s.p99), ms(hz.p50), ms(hz.p99),
+			float64(s.p99)/float64(hz.p99)))
+	}
+	rep.pages = append(rep.pages, fmt.Sprintf("| Baseline: static route | `/healthz` | %d | %.0f | %d B | %s | %s | | | |",
+		hz.n, float64(hz.n)/dur.Seconds(), hz.bytes, ms(hz.p50), ms(hz.p99)))
+	return nil
+}
+
+// loadStats are one route's figures under load.
+type loadStats struct {
+	stats
+	bytes int64 // size of one answer
+}
+
+// load runs pageClients clients, each with its own cookie jar (one session
+// each, as browsers), requesting url back to back for d, after one request
+// each that is not counted (it signs in).
+func load(ctx context.Context, url string, hdr http.Header, d time.Duration) (loadStats, error) {
+	var (
+		mu      sync.Mutex
+		samples []time.Duration
+		size    int64
+		first   error
+		wg      sync.WaitGroup
+	)
+	get := func(c *http.Client) (time.Duration, int64, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		start := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, 0, err
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		if err != nil {
+			return 0, 0, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return 0, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return took, n, nil
+	}
+	clients := make([]*http.Client, pageClients)
+	for i := range clients {
+		jar, _ := cookiejar.New(nil)
+		clients[i] = &http.Client{Jar: jar, Timeout: time.Minute,
+			Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+		if _, _, err := get(clients[i]); err != nil {
+			return loadStats{}, err
+		}
+	}
+	end := time.Now().Add(d)
+	for _, c := range clients {
+		wg.Go(func() {
+			var mine []time.Duration
+			for time.Now().Before(end) {
+				took, n, err := get(c)
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+				mine = append(mine, took)
+				size = n
+			}
+			mu.Lock()
+			samples = append(samples, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return loadStats{stats: summarise(samples), bytes: size}, first
+}
+
+func waitReady(ctx context.Context, base, logPath string, cmd *exec.Cmd) error {
+	client := &http.Client{Timeout: 3 * time.Second}
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if cmd.ProcessState != nil {
+			return fmt.Errorf("portal exited:\n%s", tail(logPath))
+		}
+		resp, err := client.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("portal never became ready:\n%s", tail(logPath))
+}
+
+// openOrCreate connects to dbURL, creating the database when missing, and
+// migrates it.
+func openOrCreate(ctx context.Context, dbURL string) (*pgxpool.Pool, error) {
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	name := cfg.Database
+	cfg.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var exists bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists)
+	if err == nil && !exists {
+		_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	}
+	conn.Close(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := store.Migrate(ctx, pool, slog.New(slog.DiscardHandler)); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// seedPages brings the database to 100 templates, 1,000,000 historical
+// requests and 10,000 running VMs of team payments; what is there already is
+// kept.
+func seedPages(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	st := store.New(pool)
+	team, err := st.EnsureTeam(ctx, "payments", "payments")
+	if err != nil {
+		return err
+	}
+	dev, err := st.EnsureUser(ctx, "developer", "Developer", store.RoleDeveloper, &team.ID)
+	if err != nil {
+		return err
+	}
+	if _, err := st.EnsureUser(ctx, "platform", "Platform", store.RolePlatform, &team.ID); err != nil {
+		return err
+	}
+	specs, err := store.ReadTemplates(templates.FS)
+	if err != nil {
+		return err
+	}
+	for i := range pageTemplates {
+		s := specs[i%len(specs)]
+		if i >= len(specs) {
+			s.Name = fmt.Sprintf("%s-%02d", s.Name, i)
+			s.DisplayName = fmt.Sprintf("%s #%d", s.DisplayName, i)
+		}
+		if _, _, err := st.PublishTemplate(ctx, s, nil); err != nil {
+			return fmt.Errorf("publish %s: %w", s.Name, err)
+		}
+	}
+	var live int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM requests WHERE name LIKE 'live-%' AND state = 'running'`).Scan(&live); err != nil {
+		return err
+	}
+	start := time.Now()
+	added, err := st.SeedHistory(ctx, pageHistory+live, time.Now(), 7, func(done int) {
+		if done%100_000 == 0 {
+			log.Info("seeding history", "requests", done, "elapsed", time.Since(start).Round(time.Second))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if added > 0 {
+		log.Info("seeded history", "requests", added, "took", time.Since(start).Round(time.Second))
+	}
+	if live < pageLiveVMs {
+		log.Info("seeding running VMs", "count", pageLiveVMs-live)
+		_, err := pool.Exec(ctx, `
+WITH t AS (SELECT t.id, t.current_version FROM templates t WHERE t.name = 'fedora'),
+r AS (
+  INSERT INTO requests (team_id, requester_id, template_id, template_version, size, vcpu, memory_mib, name,
+                        ssh_public_key, lease_days, state, decision, desired, created_at, updated_at, expires_at)
+  SELECT $1, $2, t.id, t.current_version, 'small', 1, 2048, 'live-' || g, $3, 30, 'running',
+         'auto-approved: within team quota', 'running', now() - g * interval '1 minute', now(), now() + interval '30 days'
+  FROM t, generate_series($4::int + 1, $5::int) g
+  RETURNING id, name, created_at
+)
+INSERT INTO vms (request_id, namespace, name, uid, status, ip, created_at, updated_at)
+SELECT id, 'payments', name, gen_random_uuid()::text, 'Running',
+       '10.1.' || (id / 250 % 250) || '.' || (id % 250 + 1), created_at, now()
+FROM r`, team.ID, dev.ID, sshKey, live, pageLiveVMs)
+		if err != nil {
+			return fmt.Errorf("seed running VMs: %w", err)
+		}
+		if _, err := pool.Exec(ctx, `VACUUM ANALYZE requests, vms, events`); err != nil {
+			return err
+		}
+	} else if added > 0 {
+		if _, err := pool.Exec(ctx, `VACUUM ANALYZE requests, events`); err != nil {
+			return err
+		}
+	}
+	return nil
+}

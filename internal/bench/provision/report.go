@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report collects the figures and prints them as Markdown.
+type report struct {
+	machine   string
+	loadAfter string
+	latency   []latencyRow
+	rate      []string // Markdown table rows, already formatted
+	memory    []string
+	pages     []string
+	notes     []string
+}
+
+// latencyRow is one line of the submit table: Paddock against its baseline
+// at the same concurrency.
+type latencyRow struct {
+	concurrency   int
+	paddock, base stats
+}
+
+// stats summarises latency samples.
+type stats struct {
+	n        int
+	p50, p99 time.Duration
+	max      time.Duration
+}
+
+func summarise(samples []time.Duration) stats {
+	if len(samples) == 0 {
+		return stats{}
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	q := func(p float64) time.Duration {
+		i := int(p*float64(len(s))+0.5) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	return stats{n: len(s), p50: q(0.50), p99: q(0.99), max: s[len(s)-1]}
+}
+
+// failed notes an item that could not be finished; the others still run.
+func (r *report) failed(item string, err error, log *slog.Logger) {
+	if err == nil {
+		return
+	}
+	log.Error("item not finished", "item", item, "err", err)
+	msg := err.Error()
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	r.notes = append(r.notes, fmt.Sprintf("Not measured: %s failed in this run: %s", item, strings.ReplaceAll(msg, "\n", " ")))
+}
+
+func (r *report) write(w io.Writer) {
+	fmt.Fprintf(w, "Machine: %s; load average at the end %s.\n\n", r.machine, r.loadAfter)
+	if len(r.latency) > 0 {
+		fmt.Fprintln(w, "| Submit → VM exists (auto-approved) | Submitters | Samples | p50 | p99 | max | Baseline p50 | Baseline p99 | p50 ÷ baseline p50 |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, l := range r.latency {
+			ratio := float64(l.paddock.p50) / float64(l.base.p50)
+			fmt.Fprintf(w, "| Paddock vs. bare INSERT tx + bare VM create | %d | %d / %d | %s | %s | %s | %s | %s | %.2f× |\n",
+				l.concurrency, l.paddock.n, l.base.n, ms(l.paddock.p50), ms(l.paddock.p99), ms(l.paddock.max),
+				ms(l.base.p50), ms(l.base.p99), ratio)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.rate) > 0 {
+		fmt.Fprintln(w, "| Sustained submits | Requests | Seconds | Per second | Lost VMs | Duplicated VMs | Baseline: pgbench one-INSERT transactions/s |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+		for _, row := range r.rate {
+			fmt.Fprintln(w, row)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.pages) > 0 {
+		fmt.Fprintf(w, "| Page under %d concurrent clients | Path | Requests | Per second | Answer | p50 | p99 | /healthz p50 | /healthz p99 | p99 ÷ /healthz p99 |\n", pageClients)
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, row := range r.pages {
+			fmt.Fprintln(w, row)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.memory) > 0 {
+		fmt.Fprintln(w, "| `portal serve` resident set | VMs | VMIs | Informers synced after | VmRSS at ready | VmRSS settled | VmHWM |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+		for _, row := range r.memory {
+			fmt.Fprintln(w, row)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, n := range r.notes {
+		fmt.Fprintf(w, "- %s\n", n)
+	}
+}

@@ -1,0 +1,103 @@
+package provision
+
+import (
+	"archive/zip"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	virtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"paddock/internal/store"
+)
+
+// ExportFile is one file of an export of manifests.
+type ExportFile struct {
+	Name string
+	Data []byte
+}
+
+// KustomizationFile names the file that lists an export's manifests.
+const KustomizationFile = "kustomization.yaml"
+
+// Export turns a team's VMs (requests with the manifests they were created
+// from) into a folder for Kustomize or a GitOps tool: one VirtualMachine per
+// file, named after the VM, with Paddock's labels kept and server-set fields
+// (status, uid, resourceVersion, …) removed, and a kustomization.yaml that
+// lists them. Each manifest is parsed and written again, so a stored
+// manifest that is not a VirtualMachine is an error rather than a broken file.
+func Export(team string, rs []store.Request) ([]ExportFile, error) {
+	var files []ExportFile
+	used := map[string]bool{KustomizationFile: true}
+	var names []string
+	for _, r := range rs {
+		if r.VM == nil || r.VM.Manifest == "" {
+			continue
+		}
+		var vm virtv1.VirtualMachine
+		if err := yaml.UnmarshalStrict([]byte(r.VM.Manifest), &vm); err != nil {
+			return nil, fmt.Errorf("manifest of request %d: %w", r.ID, err)
+		}
+		if vm.Kind != "VirtualMachine" || vm.Name == "" {
+			return nil, fmt.Errorf("manifest of request %d is not a named VirtualMachine", r.ID)
+		}
+		m, err := Manifest(&vm)
+		if err != nil {
+			return nil, err
+		}
+		name := vm.Name + ".yaml"
+		if used[name] {
+			name = vm.Name + "-" + strconv.FormatInt(r.ID, 10) + ".yaml"
+		}
+		used[name] = true
+		names = append(names, name)
+		files = append(files, ExportFile{Name: name, Data: []byte(m)})
+	}
+	var k strings.Builder
+	fmt.Fprintf(&k, "# The VirtualMachines of team %s, exported by Paddock.\n", team)
+	k.WriteString("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n")
+	if len(names) == 0 {
+		k.WriteString("resources: []\n")
+	} else {
+		k.WriteString("resources:\n")
+		for _, n := range names {
+			fmt.Fprintf(&k, "  - %s\n", n)
+		}
+	}
+	return append(files, ExportFile{Name: KustomizationFile, Data: []byte(k.String())}), nil
+}
+
+// WriteZip writes files into a zip archive under folder dir.
+func WriteZip(w io.Writer, dir string, files []ExportFile) error {
+	z := zip.NewWriter(w)
+	for _, f := range files {
+		fw, err := z.Create(dir + "/" + f.Name)
+		if err != nil {
+			return fmt.Errorf("zip %s: %w", f.Name, err)
+		}
+		if _, err := fw.Write(f.Data); err != nil {
+			return fmt.Errorf("zip %s: %w", f.Name, err)
+		}
+	}
+	if err := z.Close(); err != nil {
+		return fmt.Errorf("zip: %w", err)
+	}
+	return nil
+}
+
+// WriteDir writes files into directory dir, creating it when missing.
+func WriteDir(dir string, files []ExportFile) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.Name), f.Data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,254 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+)
+
+// RebuildJob asks the provisioner to replace a request's VM with one rendered
+// from the template version the request now pins: delete the old VM, wait
+// until it is gone, then provision as for a new request. It is enqueued in
+// the transaction that moves the request back to approved.
+type RebuildJob struct {
+	RequestID int64 `json:"request_id"`
+	// Version is the template version rebuilt to (for logs; the request row
+	// is what the worker renders).
+	Version int `json:"version"`
+}
+
+// Kind implements river.JobArgs.
+func (RebuildJob) Kind() string { return "rebuild" }
+
+// InsertOpts retries for a long while: waiting for the old VM to go is
+// done by retrying.
+func (RebuildJob) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 50} }
+
+// rebuildStates are the states from which a VM may be rebuilt: it exists (or
+// failed), and is not already being rebuilt or deleted. An expired VM is
+// extended first.
+var rebuildStates = []State{StateRunning, StateStopped, StateFailed}
+
+// RebuildAllowed reports whether a request in state may be rebuilt.
+func RebuildAllowed(state State) bool {
+	for _, s := range rebuildStates {
+		if s == state {
+			return true
+		}
+	}
+	return false
+}
+
+// AuditVMRebuild and AuditVMPet are the audit actions of this file.
+const (
+	AuditVMRebuild = "vm_rebuild"
+	AuditVMPet     = "vm_pet"
+)
+
+// Rebuild is what RequestRebuild did.
+type Rebuild struct {
+	FromVersion, ToVersion int
+	// Size is the request's size; vCPU and memory may change with the version.
+	Size string
+}
+
+// RequestRebuild rebuilds a request's VM from version of its template (0
+// means the current version), keeping its name, team, owner and lease. In
+// one transaction it checks the team's quota for the new size (with the team
+// row locked, as SubmitRequest does), pins the request to the version, sets
+// the desired state to running, moves the request back to approved with the
+// reason, and enqueues the RebuildJob. A pet is rebuilt only by its owner.
+// It returns a *ValidationError for a version or size that does not fit, and
+// an error wrapping ErrConflict when the request's state does not allow it.
+func (s *Store) RequestRebuild(ctx context.Context, id int64, version int, actor Actor) (Rebuild, error) {
+	var out Rebuild
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// Lock order as every writer: team, then request.
+		var teamID int64
+		err := tx.QueryRow(ctx, `SELECT team_id FROM requests WHERE id = $1`, id).Scan(&teamID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("load request %d: %w", id, err)
+		}
+		var team string
+		if err := tx.QueryRow(ctx, `SELECT name FROM teams WHERE id = $1 FOR UPDATE`, teamID).Scan(&team); err != nil {
+			return fmt.Errorf("lock team: %w", err)
+		}
+		var (
+			state                      State
+			desired, size, owner, name string
+			requesterID, tplID         int64
+			oldVersion, vcpu, mem      int
+			pet                        bool
+		)
+		err = tx.QueryRow(ctx, `
+			SELECT r.state, r.desired, r.size, u.login, r.name, r.requester_id, r.template_id, r.template_version,
+			       r.vcpu, r.memory_mib, r.pet
+			FROM requests r JOIN users u ON u.id = r.requester_id WHERE r.id = $1 FOR UPDATE OF r`, id).
+			Scan(&state, &desired, &size, &owner, &name, &requesterID, &tplID, &oldVersion, &vcpu, &mem, &pet)
+		if err != nil {
+			return fmt.Errorf("lock request %d: %w", id, err)
+		}
+		if pet && (actor.UserID == nil || *actor.UserID != requesterID) {
+			return fmt.Errorf("%w: %s is a pet; only its owner, %s, may rebuild it", ErrConflict, name, owner)
+		}
+		if !RebuildAllowed(state) || desired == "deleted" {
+			what := state.Label()
+			if state == StateApproved {
+				what = "being provisioned or rebuilt already"
+			} else if desired == "deleted" {
+				what = "being deleted"
+			}
+			return fmt.Errorf("%w: cannot rebuild a VM that is %s", ErrConflict, what)
+		}
+		var tplName string
+		var current int
+		var retired bool
+		err = tx.QueryRow(ctx, `SELECT name, current_version, retired_at IS NOT NULL FROM templates WHERE id = $1`, tplID).
+			Scan(&tplName, &current, &retired)
+		if err != nil {
+			return fmt.Errorf("load template %d: %w", tplID, err)
+		}
+		v := &ValidationError{}
+		if retired {
+			v.Add("version", "template %s is retired; it builds no more VMs", tplName)
+			return v
+		}
+		if version == 0 {
+			version = current
+		}
+		if version < 0 || version > current {
+			v.Add("version", "template %s has no version %d (the latest is v%d)", tplName, version, current)
+			return v
+		}
+		newSpec, err := specTx(ctx, tx, tplID, version)
+		if err != nil {
+			return err
+		}
+		oldSpec, err := specTx(ctx, tx, tplID, oldVersion)
+		if err != nil {
+			return err
+		}
+		if !newSpec.AllowsTeam(team) {
+			v.Add("version", "template %s v%d is not offered to team %s", tplName, version, team)
+			return v
+		}
+		sz, ok := newSpec.Size(size)
+		if !ok {
+			names := make([]string, len(newSpec.Sizes))
+			for i, s := range newSpec.Sizes {
+				names[i] = s.Name
+			}
+			v.Add("size", "template %s v%d has no size %q (it offers %s); this VM cannot be rebuilt from it",
+				tplName, version, size, strings.Join(names, ", "))
+			return v
+		}
+		// The quota counts this VM already: check the team's use without it
+		// plus the new size, and refuse only what the rebuild makes grow.
+		old := Usage{VCPU: vcpu, MemoryMiB: mem, VMs: 1, DiskGiB: oldSpec.RootDiskGiB}
+		add := UsageOf(newSpec, sz)
+		q, err := teamQuota(ctx, tx, teamID)
+		if err != nil {
+			return err
+		}
+		if q.Limited() {
+			used, err := teamUsage(ctx, tx, teamID)
+			if err != nil {
+				return err
+			}
+			without := Usage{VCPU: used.VCPU - old.VCPU, MemoryMiB: used.MemoryMiB - old.MemoryMiB,
+				VMs: used.VMs - old.VMs, DiskGiB: used.DiskGiB - old.DiskGiB}
+			grows := map[string]bool{"vCPU": add.VCPU > old.VCPU, "memory": add.MemoryMiB > old.MemoryMiB,
+				"VMs": false, "disk": add.DiskGiB > old.DiskGiB}
+			var blockers []string
+			for _, l := range q.Lines(without, add) {
+				if l.Over() && grows[l.Resource] {
+					blockers = append(blockers, l.Blocker())
+				}
+			}
+			if len(blockers) > 0 {
+				v.Add("quota", "%s", QuotaMessage(team, blockers))
+				return v
+			}
+		}
+		cpu, memMiB := sz.Resources()
+		if _, err := tx.Exec(ctx, `UPDATE requests SET template_version = $2, size = $3, vcpu = $4, memory_mib = $5,
+			desired = 'running', updated_at = now() WHERE id = $1`, id, version, sz.Name, cpu, memMiB); err != nil {
+			return fmt.Errorf("pin request %d to v%d: %w", id, version, err)
+		}
+		reason := fmt.Sprintf("rebuilding from %s v%d", tplName, version)
+		if version != oldVersion {
+			reason += fmt.Sprintf(" (was v%d)", oldVersion)
+		}
+		if newSpec.Image.Ephemeral() {
+			reason += "; the disk starts fresh"
+		}
+		if _, err := transition(ctx, tx, id, StateApproved, actor, "rebuild", reason, rebuildStates...); err != nil {
+			return err
+		}
+		if err := s.Audit(ctx, tx, actor, AuditVMRebuild, RequestTarget(id), map[string]any{
+			"template": tplName, "from": oldVersion, "to": version, "size": sz.Name, "state": string(state)}); err != nil {
+			return err
+		}
+		out = Rebuild{FromVersion: oldVersion, ToVersion: version, Size: sz.Name}
+		return s.enqueue(ctx, tx, RebuildJob{RequestID: id, Version: version})
+	})
+	return out, err
+}
+
+// SetPet marks a request's VM as a pet (only its owner may rebuild it) or as
+// cattle again, recording an event and an audit entry when it changes. Who
+// may do so is the caller's decision (the owner).
+func (s *Store) SetPet(ctx context.Context, id int64, pet bool, actor Actor) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var state State
+		var was bool
+		err := tx.QueryRow(ctx, `SELECT state, pet FROM requests WHERE id = $1 FOR UPDATE`, id).Scan(&state, &was)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock request %d: %w", id, err)
+		}
+		if was == pet {
+			return nil
+		}
+		if state.Terminal() {
+			return fmt.Errorf("%w: the request is %s", ErrConflict, state.Label())
+		}
+		if _, err := tx.Exec(ctx, `UPDATE requests SET pet = $2, updated_at = now() WHERE id = $1`, id, pet); err != nil {
+			return fmt.Errorf("set pet: %w", err)
+		}
+		reason := "marked as a pet: only its owner may rebuild it"
+		if !pet {
+			reason = "marked as cattle: the platform team may rebuild it too"
+		}
+		if err := addEvent(ctx, tx, id, actor, "pet", state, state, reason); err != nil {
+			return err
+		}
+		if err := s.Audit(ctx, tx, actor, AuditVMPet, RequestTarget(id), map[string]any{"pet": pet}); err != nil {
+			return err
+		}
+		return notify(ctx, tx, id)
+	})
+}
+
+// TeamManifests lists a team's requests whose VM exists (or should), with
+// the manifest each was created from, by VM name: what an export for
+// version control writes.
+func (s *Store) TeamManifests(ctx context.Context, teamID int64) ([]Request, error) {
+	rows, _ := s.pool.Query(ctx, requestSelect+` WHERE r.team_id = $1
+		AND r.state IN ('provisioning', 'running', 'stopped', 'failed', 'expired') AND v.manifest <> ''
+		ORDER BY v.name, r.id`, teamID)
+	rs, err := pgx.CollectRows(rows, scanRequest)
+	if err != nil {
+		return nil, fmt.Errorf("manifests of team %d: %w", teamID, err)
+	}
+	return rs, nil
+}

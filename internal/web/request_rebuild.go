@@ -1,0 +1,187 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"paddock/internal/store"
+)
+
+// cattleView is the rebuild form and the pet toggle on a request's page.
+type cattleView struct {
+	// Show is false when there is nothing to show (no VM to rebuild, or
+	// nobody here who may act).
+	Show bool
+	Pet  bool
+	// CanRebuild offers the form; otherwise Refusal may say why not.
+	CanRebuild bool
+	Refusal    string
+	Versions   []versionChoice
+	// Warning says plainly what happens to the disk; Confirm asks before.
+	Warning string
+	Confirm string
+	CanPet  bool
+}
+
+type versionChoice struct {
+	Version  int
+	Label    string
+	Selected bool
+}
+
+// cattleOf builds the rebuild and pet controls for u on req, whose current
+// template version's image is ephemeral or not.
+func (s *Server) cattleOf(ctx context.Context, u store.User, req store.Request, ephemeral bool) (cattleView, error) {
+	v := cattleView{Pet: req.Pet, CanPet: canMarkPet(u, req), CanRebuild: canRebuild(u, req)}
+	if req.State.Terminal() {
+		return cattleView{}, nil
+	}
+	v.Show = v.Pet || v.CanPet || v.CanRebuild
+	if err := rebuildRefusal(u, req); err != nil && req.Pet && u.Role == store.RolePlatform {
+		v.Refusal = err.Error()
+	}
+	if !store.RebuildAllowed(req.State) || !v.CanRebuild {
+		v.CanRebuild = false
+		return v, nil
+	}
+	tvs, err := s.store.TemplateVersions(ctx, req.TemplateID)
+	if err != nil {
+		return v, err
+	}
+	for i, tv := range tvs {
+		c := versionChoice{Version: tv.Version, Label: "v" + strconv.Itoa(tv.Version), Selected: i == 0}
+		var notes []string
+		if i == 0 {
+			notes = append(notes, "latest")
+		}
+		if tv.Version == req.TemplateVersion {
+			notes = append(notes, "this VM's")
+		}
+		if len(notes) > 0 {
+			c.Label += " (" + strings.Join(notes, ", ") + ")"
+		}
+		v.Versions = append(v.Versions, c)
+	}
+	if ephemeral {
+		v.Warning = "This VM's disk is a container disk: the rebuilt VM starts with a fresh disk, and anything written to the old one is lost."
+	} else {
+		v.Warning = "The VM's root disk is deleted with it and imported afresh from the template's image: anything written to it is lost."
+	}
+	v.Confirm = fmt.Sprintf("Rebuild %s? It is deleted and created again with the same name, team, owner and lease. %s", req.Name, v.Warning)
+	return v, nil
+}
+
+// requestRebuild rebuilds a request's VM from the version chosen on its page
+// (none or 0: the latest) and returns to the page, which shows the progress.
+func (s *Server) requestRebuild(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.visibleRequest(r)
+	if err != nil {
+		return err
+	}
+	u, _ := userFrom(r.Context())
+	if err := rebuildRefusal(u, req); err != nil {
+		return err
+	}
+	version := 0
+	if f := strings.TrimSpace(r.PostFormValue("version")); f != "" {
+		if version, err = strconv.Atoi(f); err != nil || version < 0 {
+			return errStatus(http.StatusUnprocessableEntity, "Version must be a version number of the template, or empty for the latest.")
+		}
+	}
+	if _, err := s.store.RequestRebuild(r.Context(), req.ID, version, store.UserActor(u)); err != nil {
+		if msg := validationMessage(err); msg != "" {
+			return errStatus(http.StatusUnprocessableEntity, msg)
+		}
+		return err
+	}
+	http.Redirect(w, r, "/requests/"+strconv.FormatInt(req.ID, 10), http.StatusSeeOther)
+	return nil
+}
+
+// requestPet marks a VM as a pet (pet=true) or as cattle (pet=false) from
+// its page.
+func (s *Server) requestPet(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.visibleRequest(r)
+	if err != nil {
+		return err
+	}
+	u, _ := userFrom(r.Context())
+	if !canMarkPet(u, req) {
+		return errStatus(http.StatusForbidden, fmt.Sprintf("Only the VM's owner, %s, may mark it as a pet or as cattle.", req.RequesterLogin))
+	}
+	pet, err := strconv.ParseBool(r.PostFormValue("pet"))
+	if err != nil {
+		return errStatus(http.StatusUnprocessableEntity, "Pet must be true or false.")
+	}
+	if err := s.store.SetPet(r.Context(), req.ID, pet, store.UserActor(u)); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/requests/"+strconv.FormatInt(req.ID, 10), http.StatusSeeOther)
+	return nil
+}
+
+// apiRebuild is POST /api/v1/requests/{id}/rebuild {"version": N}; no
+// body, or version 0, rebuilds from the latest version. 202 with the request.
+func (s *Server) apiRebuild(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.visibleRequest(r)
+	if err != nil {
+		return err
+	}
+	u, _ := userFrom(r.Context())
+	if err := rebuildRefusal(u, req); err != nil {
+		return err
+	}
+	var in struct {
+		Version int `json:"version"`
+	}
+	if r.ContentLength != 0 {
+		if err := decodeJSON(r, &in); err != nil {
+			return err
+		}
+	}
+	if in.Version < 0 {
+		return &store.ValidationError{Fields: []store.FieldError{{Field: "version", Message: "must be a version number, or 0 for the latest"}}}
+	}
+	if _, err := s.store.RequestRebuild(r.Context(), req.ID, in.Version, store.UserActor(u)); err != nil {
+		return err
+	}
+	req, err = s.store.Request(r.Context(), req.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, toAPIRequest(req, ""))
+	return nil
+}
+
+// apiPet is POST /api/v1/requests/{id}/pet {"pet": true|false}: the owner
+// marks the VM as a pet or as cattle. 200 with {"id", "pet"}.
+func (s *Server) apiPet(w http.ResponseWriter, r *http.Request) error {
+	req, err := s.visibleRequest(r)
+	if err != nil {
+		return err
+	}
+	u, _ := userFrom(r.Context())
+	if !canMarkPet(u, req) {
+		return errStatus(http.StatusForbidden, fmt.Sprintf("only the VM's owner, %s, may mark it as a pet or as cattle", req.RequesterLogin))
+	}
+	var in struct {
+		Pet *bool `json:"pet"`
+	}
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Pet == nil {
+		return &store.ValidationError{Fields: []store.FieldError{{Field: "pet", Message: "is required (true or false)"}}}
+	}
+	if err := s.store.SetPet(r.Context(), req.ID, *in.Pet, store.UserActor(u)); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		ID  int64 `json:"id"`
+		Pet bool  `json:"pet"`
+	}{req.ID, *in.Pet})
+	return nil
+}
