@@ -270,7 +270,9 @@ func (s *loadStats) report(t *testing.T, elapsed time.Duration) {
 		}
 		slices.Sort(l)
 		total += len(l)
-		q := func(p float64) time.Duration { return l[min(len(l)-1, int(float64(len(l))*p))].Round(100 * time.Microsecond) }
+		q := func(p float64) time.Duration {
+			return l[min(len(l)-1, int(float64(len(l))*p))].Round(100 * time.Microsecond)
+		}
 		t.Logf("%-6s %6d calls %7.1f/s  p50 %-9s p99 %-9s max %-9s statuses %v", kind, len(l),
 			float64(len(l))/elapsed.Seconds(), q(0.50), q(0.99), l[len(l)-1].Round(time.Millisecond), s.status[kind])
 	}

@@ -28,22 +28,21 @@ const KustomizationFile = "kustomization.yaml"
 // from) into a folder for Kustomize or a GitOps tool: one VirtualMachine per
 // file, named after the VM, with Paddock's labels kept and server-set fields
 // (status, uid, resourceVersion, …) removed, and a kustomization.yaml that
-// lists them. Each manifest is parsed and written again, so a stored
-// manifest that is not a VirtualMachine is an error rather than a broken file.
+// lists them. Each manifest is parsed and written again; a stored manifest
+// that is not a VirtualMachine is left out (and named in a comment) rather
+// than written as a broken file.
 func Export(team string, rs []store.Request) ([]ExportFile, error) {
 	var files []ExportFile
 	used := map[string]bool{KustomizationFile: true}
-	var names []string
+	var names, skipped []string
 	for _, r := range rs {
 		if r.VM == nil || r.VM.Manifest == "" {
 			continue
 		}
 		var vm virtv1.VirtualMachine
-		if err := yaml.UnmarshalStrict([]byte(r.VM.Manifest), &vm); err != nil {
-			return nil, fmt.Errorf("manifest of request %d: %w", r.ID, err)
-		}
-		if vm.Kind != "VirtualMachine" || vm.Name == "" {
-			return nil, fmt.Errorf("manifest of request %d is not a named VirtualMachine", r.ID)
+		if err := yaml.UnmarshalStrict([]byte(r.VM.Manifest), &vm); err != nil || vm.Kind != "VirtualMachine" || vm.Name == "" {
+			skipped = append(skipped, fmt.Sprintf("request %d (%s): its recorded manifest is not a VirtualMachine", r.ID, r.Name))
+			continue
 		}
 		m, err := Manifest(&vm)
 		if err != nil {
@@ -59,6 +58,9 @@ func Export(team string, rs []store.Request) ([]ExportFile, error) {
 	}
 	var k strings.Builder
 	fmt.Fprintf(&k, "# The VirtualMachines of team %s, exported by Paddock.\n", team)
+	for _, sk := range skipped {
+		fmt.Fprintf(&k, "# Left out: %s.\n", sk)
+	}
 	k.WriteString("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n")
 	if len(names) == 0 {
 		k.WriteString("resources: []\n")

@@ -277,3 +277,19 @@ func (s *Store) TemplateNames(ctx context.Context) ([]NamedID, error) {
 	}
 	return ns, nil
 }
+
+// ExplainHistory runs the query of one history page under EXPLAIN ANALYZE
+// and returns the plan, for the benchmark's report.
+func (s *Store) ExplainHistory(ctx context.Context, f HistoryFilter) ([]string, error) {
+	if f.Limit <= 0 || f.Limit > MaxHistoryPage {
+		f.Limit = 50
+	}
+	where, args := historyWhere(f)
+	q := "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + fmt.Sprintf(historySelect, where, "LIMIT "+strconv.Itoa(f.Limit+1))
+	rows, _ := s.pool.Query(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("explain history: %w", err)
+	}
+	return plan, nil
+}

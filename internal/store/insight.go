@@ -224,61 +224,66 @@ func (s *Store) RefreshInsight(ctx context.Context, at time.Time) (InsightRefres
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var locked bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, insightLockKey).Scan(&locked); err != nil {
-			return fmt.Errorf("insight lock: %w", err)
+			return fmt.Errorf("refresh insight: lock: %w", err)
 		}
 		if !locked {
 			res.Skipped = true
 			return nil
 		}
 		exec := func(what, sql string, args ...any) (int64, error) {
-			t0 := time.Now()
-			defer func() { fmt.Println("STEP", what, time.Since(t0)) }()
 			tag, err := tx.Exec(ctx, sql, args...)
 			if err != nil {
 				return 0, fmt.Errorf("refresh insight: %s: %w", what, err)
 			}
 			return tag.RowsAffected(), nil
 		}
-		steps := []struct{ what, sql string }{
-			{"batch table", `CREATE TEMP TABLE insight_batch (request_id bigint PRIMARY KEY) ON COMMIT DROP`},
-			{"weeks table", `CREATE TEMP TABLE insight_weeks (week date PRIMARY KEY) ON COMMIT DROP`},
-			{"old runs table", `CREATE TEMP TABLE insight_old_runs (request_id bigint, started_at timestamptz, stopped_at timestamptz) ON COMMIT DROP`},
+		type step struct {
+			what, sql string
+			args      []any
+		}
+		run := func(steps ...step) error {
+			for _, st := range steps {
+				if _, err := exec(st.what, st.sql, st.args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		err := run(
+			step{what: "batch table", sql: `CREATE TEMP TABLE insight_batch (request_id bigint PRIMARY KEY) ON COMMIT DROP`},
+			step{what: "weeks table", sql: `CREATE TEMP TABLE insight_weeks (week date PRIMARY KEY) ON COMMIT DROP`},
+			step{what: "old runs table", sql: `CREATE TEMP TABLE insight_old_runs (request_id bigint, started_at timestamptz,
+				stopped_at timestamptz) ON COMMIT DROP`},
 			// Big, one-off statements: compiling them costs more than it
 			// saves, and their sorts fit in memory.
-			{"jit", `SET LOCAL jit = off`},
-			{"work_mem", `SET LOCAL work_mem = '64MB'`},
+			step{what: "jit", sql: `SET LOCAL jit = off`},
+			step{what: "work_mem", sql: `SET LOCAL work_mem = '64MB'`},
+		)
+		if err != nil {
+			return err
 		}
-		for _, st := range steps {
-			if _, err := exec(st.what, st.sql); err != nil {
-				return err
-			}
-		}
-		n, err := exec("take dirty requests", `
+		res.Requests, err = exec("take dirty requests", `
 			WITH d AS (DELETE FROM insight_dirty RETURNING request_id)
 			INSERT INTO insight_batch SELECT DISTINCT request_id FROM d`)
 		if err != nil {
 			return err
 		}
-		res.Requests = n
-		if n > 0 {
-			for _, st := range []struct {
-				what, sql string
-				args      []any
-			}{
-				{"analyze batch", `ANALYZE insight_batch`, nil},
-				{"facts", insightFactsUpsert, nil},
-				{"old runs", `WITH d AS (DELETE FROM request_runs r USING insight_batch b WHERE r.request_id = b.request_id
-					RETURNING r.request_id, r.started_at, r.stopped_at) INSERT INTO insight_old_runs SELECT * FROM d`, nil},
-				{"runs", insightRunsInsert, nil},
-				{"request weeks", `INSERT INTO insight_weeks (week)
+		if res.Requests > 0 {
+			err := run(
+				step{what: "analyze batch", sql: `ANALYZE insight_batch`},
+				step{what: "facts", sql: insightFactsUpsert},
+				step{what: "old runs", sql: `WITH d AS (DELETE FROM request_runs r USING insight_batch b
+					WHERE r.request_id = b.request_id RETURNING r.request_id, r.started_at, r.stopped_at)
+					INSERT INTO insight_old_runs SELECT * FROM d`},
+				step{what: "runs", sql: insightRunsInsert},
+				step{what: "request weeks", sql: `INSERT INTO insight_weeks (week)
 					SELECT DISTINCT date_trunc('week', f.created_at AT TIME ZONE 'UTC')::date
 					FROM insight_batch b JOIN request_facts f ON f.request_id = b.request_id
-					WHERE f.created_at < $1 ON CONFLICT DO NOTHING`, []any{at}},
-				{"run weeks", insightRunWeeks, []any{at}},
-			} {
-				if _, err := exec(st.what, st.sql, st.args...); err != nil {
-					return err
-				}
+					WHERE f.created_at < $1 ON CONFLICT DO NOTHING`, args: []any{at}},
+				step{what: "run weeks", sql: insightRunWeeks, args: []any{at}},
+			)
+			if err != nil {
+				return err
 			}
 		}
 		// Time passing changes the weeks since the last refresh: VMs still
@@ -293,41 +298,33 @@ func (s *Store) RefreshInsight(ctx context.Context, at time.Time) (InsightRefres
 		if !first && last.Before(week) {
 			from = last
 		}
-		if _, err := exec("current weeks", `INSERT INTO insight_weeks (week)
-			SELECT g::date FROM generate_series($1::date, $2::date, interval '7 days') g ON CONFLICT DO NOTHING`, from, week); err != nil {
-			return err
-		}
-		if _, err := exec("analyze weeks", `ANALYZE insight_weeks`); err != nil {
-			return err
-		}
-		if _, err := exec("clear weeks", `DELETE FROM insight_weekly w USING insight_weeks d WHERE w.week = d.week`); err != nil {
-			return err
-		}
 		var lo, hi time.Time
-		if err := tx.QueryRow(ctx, `SELECT min(week), max(week) + 7 FROM insight_weeks`).Scan(&lo, &hi); err != nil {
+		err = run(
+			step{what: "current weeks", sql: `INSERT INTO insight_weeks (week)
+				SELECT g::date FROM generate_series($1::date, $2::date, interval '7 days') g ON CONFLICT DO NOTHING`,
+				args: []any{from, week}},
+			step{what: "analyze weeks", sql: `ANALYZE insight_weeks`},
+			step{what: "clear weeks", sql: `DELETE FROM insight_weekly w USING insight_weeks d WHERE w.week = d.week`},
+		)
+		if err == nil {
+			err = tx.QueryRow(ctx, `SELECT count(*), min(week), max(week) + 7 FROM insight_weeks`).Scan(&res.Weeks, &lo, &hi)
+		}
+		if err != nil {
 			return fmt.Errorf("refresh insight: weeks: %w", err)
 		}
 		if _, err := exec("weeks", insightWeekly, at, lo, hi); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM insight_weeks`).Scan(&res.Weeks); err != nil {
-			return fmt.Errorf("refresh insight: %w", err)
-		}
 		if res.Requests > 0 || first || !last.Equal(week) {
 			res.Periods = true
-			for _, st := range []struct{ what, sql string }{
-				{"clear periods", `DELETE FROM insight_period`},
-				{"periods", insightPeriod},
-				{"clear failures", `DELETE FROM insight_failures`},
-				{"failures", insightFailures},
-			} {
-				args := []any{week, at, InsightPeriods}
-				if st.what == "clear periods" || st.what == "clear failures" {
-					args = nil
-				}
-				if _, err := exec(st.what, st.sql, args...); err != nil {
-					return err
-				}
+			err := run(
+				step{what: "clear periods", sql: `DELETE FROM insight_period`},
+				step{what: "periods", sql: insightPeriod, args: []any{week, at, InsightPeriods}},
+				step{what: "clear failures", sql: `DELETE FROM insight_failures`},
+				step{what: "failures", sql: insightFailures, args: []any{week, at, InsightPeriods}},
+			)
+			if err != nil {
+				return err
 			}
 		}
 		_, err = exec("meta", `INSERT INTO insight_meta (refreshed_at, refreshed_week) VALUES ($1, $2)

@@ -139,6 +139,10 @@ func (n NewRequest) checkStatic() *ValidationError {
 	if len(n.Justification) > MaxJustificationLen {
 		v.Add("justification", "must be at most %d characters", MaxJustificationLen)
 	}
+	// PostgreSQL text holds neither NUL nor invalid UTF-8 (found by FuzzAPICreateRequest).
+	if strings.ContainsRune(n.Justification, 0) || strings.ToValidUTF8(n.Justification, "") != n.Justification {
+		v.Add("justification", "must be plain text, without NUL characters")
+	}
 	if len(n.IdempotencyKey) > MaxIdempotencyKey {
 		v.Add("Idempotency-Key", "must be at most %d characters", MaxIdempotencyKey)
 	}

@@ -102,6 +102,7 @@ var routeMatrix = []routeCase{
 	{"GET /catalog", "/catalog", "", signedIn},
 	{"GET /catalog/{name}", "/catalog/{tpl}", "", signedIn},
 	{"GET /requests", "/requests", "", signedIn},
+	{"GET /teams/{team}/manifests.zip", "/teams/payments/manifests.zip", "", ownTeam},
 	{"GET /requests/new", "/requests/new", "", inATeam},
 	{"POST /requests", "/requests", "template=ubuntu-2404&size=small&name=m-{n}&leaseDays=3&sshPublicKey={sshkey}", inATeam},
 	{"POST /requests/preflight", "/requests/preflight", "template=ubuntu-2404&size=small&name=m-{n}&leaseDays=3&sshPublicKey={sshkey}", inATeam},

@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
 	"paddock/internal/store"
 	"paddock/internal/testdb"
 	"paddock/internal/web"
@@ -46,8 +49,8 @@ func TestOversizedFormIsAClear413Page(t *testing.T) {
 	}
 }
 
-// multipartBody builds an upload of the template import form.
-func multipartBody(t *testing.T, files map[string][]byte) (string, *bytes.Buffer) {
+// hostileUpload builds an upload of the template import form.
+func hostileUpload(t *testing.T, files map[string][]byte) (string, *bytes.Buffer) {
 	t.Helper()
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
@@ -69,9 +72,9 @@ func TestTemplateImportRefusesHostileUploads(t *testing.T) {
 	e := setup(t, web.Config{DevSignIn: true})
 	c := e.browser("platform")
 	before := e.count(`SELECT count(*) FROM template_versions`)
-	okType, okBody := multipartBody(t, map[string][]byte{"a.yaml": []byte("name: x\n")})
-	bigType, bigBody := multipartBody(t, map[string][]byte{"big.yaml": bytes.Repeat([]byte("# padding\n"), web.MaxBodyBytes/10+1)})
-	manyType, manyBody := multipartBody(t, func() map[string][]byte {
+	okType, okBody := hostileUpload(t, map[string][]byte{"a.yaml": []byte("name: x\n")})
+	bigType, bigBody := hostileUpload(t, map[string][]byte{"big.yaml": bytes.Repeat([]byte("# padding\n"), web.MaxBodyBytes/10+1)})
+	manyType, manyBody := hostileUpload(t, func() map[string][]byte {
 		m := map[string][]byte{}
 		for i := range 3 {
 			m[fmt.Sprintf("part-%d.yaml", i)] = bytes.Repeat([]byte("x"), web.MaxBodyBytes/2)
@@ -132,7 +135,13 @@ type fuzzEnv struct {
 func newFuzzEnv(f *testing.F) *fuzzEnv {
 	f.Helper()
 	ctx := context.Background()
-	st := store.New(testdb.New(f))
+	pool := testdb.New(f)
+	st := store.New(pool)
+	jobs, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	st.SetJobClient(jobs)
 	team, err := st.EnsureTeam(ctx, "payments", "payments")
 	if err != nil {
 		f.Fatal(err)
@@ -180,6 +189,7 @@ func FuzzAPICreateRequest(f *testing.F) {
 		`{"template":"cirros","size":"nano","name":"fz-1","sshPublicKey":"` + sshKey + `","leaseDays":1}`,
 		`{"template":"cirros","size":"nano","name":"fz-1","sshPublicKey":"` + sshKey + `","leaseDays":1,"template":"x"}`,
 		`{"template":"cirros","size":"nano","name":"` + strings.Repeat("a", 300) + `","sshPublicKey":"ssh-rsa AAAA","leaseDays":0}`,
+		`{"template":"cirros","size":"nano","name":"fz-2","sshPublicKey":"` + sshKey + `","leaseDays":1,"justification":"a\u0000b"}`,
 		strings.Repeat("[", 10000),
 	} {
 		f.Add(s)

@@ -59,7 +59,7 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) error {
 		return errStatus(http.StatusForbidden, "You are not in a team, so you cannot request VMs.")
 	}
 	if err := r.ParseForm(); err != nil {
-		return errStatus(http.StatusBadRequest, "The form could not be read; it may be too large.")
+		return formError(err)
 	}
 	form := requestForm{
 		Template: r.PostFormValue("template"), Size: r.PostFormValue("size"),

@@ -172,6 +172,9 @@ func (s *Server) requestList(w http.ResponseWriter, r *http.Request) error {
 	if v.Templates, err = s.store.TemplateStates(r.Context()); err != nil {
 		return err
 	}
+	if v.Exports, err = s.exportLinks(r.Context(), u); err != nil {
+		return err
+	}
 	v.Scope = "Every team's requests, newest first."
 	if u.Role == store.RoleDeveloper {
 		v.Scope = "Your team's requests, newest first."

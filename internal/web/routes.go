@@ -23,7 +23,7 @@ func (s *Server) Handler() http.Handler {
 // to check that each route has a row in the role × route matrix.
 func (s *Server) Router() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.clientIP(), s.logRequests, s.metrics.instrument, middleware.Recoverer, securityHeaders, limitBody)
+	r.Use(middleware.RequestID, s.clientIP(), s.logRequests, s.metrics.instrument, middleware.Recoverer, securityHeaders, limitBody, cleanQuery)
 
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
@@ -50,6 +50,7 @@ func (s *Server) Router() chi.Router {
 			r.Get("/catalog", s.page(s.catalog))
 			r.Get("/catalog/{name}", s.page(s.catalogShow))
 			r.Get("/requests", s.page(s.requestList))
+			r.Get("/teams/{team}/manifests.zip", s.page(s.teamManifests))
 			r.Get("/requests/new", s.page(s.requestNew))
 			r.Post("/requests", s.page(s.requestCreate))
 			r.Post("/requests/preflight", s.page(s.requestPreflight))

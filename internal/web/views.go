@@ -199,6 +199,8 @@ type requestsView struct {
 	Scope    string
 	// Templates is the current state of every template, for the outdated badges.
 	Templates map[int64]store.TemplateState
+	// Exports are the teams whose VM manifests the user may download.
+	Exports []exportLink
 }
 
 // render writes a templ component with a status.

@@ -60,17 +60,28 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stdout, nil))
-	pool, err := prepare(ctx, o, log)
+	rep := &report{N: o.n, Samples: o.samples, LoadBefore: loadavg()}
+	pool, err := prepare(ctx, o, log, rep)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	_ = time.Now
+	if err := measure(ctx, o, pool, log, rep); err != nil {
+		return err
+	}
+	rep.LoadAfter = loadavg()
+	if err := rep.machine(ctx, pool); err != nil {
+		return err
+	}
+	if err := rep.write(o.out); err != nil {
+		return err
+	}
+	log.Info("wrote the figures", "file", o.out)
 	return nil
 }
 
 // prepare creates, migrates and seeds the benchmark database as needed.
-func prepare(ctx context.Context, o options, log *slog.Logger) (*pgxpool.Pool, error) {
+func prepare(ctx context.Context, o options, log *slog.Logger, rep *report) (*pgxpool.Pool, error) {
 	u, err := url.Parse(o.dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("database URL: %w", err)
@@ -126,6 +137,7 @@ func prepare(ctx context.Context, o options, log *slog.Logger) (*pgxpool.Pool, e
 		return nil, err
 	}
 	if added > 0 {
+		rep.Seeded, rep.SeedTook = added, time.Since(start)
 		log.Info("seeded", "requests", added, "took", time.Since(start).Round(time.Second))
 		t := time.Now()
 		if _, err := pool.Exec(ctx, `VACUUM ANALYZE requests, events`); err != nil {
@@ -142,6 +154,7 @@ func prepare(ctx context.Context, o options, log *slog.Logger) (*pgxpool.Pool, e
 	}
 	log.Info("insight refreshed", "requests", res.Requests, "weeks", res.Weeks, "took", time.Since(t).Round(time.Millisecond))
 	if res.Requests > 0 {
+		rep.FullRefresh, rep.FullRefreshN = time.Since(t), res.Requests
 		if _, err := pool.Exec(ctx, `VACUUM ANALYZE request_facts, request_runs, insight_weekly, insight_period, insight_failures`); err != nil {
 			pool.Close()
 			return nil, err

@@ -49,6 +49,7 @@ func memory(ctx context.Context, env *kubetest.Env, bin, kcPath, dbURL string, o
 		return err
 	}
 	rep.memory = append(rep.memory, row)
+	log.Info("measured", "row", row)
 
 	log.Info("creating VMs and VMIs", "each", o.memoryVMs, "load", loadavg())
 	start := time.Now()
@@ -63,6 +64,7 @@ func memory(ctx context.Context, env *kubetest.Env, bin, kcPath, dbURL string, o
 		return err
 	}
 	rep.memory = append(rep.memory, row)
+	log.Info("measured", "row", row)
 	rep.notes = append(rep.notes, fmt.Sprintf("Memory: `portal serve` (built with `go build -trimpath`, CGO off) runs as the RBAC-bound provisioner with its default settings, watching every namespace; VmRSS is read from /proc when /readyz first answers 200 (informers synced) and again %s later, VmHWM is the peak.", settle))
 	return nil
 }

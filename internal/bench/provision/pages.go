@@ -99,6 +99,7 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		rep.pages = append(rep.pages, fmt.Sprintf("| %s | `%s` | %d | %.0f | %.1f KiB | %s | %s | %s | %s | %.1f× |",
 			p.label, p.path, s.n, float64(s.n)/dur.Seconds(), float64(s.bytes)/1024, ms(s.p50), ms(s.p99), ms(hz.p50), ms(hz.p99),
 			float64(s.p99)/float64(hz.p99)))
+		log.Info("measured", "row", rep.pages[len(rep.pages)-1])
 	}
 	rep.pages = append(rep.pages, fmt.Sprintf("| Baseline: static route | `/healthz` | %d | %.0f | %d B | %s | %s | | | |",
 		hz.n, float64(hz.n)/dur.Seconds(), hz.bytes, ms(hz.p50), ms(hz.p99)))

@@ -136,7 +136,10 @@ func provisioning(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, o 
 			if err != nil {
 				return fmt.Errorf("paddock: %w", err)
 			}
-			rep.latency = append(rep.latency, latencyRow{concurrency: c.conc, paddock: summarise(pad), base: summarise(base)})
+			row := latencyRow{concurrency: c.conc, paddock: summarise(pad), base: summarise(base)}
+			rep.latency = append(rep.latency, row)
+			log.Info("measured", "submitters", c.conc, "p50", row.paddock.p50, "p99", row.paddock.p99,
+				"baseline p50", row.base.p50, "baseline p99", row.base.p99)
 		}
 	}
 	if o.only["throughput"] {
@@ -151,6 +154,7 @@ func provisioning(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, o 
 			return err
 		}
 		rep.rate = append(rep.rate, row+fmt.Sprintf(" %.0f |", tps))
+		log.Info("measured", "row", rep.rate[len(rep.rate)-1])
 	}
 	// Leave no Paddock VMs behind for the memory item's baseline.
 	return admin.Virt.KubevirtV1().VirtualMachines(ns).DeleteCollection(context.WithoutCancel(ctx), metav1.DeleteOptions{}, metav1.ListOptions{})
