@@ -18,7 +18,8 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.SetOutput(stderr)
 	commonFlags(fs, &c, getenv, "")
 	dataDir := fs.String("data-dir", ".paddock", "where the private PostgreSQL lives when DATABASE_URL is unset")
-	seedN := fs.Int("seed-history", 0, "add realistic historical requests until there are this many (for the history and insight pages)")
+	seedN := fs.Int("seed-history", envInt(getenv, "PADDOCK_SEED_HISTORY", 0),
+		"add realistic historical requests until there are this many, for the history and insight pages (PADDOCK_SEED_HISTORY)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}

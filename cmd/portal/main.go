@@ -42,6 +42,7 @@ Usage:
   portal templates export [--dir DIR]    write every current template as YAML
   portal templates apply -f FILE|DIR [--dry-run] [--diff] [-m NOTE] [--user LOGIN]
   portal approval-rules export|apply -f FILE [--prune] [--dry-run]
+  portal export --team TEAM --dir DIR    write a team's VMs as manifests for Kustomize or GitOps
 
 Run "portal COMMAND -h" for the flags of a command.
 `
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdTemplates(ctx, args[1:], getenv, stdout, stderr)
 	case "approval-rules":
 		return cmdApprovalRules(ctx, args[1:], getenv, stdout, stderr)
+	case "export":
+		return cmdExport(ctx, args[1:], getenv, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -83,6 +83,11 @@ var webhookFS embed.FS
 //go:embed instancetypes/*.yaml
 var instancetypeFS embed.FS
 
+const (
+	tmpDirPrefix = "kubetest-"
+	ownerFile    = "owner.pid"
+)
+
 // Env is a running API server with KubeVirt installed.
 type Env struct {
 	// Config authenticates as an administrator (group system:masters).
@@ -96,7 +101,7 @@ type Env struct {
 
 	env      *envtest.Environment
 	tmpDir   string
-	hookOpts envtest.WebhookInstallOptions
+	hookCA   []byte
 	hookCmd  *exec.Cmd
 	hookDone chan struct{}
 	hookLog  string
@@ -134,13 +139,16 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 		return nil, err
 	}
 	reapOrphans(binDir)
+	reapStaleDirs()
 
 	crds, err := embeddedCRDs()
 	if err != nil {
 		return nil, err
 	}
 
-	tmpDir, err := os.MkdirTemp("", "kubetest-")
+	// Everything this Env writes lives under tmpDir, which records its owner
+	// so a later Start can remove it if the owner died without Stop.
+	tmpDir, err := os.MkdirTemp("", tmpDirPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +158,14 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 			_ = e.Stop()
 		}
 	}()
+	if err := os.WriteFile(filepath.Join(tmpDir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"apiserver", "etcd"} {
+		if err := os.Mkdir(filepath.Join(tmpDir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
 
 	noExisting := false
 	e.env = &envtest.Environment{
@@ -165,7 +181,8 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 		},
 	}
 	e.env.ControlPlane.GetAPIServer().Path = filepath.Join(binDir, "kube-apiserver")
-	e.env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(binDir, "etcd")}
+	e.env.ControlPlane.GetAPIServer().CertDir = filepath.Join(tmpDir, "apiserver")
+	e.env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(binDir, "etcd"), DataDir: filepath.Join(tmpDir, "etcd")}
 	// Tests don't need their data to survive a power cut.
 	e.env.ControlPlane.Etcd.Configure().Set("unsafe-no-fsync", "true")
 
@@ -216,9 +233,6 @@ func (e *Env) Stop() error {
 			if err := e.env.Stop(); err != nil {
 				errs = append(errs, err)
 			}
-		}
-		if err := e.hookOpts.Cleanup(); err != nil {
-			errs = append(errs, err)
 		}
 		if e.tmpDir != "" {
 			if err := os.RemoveAll(e.tmpDir); err != nil {
@@ -388,26 +402,31 @@ func crdCondition(crd *apiextensionsv1.CustomResourceDefinition, t apiextensions
 	return false
 }
 
-// launchWebhooks starts kubevirt-webhooks with a serving certificate from a
-// CA of its own. It waits for the kubeconfig writeWebhookKubeconfig writes.
+// launchWebhooks starts kubevirt-webhooks on a free loopback port with a
+// serving certificate from a CA of its own. It waits for the kubeconfig writeWebhookKubeconfig writes.
 func (e *Env) launchWebhooks(verbose bool) error {
-	e.hookOpts = envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
-	if err := e.hookOpts.PrepWithoutInstalling(); err != nil {
+	certDir := filepath.Join(e.tmpDir, "webhook-certs")
+	ca, err := servingCert(certDir)
+	if err != nil {
 		return fmt.Errorf("kubetest: webhook certificates: %w", err)
+	}
+	e.hookCA = ca
+	port, err := freePort()
+	if err != nil {
+		return err
 	}
 	e.hookLog = filepath.Join(e.tmpDir, "kubevirt-webhooks.log")
 	logFile, err := os.Create(e.hookLog)
 	if err != nil {
 		return err
 	}
-	port := e.hookOpts.LocalServingPort
 	e.hookCmd = exec.Command(filepath.Join(e.BinDir, "kubevirt-webhooks"),
 		"--kubeconfig", e.hookKubeconfigPath(),
 		"--wait-for-kubeconfig", "5m",
 		"--bind-address", "127.0.0.1",
 		"--port", strconv.Itoa(port),
-		"--tls-cert-file", filepath.Join(e.hookOpts.LocalServingCertDir, "tls.crt"),
-		"--tls-private-key-file", filepath.Join(e.hookOpts.LocalServingCertDir, "tls.key"),
+		"--tls-cert-file", filepath.Join(certDir, "tls.crt"),
+		"--tls-private-key-file", filepath.Join(certDir, "tls.key"),
 	)
 	var out io.Writer = logFile
 	if verbose {
@@ -451,7 +470,7 @@ func (e *Env) writeWebhookKubeconfig() error {
 // waitWebhooksReady waits until kubevirt-webhooks answers on /healthz.
 func (e *Env) waitWebhooksReady(ctx context.Context) error {
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(e.hookOpts.LocalServingCAData)
+	pool.AppendCertsFromPEM(e.hookCA)
 	client := &http.Client{
 		Timeout:   2 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
@@ -546,7 +565,7 @@ func (e *Env) pointAtLocal(cc *admissionregistrationv1.WebhookClientConfig) {
 	u := e.WebhookURL + p
 	cc.URL = &u
 	cc.Service = nil
-	cc.CABundle = e.hookOpts.LocalServingCAData
+	cc.CABundle = e.hookCA
 }
 
 // waitWebhooksActive dry-runs a VirtualMachine whose disk has no volume in

@@ -45,6 +45,25 @@ func reapOrphans(binDir string) {
 	}
 }
 
+// reapStaleDirs removes the temporary directories of Envs whose owning
+// process is gone (it ended without calling Stop).
+func reapStaleDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tmpDirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			_ = os.RemoveAll(d)
+		}
+	}
+}
+
 func ppid(pid int) int {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {

@@ -7,3 +7,5 @@ import "syscall"
 func childProcAttr() *syscall.SysProcAttr { return nil }
 
 func reapOrphans(string) {}
+
+func reapStaleDirs() {}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +35,8 @@ type Cluster struct {
 	// Simulated is set for the simulated cluster, whose fake API has no
 	// dry run (it would store the object).
 	Simulated bool
+	// namespaces remembers namespaces seen to exist, saving an API call per VM.
+	namespaces sync.Map
 }
 
 // NewKubernetesCluster connects to a real cluster.
@@ -85,6 +88,9 @@ func (c *Cluster) CreateVM(ctx context.Context, vm *virtv1.VirtualMachine) (*vir
 		return created, nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
+		if apierrors.IsNotFound(err) {
+			c.namespaces.Delete(vm.Namespace) // deleted since: look again next time
+		}
 		return nil, fmt.Errorf("create VirtualMachine %s/%s: %w", vm.Namespace, vm.Name, err)
 	}
 	existing, err := vms.Get(ctx, vm.Name, metav1.GetOptions{})
@@ -112,8 +118,12 @@ func (c *Cluster) DryRunVM(ctx context.Context, vm *virtv1.VirtualMachine) error
 }
 
 func (c *Cluster) ensureNamespace(ctx context.Context, ns string) error {
+	if _, ok := c.namespaces.Load(ns); ok {
+		return nil
+	}
 	_, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if err == nil {
+		c.namespaces.Store(ns, true)
 		return nil
 	}
 	if !apierrors.IsNotFound(err) {

@@ -246,7 +246,9 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 	if vm == nil {
 		// The cache may lag a create made moments ago: ask the API server
 		// before calling a VM gone.
-		got, err := w.cluster.Virt.KubevirtV1().VirtualMachines(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
+		getCtx, cancel := w.cluster.callCtx(ctx)
+		got, err := w.cluster.Virt.KubevirtV1().VirtualMachines(key.Namespace).Get(getCtx, key.Name, metav1.GetOptions{})
+		cancel()
 		switch {
 		case errors.IsNotFound(err):
 		case err != nil:

@@ -106,8 +106,9 @@ func validState(s State) bool {
 }
 
 // historyWhere renders the filter as SQL conditions on requests r, with
-// their arguments. Every condition but the search text is answered by the
-// (column, created_at DESC, id DESC) indexes of migration 0005.
+// their arguments. Each condition has an index in page order, (column,
+// created_at DESC, id DESC) (migrations 0001 and 0005), except the search
+// text, which has a trigram index.
 func historyWhere(f HistoryFilter) (string, []any) {
 	var where []string
 	var args []any

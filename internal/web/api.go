@@ -55,6 +55,7 @@ type apiRequest struct {
 	CreatedAt       time.Time  `json:"createdAt"`
 	UpdatedAt       time.Time  `json:"updatedAt"`
 	ExpiresAt       time.Time  `json:"expiresAt"`
+	Pet             bool       `json:"pet"`
 	VM              *apiVM     `json:"vm"`
 	Events          []apiEvent `json:"events,omitempty"`
 }
@@ -106,7 +107,7 @@ func toAPIRequest(r store.Request, sshUser string) apiRequest {
 		ID: r.ID, Name: r.Name, State: string(r.State), StateReason: r.StateReason, Decision: r.Decision,
 		Template: r.TemplateName, TemplateVersion: r.TemplateVersion, Size: r.Size, Team: r.TeamName,
 		Requester: r.RequesterLogin, LeaseDays: r.LeaseDays, Justification: r.Justification,
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ExpiresAt: r.ExpiresAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ExpiresAt: r.ExpiresAt, Pet: r.Pet,
 	}
 	if r.VM != nil {
 		a.VM = &apiVM{Namespace: r.VM.Namespace, Name: r.VM.Name, Status: r.VM.Status, IP: r.VM.IP, Message: r.VM.Message}

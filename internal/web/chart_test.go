@@ -121,16 +121,16 @@ func TestLineChartGeometry(t *testing.T) {
 func TestStackedBarChartGeometry(t *testing.T) {
 	a, b := newSeries("payments", 2), newSeries("billing", 2)
 	a.set(0, 30)
-	b.set(0, 10)
+	b.set(0, 20)
 	a.set(1, 5)
-	c := barChart("vcpu", "vCPU", "", []string{"w1", "w2"}, []series{a, b}, linearScale(40), fmtHours)
+	c := barChart("vcpu", "vCPU", "", []string{"w1", "w2"}, []series{a, b}, linearScale(50), fmtHours)
 	if len(c.Bars) != 3 || len(c.Legend) != 2 {
 		t.Fatalf("bars %+v", c.Bars)
 	}
 	// In week 1 the billing bar sits on the payments bar, and together they
-	// reach 40 of the scale's 40: the top of the plot.
+	// reach 50 of the scale's 50: the top of the plot.
 	pay, bill := c.Bars[0], c.Bars[1]
-	if math.Abs(pay.Y-(bill.Y+bill.H)) > 0.01 || math.Abs(bill.Y-c.Plot.Y) > 0.01 || math.Abs(pay.H-3*bill.H) > 0.01 {
+	if math.Abs(pay.Y-(bill.Y+bill.H)) > 0.01 || math.Abs(bill.Y-c.Plot.Y) > 0.01 || math.Abs(pay.H-1.5*bill.H) > 0.01 {
 		t.Errorf("stack: %+v %+v plot %+v", pay, bill, c.Plot)
 	}
 	for _, r := range c.Bars {
@@ -139,6 +139,9 @@ func TestStackedBarChartGeometry(t *testing.T) {
 	}
 	if s := linearScale(7); s.hi != 10 || len(s.ticks) != 5 {
 		t.Errorf("linearScale(7) = %+v", s)
+	}
+	if s := linearScale(40); s.hi != 50 {
+		t.Errorf("linearScale(40) = %+v", s)
 	}
 	if s := linearScale(0.3); s.hi != 0.5 {
 		t.Errorf("linearScale(0.3) = %+v", s)
@@ -168,11 +171,11 @@ func TestInsightPageRendersChartsWithTables(t *testing.T) {
 		w := store.InsightWeek{Week: time.Date(2026, 2, 23+7*i, 0, 0, 0, 0, time.UTC)}
 		w.Submitted, w.AutoApproved, w.ReachedRunning = 10, 7, 9
 		w.Lead = store.Durations{N: 9, P50: time.Minute, P90: 10 * time.Minute, Max: time.Hour}
-		w.VCPUHours = 100
+		w.VCPUHours, w.MemoryGiBHours = 100, 200
 		in.Weeks = append(in.Weeks, w)
 	}
 	in.Showback = []store.TeamShowback{{TeamID: 1, TeamName: "payments", Weeks: make([]store.Showback, 4)}}
-	in.Showback[0].Weeks[3] = store.Showback{ActiveVMs: 3, VCPUHours: 12.5}
+	in.Showback[0].Weeks[3] = store.Showback{ActiveVMs: 3, VCPUHours: 12.5, MemoryGiBHours: 25}
 	v := insightView{Form: insightForm{Weeks: "4"}}
 	fillInsight(&v, in)
 	if v.AsOf != "Figures as of 2026-03-18 12:03 UTC. They are refreshed every 5 minutes." {
@@ -189,7 +192,7 @@ func TestInsightPageRendersChartsWithTables(t *testing.T) {
 		}
 	}
 	if strings.Count(page, "<svg") < 5 || !strings.Contains(page, "<th scope=\"row\">Mar 16</th><td>1 min</td><td>10 min</td><td>1 h</td>") {
-		t.Error("charts or the lead table rows are missing")
+		t.Errorf("charts or the lead table rows are missing (%d charts drawn)", strings.Count(page, "<svg"))
 	}
 	if !strings.Contains(page, `data-testid="chart-empty-failures"`) {
 		t.Error("an empty chart does not say so")

@@ -219,7 +219,9 @@ func (s *Server) historyCSV(w http.ResponseWriter, r *http.Request) error {
 		return cw.Error()
 	}
 	if !out.sent {
-		return err // nothing has gone out: an error page can still be shown
+		// Nothing has gone out: an error page can still be shown, as a page.
+		h.Del("Content-Disposition")
+		return err
 	}
 	// Part of the file has gone out. Cut the connection, so that the
 	// download fails rather than looking complete.

@@ -139,7 +139,7 @@ func TestHistoryScopeAndFilters(t *testing.T) {
 		}
 	}
 	// The nav offers History to everyone, Insight to managers and platform.
-	if !strings.Contains(b, `data-testid="nav-history"`) || strings.Contains(b, `data-testid="nav-insight"`) {
+	if _, b := e.fetch(dev, "/history"); !strings.Contains(b, `data-testid="nav-history"`) || strings.Contains(b, `data-testid="nav-insight"`) {
 		t.Error("developer's nav")
 	}
 	if _, b := e.fetch(mgr, "/history"); !strings.Contains(b, `data-testid="nav-insight"`) {

@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,6 +65,8 @@ type options struct {
 	pageSecs    int
 	out         string
 	portal      string
+
+	throughputTeams []int
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -83,8 +86,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.out, "out", "", "also write the table into this file, between the bench-provision markers (e.g. BENCHMARKS.md)")
 	fs.StringVar(&o.portal, "portal", "", "a portal binary built from this tree (default: build one)")
 	fs.IntVar(&o.pageSecs, "page-seconds", 15, "how long the load generator runs per page")
+	teams := fs.String("throughput-teams", "1,20", "comma-separated team counts the 20 submitters are spread over, one sustained run each")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	for _, t := range strings.Split(*teams, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(t))
+		if err != nil || k < 1 || k > 20 {
+			return fmt.Errorf("-throughput-teams: %q is not a count from 1 to 20", t)
+		}
+		o.throughputTeams = append(o.throughputTeams, k)
 	}
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -127,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if o.only["pages"] {
-			rep.failed("pages", pages(ctx, env, bin, kubeconfig, suffixDB(o.dbURL, "_pages"), o, rep, log), log)
+			rep.failed("pages", pages(ctx, bin, kubeconfig, suffixDB(o.dbURL, "_pages"), o, rep, log), log)
 		}
 		if o.only["memory"] {
 			rep.failed("memory", memory(ctx, env, bin, kubeconfig, suffixDB(o.dbURL, "_mem"), o, rep, log), log)

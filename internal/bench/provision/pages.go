@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"paddock/internal/kubetest"
 	"paddock/internal/store"
 	"paddock/templates"
 )
@@ -34,7 +33,7 @@ const (
 // historical requests (store.SeedHistory, issue #7's generator), runs
 // `portal serve` on it behind trusted-proxy sign-in, and drives 50
 // concurrent clients at each page and at /healthz of the same server.
-func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string, o options, rep *report, log *slog.Logger) error {
+func pages(ctx context.Context, bin, kubeconfig, dbURL string, o options, rep *report, log *slog.Logger) error {
 	pool, err := openOrCreate(ctx, dbURL)
 	if err != nil {
 		return err
@@ -160,6 +159,7 @@ func load(ctx context.Context, url string, hdr http.Header, d time.Duration) (lo
 	for _, c := range clients {
 		wg.Go(func() {
 			var mine []time.Duration
+			var last int64
 			for time.Now().Before(end) {
 				took, n, err := get(c)
 				if err != nil {
@@ -171,10 +171,11 @@ func load(ctx context.Context, url string, hdr http.Header, d time.Duration) (lo
 					return
 				}
 				mine = append(mine, took)
-				size = n
+				last = n
 			}
 			mu.Lock()
 			samples = append(samples, mine...)
+			size = max(size, last)
 			mu.Unlock()
 		})
 	}

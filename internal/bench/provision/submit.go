@@ -143,18 +143,20 @@ func provisioning(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, o 
 		}
 	}
 	if o.only["throughput"] {
-		log.Info("sustained submits", "requests", o.throughputN, "load", loadavg())
-		row, err := r.throughput(ctx, o.throughputN)
-		if err != nil {
-			return err
+		for i, teams := range o.throughputTeams {
+			log.Info("sustained submits", "requests", o.throughputN, "teams", teams, "load", loadavg())
+			row, err := r.throughput(ctx, o.throughputN, teams, int64(10_000_000*(i+1)))
+			if err != nil {
+				return err
+			}
+			log.Info("pgbench", "seconds", o.pgbenchSecs, "load", loadavg())
+			tps, err := pgbenchTPS(ctx, o.dbURL, o.pgbenchSecs)
+			if err != nil {
+				return err
+			}
+			rep.rate = append(rep.rate, row+fmt.Sprintf(" %.0f |", tps))
+			log.Info("measured", "row", rep.rate[len(rep.rate)-1])
 		}
-		log.Info("pgbench", "seconds", o.pgbenchSecs, "load", loadavg())
-		tps, err := pgbenchTPS(ctx, o.dbURL, o.pgbenchSecs)
-		if err != nil {
-			return err
-		}
-		rep.rate = append(rep.rate, row+fmt.Sprintf(" %.0f |", tps))
-		log.Info("measured", "row", rep.rate[len(rep.rate)-1])
 	}
 	// Leave no Paddock VMs behind for the memory item's baseline.
 	return admin.Virt.KubevirtV1().VirtualMachines(ns).DeleteCollection(context.WithoutCancel(ctx), metav1.DeleteOptions{}, metav1.ListOptions{})
@@ -224,7 +226,11 @@ func (r *rig) bare(ctx context.Context, seq int64) error {
 
 // submit stores an auto-approved request as the developer.
 func (r *rig) submit(ctx context.Context, seq int64) (store.Request, error) {
-	req, err := r.st.SubmitRequest(ctx, store.NewRequest{TeamID: r.team.ID, Requester: r.dev, Template: benchTmpl,
+	return r.submitAs(ctx, r.team.ID, r.dev, seq)
+}
+
+func (r *rig) submitAs(ctx context.Context, teamID int64, dev store.User, seq int64) (store.Request, error) {
+	req, err := r.st.SubmitRequest(ctx, store.NewRequest{TeamID: teamID, Requester: dev, Template: benchTmpl,
 		Size: benchSize, Name: fmt.Sprintf("vm-%d", seq), SSHPublicKey: sshKey, LeaseDays: 3})
 	if err != nil {
 		return req, err
@@ -249,9 +255,23 @@ func (r *rig) submitAndWait(ctx context.Context, seq int64) error {
 // throughput submits n requests from 20 submitters as fast as they go and
 // counts until every VM exists; then it checks that each request has
 // exactly one VM.
-func (r *rig) throughput(ctx context.Context, n int) (string, error) {
+func (r *rig) throughput(ctx context.Context, n, teams int, base int64) (string, error) {
 	const submitters = 20
-	base := int64(10_000_000)
+	// Submitter k submits for team k mod teams; the teams share the
+	// benchmark's namespace, so the same watcher sees every VM.
+	members := []store.User{r.dev}
+	teamIDs := []int64{r.team.ID}
+	for k := 1; k < teams; k++ {
+		t, err := r.st.EnsureTeam(ctx, fmt.Sprintf("team-%d", k), r.ns)
+		if err != nil {
+			return "", err
+		}
+		u, err := r.st.EnsureUser(ctx, fmt.Sprintf("developer-%d", k), "Dev", store.RoleDeveloper, &t.ID)
+		if err != nil {
+			return "", err
+		}
+		members, teamIDs = append(members, u), append(teamIDs, t.ID)
+	}
 	ids := make([]int64, n)
 	var next atomic.Int64
 	next.Store(-1)
@@ -259,14 +279,14 @@ func (r *rig) throughput(ctx context.Context, n int) (string, error) {
 	var errOnce sync.Once
 	var first error
 	start := time.Now()
-	for range submitters {
+	for k := range submitters {
 		wg.Go(func() {
 			for {
 				i := next.Add(1)
 				if i >= int64(n) {
 					return
 				}
-				req, err := r.submit(ctx, base+i)
+				req, err := r.submitAs(ctx, teamIDs[k%teams], members[k%teams], base+i)
 				if err != nil {
 					errOnce.Do(func() { first = err })
 					return
@@ -317,8 +337,8 @@ func (r *rig) throughput(ctx context.Context, n int) (string, error) {
 	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'provision' AND attempt > 1`).Scan(&retried); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("| %d submitters, until the last VM exists (submits alone: %.1f s; jobs retried: %d) | %d | %.2f | %.0f | %d | %d |",
-		submitters, submitted.Seconds(), retried, n, elapsed.Seconds(), float64(n)/elapsed.Seconds(), missing, dup), nil
+	return fmt.Sprintf("| %d submitters in %d team(s), until the last VM exists (submits alone: %.1f s; jobs retried so far: %d) | %d | %.2f | %.0f | %d | %d |",
+		submitters, teams, submitted.Seconds(), retried, n, elapsed.Seconds(), float64(n)/elapsed.Seconds(), missing, dup), nil
 }
 
 // pgbenchTPS runs pgbench with a one-INSERT transaction script, 20 clients,
