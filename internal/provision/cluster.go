@@ -218,7 +218,13 @@ func (c *Cluster) RecentEvents(ctx context.Context, ns, name string, limit int) 
 	if err != nil {
 		return nil, fmt.Errorf("list events of %s/%s: %w", ns, name, err)
 	}
-	evs := list.Items
+	// Filter again: the simulated cluster's fake API ignores field selectors.
+	evs := list.Items[:0]
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == name {
+			evs = append(evs, e)
+		}
+	}
 	sort.Slice(evs, func(i, j int) bool { return eventTime(evs[i]).After(eventTime(evs[j])) })
 	if len(evs) > limit {
 		evs = evs[:limit]
