@@ -140,13 +140,18 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	return store.Migrate(ctx, pool, newLogger("text", stderr))
 }
 
-func openDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// openDB connects a pool of at least 20 connections, or minConns when given.
+func openDB(ctx context.Context, url string, minConns ...int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL: %w", err)
 	}
-	if cfg.MaxConns < 20 {
-		cfg.MaxConns = 20
+	floor := int32(20)
+	if len(minConns) > 0 {
+		floor = max(floor, minConns[0])
+	}
+	if cfg.MaxConns < floor {
+		cfg.MaxConns = floor
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -164,7 +169,9 @@ func openDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
 // serve runs the web server, the workers and the watcher until ctx ends. When
 // ready is not nil it receives the listening address.
 func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string) error {
-	pool, err := openDB(ctx, c.DatabaseURL)
+	// Each running job holds a connection (its request's row lock) and may
+	// need one more (the simulated cluster's storage); pages need the rest.
+	pool, err := openDB(ctx, c.DatabaseURL, int32(2*c.Workers+20))
 	if err != nil {
 		return err
 	}

@@ -72,11 +72,7 @@ func (p *provisionWorker) Work(ctx context.Context, job *river.Job[store.Provisi
 func (w *Workers) provision(ctx context.Context, id int64, log *slog.Logger, enqueued time.Time) error {
 	p := &provisionWorker{w: w}
 	var made store.VM
-	err := p.w.Store.Provision(ctx, id, func(ctx context.Context, r store.Request) (store.VM, error) {
-		tv, err := p.w.Store.TemplateVersion(ctx, r.TemplateID, r.TemplateVersion)
-		if err != nil {
-			return store.VM{}, err
-		}
+	err := p.w.Store.Provision(ctx, id, func(ctx context.Context, r store.Request, tv store.TemplateVersion) (store.VM, error) {
 		vm, err := Render(tv.Spec, r)
 		if err != nil {
 			return store.VM{}, &store.PermanentError{Reason: "The template could not be turned into a VirtualMachine: " + err.Error()}

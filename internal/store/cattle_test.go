@@ -17,7 +17,7 @@ func (b bundle) running(t *testing.T, name, size string) store.Request {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = b.st.Provision(ctx, r.ID, func(context.Context, store.Request) (store.VM, error) {
+	err = b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
 		return store.VM{Namespace: "payments", Name: name, UID: "uid-1", Status: "Running", Manifest: "kind: VirtualMachine\n"}, nil
 	})
 	if err != nil {
@@ -76,7 +76,7 @@ func TestRebuildPinsVersionMovesToApprovedAndEnqueues(t *testing.T) {
 		t.Errorf("second rebuild: %v", err)
 	}
 	// The provisioner records the new VM: the manifest row is replaced.
-	err = b.st.Provision(ctx, r.ID, func(context.Context, store.Request) (store.VM, error) {
+	err = b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
 		return store.VM{Namespace: "payments", Name: "web-1", UID: "uid-2", Status: "Provisioning", Manifest: "kind: VirtualMachine # v2\n"}, nil
 	})
 	if err != nil {

@@ -586,7 +586,7 @@ func TestLeaseSweepWarnsExpiresAndDeletesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Give the request a VM, as the provisioner would.
-	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request) (store.VM, error) {
+	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
 		return store.VM{Namespace: "payments", Name: "web-1"}, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -661,7 +661,7 @@ func TestLeaseExtendingAnExpiredVMBringsItBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request) (store.VM, error) {
+	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
 		return store.VM{Namespace: "payments", Name: "web-1"}, nil
 	}); err != nil {
 		t.Fatal(err)

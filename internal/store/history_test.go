@@ -335,3 +335,38 @@ func TestExportHistoryStreamsEveryRowInOrder(t *testing.T) {
 		t.Errorf("callback error: %v", err)
 	}
 }
+
+// A search reads newest first in time slices (1, 4, 16, 64 weeks back, then
+// the rest); pages must run across their edges as if there were none.
+func TestHistorySearchAcrossTimeSlices(t *testing.T) {
+	h := setupHistory(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	week := 7 * 24 * time.Hour
+	var want []int64
+	for i, age := range []time.Duration{
+		time.Hour, week - time.Hour, week, week + time.Microsecond, // around the first edge: a week ago is in the second slice
+		3 * week, 4*week + time.Second, 10 * week, 16 * week, 40 * week, 64*week + time.Minute, 100 * week, 200 * week,
+	} {
+		want = append(want, h.insert(t, row{team: h.team, user: h.dev, tpl: h.ubuntu, name: fmt.Sprintf("findme-%d", i), created: now.Add(-age)}))
+		// Rows the search must pass over, at the same times.
+		h.insert(t, row{team: h.team, user: h.dev, tpl: h.ubuntu, name: fmt.Sprintf("other-%d", i), created: now.Add(-age)})
+	}
+	for _, n := range []int{1, 2, 5, 50} {
+		got, _ := walk(t, h.st, store.HistoryFilter{Q: "findme"}, n)
+		if !slices.Equal(got, want) {
+			t.Errorf("pages of %d: %v, want %v", n, got, want)
+		}
+	}
+	// A date range and a search: only its slices.
+	from, to := now.Add(-20*week), now.Add(-2*week)
+	got, _ := walk(t, h.st, store.HistoryFilter{Q: "findme", From: from, To: to}, 2)
+	if w := want[4:8]; !slices.Equal(got, w) {
+		t.Errorf("from %v to %v: %v, want %v", from, to, got, w)
+	}
+	// Nothing older than the oldest match.
+	rows, next, err := h.st.History(ctx, store.HistoryFilter{Q: "findme", After: &store.Cursor{CreatedAt: now.Add(-200 * week), ID: want[11]}})
+	if err != nil || len(rows) != 0 || next != nil {
+		t.Errorf("after the oldest: %v %v %v", ids(rows), next, err)
+	}
+}

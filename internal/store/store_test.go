@@ -233,7 +233,7 @@ func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = b.st.Provision(ctx, r.ID, func(ctx context.Context, r store.Request) (store.VM, error) {
+	err = b.st.Provision(ctx, r.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
 		return store.VM{Namespace: r.Namespace, Name: r.Name, UID: "u1", Manifest: "kind: VirtualMachine\n"}, nil
 	})
 	if err != nil {
@@ -241,7 +241,7 @@ func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
 	}
 	// A second run (a retried job) finds nothing to do.
 	calls := 0
-	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request) (store.VM, error) { calls++; return store.VM{}, nil }); err != nil || calls != 0 {
+	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) { calls++; return store.VM{}, nil }); err != nil || calls != 0 {
 		t.Fatalf("second provision: calls=%d err=%v", calls, err)
 	}
 	obs := store.Observation{Status: "Running", IP: "10.0.0.7", State: store.StateRunning}
@@ -275,7 +275,7 @@ func TestProvisionPermanentFailure(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	r, _ := b.submit(t, nil)
-	err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request) (store.VM, error) {
+	err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
 		return store.VM{}, &store.PermanentError{Reason: "name taken"}
 	})
 	if err != nil {

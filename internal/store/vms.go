@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,7 +13,10 @@ import (
 
 // ProvisionStep is what the provisioner does while it holds a request's lock.
 // It returns the created (or found) VM, or an error to retry.
-type ProvisionStep func(ctx context.Context, r Request) (VM, error)
+// It gets the template version the request pins, read in the same
+// transaction, so that it needs no second database connection while it
+// holds the first.
+type ProvisionStep func(ctx context.Context, r Request, tv TemplateVersion) (VM, error)
 
 // PermanentError is a provisioning failure that retrying cannot fix; the
 // request is marked failed with Reason, which is written for the developer.
@@ -43,7 +47,16 @@ func (s *Store) Provision(ctx context.Context, id int64, step ProvisionStep) err
 		if err != nil {
 			return fmt.Errorf("load request %d: %w", id, err)
 		}
-		vm, err := step(ctx, r)
+		tv := TemplateVersion{TemplateID: r.TemplateID, Version: r.TemplateVersion}
+		var raw []byte
+		if err := tx.QueryRow(ctx, `SELECT spec, created_at FROM template_versions WHERE template_id = $1 AND version = $2`,
+			r.TemplateID, r.TemplateVersion).Scan(&raw, &tv.CreatedAt); err != nil {
+			return fmt.Errorf("load template version of request %d: %w", id, err)
+		}
+		if err := json.Unmarshal(raw, &tv.Spec); err != nil {
+			return fmt.Errorf("decode template version: %w", err)
+		}
+		vm, err := step(ctx, r, tv)
 		if perm := (*PermanentError)(nil); errors.As(err, &perm) {
 			changed, terr := transition(ctx, tx, id, StateFailed, ActorProvisioner, "state", perm.Reason, StateApproved)
 			if terr == nil && changed {

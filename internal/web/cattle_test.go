@@ -29,7 +29,7 @@ func (e *env) cattleRunning(name string) store.Request {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	err = e.st.Provision(ctx, r.ID, func(_ context.Context, r store.Request) (store.VM, error) {
+	err = e.st.Provision(ctx, r.ID, func(_ context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
 		vm, err := provision.Render(tv.Spec, r)
 		if err != nil {
 			return store.VM{}, err
