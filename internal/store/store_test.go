@@ -241,7 +241,10 @@ func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
 	}
 	// A second run (a retried job) finds nothing to do.
 	calls := 0
-	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) { calls++; return store.VM{}, nil }); err != nil || calls != 0 {
+	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
+		calls++
+		return store.VM{}, nil
+	}); err != nil || calls != 0 {
 		t.Fatalf("second provision: calls=%d err=%v", calls, err)
 	}
 	obs := store.Observation{Status: "Running", IP: "10.0.0.7", State: store.StateRunning}
