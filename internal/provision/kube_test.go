@@ -15,6 +15,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	virtv1 "kubevirt.io/api/core/v1"
 
@@ -149,6 +150,11 @@ func TestKubeEveryTemplateAndSizeIsAccepted(t *testing.T) {
 			if created.UID == "" || created.Spec.RunStrategy == nil || *created.Spec.RunStrategy != virtv1.RunStrategyAlways {
 				t.Errorf("%s/%s: created %+v", spec.Name, size.Name, created.Spec.RunStrategy)
 			}
+			// A retried job finds the VM it made instead of making another.
+			again, err := cluster.CreateVM(ctx, vm)
+			if err != nil || again.UID != created.UID {
+				t.Errorf("%s/%s: repeated create: %v (uid %s, first %s)", spec.Name, size.Name, err, again.UID, created.UID)
+			}
 		}
 	}
 	if n < 10 {
@@ -229,6 +235,15 @@ func TestKubeFailureDriftAndOwnership(t *testing.T) {
 		t.Errorf("taken: %q", tk.StateReason)
 	}
 	h.wait(drift.ID, store.StateRunning, hasIP)
+	// Stopped behind Paddock's back: recorded as drift, and Paddock does not start it again.
+	if _, err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).Patch(h.ctx, "drifter", types.MergePatchType,
+		[]byte(`{"spec":{"runStrategy":"Halted"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(drift.ID, store.StateStopped, nil)
+	if evs := h.events(drift.ID); evs[len(evs)-1].Kind != "drift" || !strings.Contains(evs[len(evs)-1].Reason, "stopped outside Paddock") {
+		t.Errorf("stop drift event: %+v", evs[len(evs)-1])
+	}
 	if err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).Delete(h.ctx, "drifter", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -172,7 +172,6 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			return
 		}
 		s.log.InfoContext(r.Context(), "http", "method", r.Method, "path", r.URL.Path, "status", ww.Status(),
-			"bytes", ww.BytesWritten(), "duration_ms", time.Since(start).Milliseconds(),
-			"request_id", middleware.GetReqID(r.Context()))
+			"bytes", ww.BytesWritten(), "duration_ms", time.Since(start).Milliseconds())
 	})
 }
