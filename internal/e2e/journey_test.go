@@ -309,6 +309,35 @@ func TestDeveloperRequestsVM(t *testing.T) {
 		return nil
 	})
 
+	j.step("extend-lease", func(ctx context.Context) error {
+		if err := settle(ctx); err != nil {
+			return err
+		}
+		before, _, err := text(ctx, "[data-testid=lease]")
+		if err != nil {
+			return err
+		}
+		resp, err := clickAndLoad(ctx, "[data-testid=extend]")
+		if err != nil {
+			return err
+		}
+		if err := expectPage(resp, 200, regexp.MustCompile(`^`+regexp.QuoteMeta(reqPath)+`$`)); err != nil {
+			return fmt.Errorf("after extend: %w", err)
+		}
+		after, _, err := text(ctx, "[data-testid=lease]")
+		if err != nil {
+			return err
+		}
+		if after == before {
+			return fmt.Errorf("the lease did not change: %q", after)
+		}
+		if !strings.Contains(after, "in 14 days") {
+			return fmt.Errorf("a 7-day lease extended by 7 days shows %q", after)
+		}
+		_, err = liveWatch(ctx)
+		return err
+	})
+
 	for _, a := range []struct{ action, confirm, want string }{
 		{"stop", "Stop this VM?", "stopped"},
 		{"start", "", "running"},

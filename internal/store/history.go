@@ -198,17 +198,11 @@ func (s *Store) History(ctx context.Context, f HistoryFilter) ([]HistoryRow, *Cu
 	if f.Limit <= 0 || f.Limit > MaxHistoryPage {
 		f.Limit = 50
 	}
-	// One row more than asked tells whether there is a next page.
-	var hs []HistoryRow
-	for _, sl := range historySlices(f, time.Now()) {
-		sl.Limit = f.Limit + 1 - len(hs)
-		page, err := s.historyQuery(ctx, sl)
-		if err != nil {
-			return nil, nil, err
-		}
-		if hs = append(hs, page...); len(hs) > f.Limit {
-			break
-		}
+	q, args := historyQuery(f)
+	rows, _ := s.pool.Query(ctx, q, args...)
+	hs, err := pgx.CollectRows(rows, scanHistoryRow)
+	if err != nil {
+		return nil, nil, fmt.Errorf("history: %w", err)
 	}
 	if len(hs) <= f.Limit {
 		return hs, nil, nil
@@ -218,57 +212,17 @@ func (s *Store) History(ctx context.Context, f HistoryFilter) ([]HistoryRow, *Cu
 	return hs, &next, nil
 }
 
-func (s *Store) historyQuery(ctx context.Context, f HistoryFilter) ([]HistoryRow, error) {
+// historyQuery is the query of one page, with its arguments. It asks for
+// one row more than the page shows, which tells whether there is a next
+// page. It is planned with the actual values every time (an unnamed
+// statement): how selective a team, a state or a search text is decides the
+// plan. (A search is one query on the trigram index: reading newest first
+// in time slices was tried, and lost more where matches are few or old than
+// it won where they are many and recent.)
+func historyQuery(f HistoryFilter) (string, []any) {
 	where, args := historyWhere(f)
-	q := fmt.Sprintf(historySelect, where, "LIMIT "+strconv.Itoa(f.Limit))
-	// Planned with the actual values every time (an unnamed statement): how
-	// selective a team, a state or a search text is decides the plan.
-	rows, _ := s.pool.Query(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
-	hs, err := pgx.CollectRows(rows, scanHistoryRow)
-	if err != nil {
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	return hs, nil
-}
-
-// historySliceWeeks are the widths of the time slices a search reads, newest
-// first: 1, 4, 16 and 64 weeks, then the rest.
-var historySliceWeeks = []int{1, 4, 16, 64}
-
-// historySlices splits a search into time slices, newest first, each a
-// filter like f over a part of its time range. The trigram index finds
-// every row with the text, in no order; to show the newest 50 the database
-// would otherwise visit every one of them (thousands of table pages for a
-// word in one request in 200, across two years). A slice visits only the
-// rows of its weeks (a bitmap AND with the created_at index), and the first
-// one or two slices usually hold a page. Without search text the indexes
-// already read in page order: one slice.
-func historySlices(f HistoryFilter, now time.Time) []HistoryFilter {
-	if strings.TrimSpace(f.Q) == "" {
-		return []HistoryFilter{f}
-	}
-	anchor := now
-	if !f.To.IsZero() {
-		anchor = f.To
-	}
-	if f.After != nil && f.After.CreatedAt.Before(anchor) {
-		anchor = f.After.CreatedAt
-	}
-	var out []HistoryFilter
-	hi := f.To
-	for _, w := range historySliceWeeks {
-		lo := anchor.AddDate(0, 0, -7*w)
-		if !f.From.IsZero() && !lo.After(f.From) {
-			break
-		}
-		sl := f
-		sl.From, sl.To = lo, hi
-		out = append(out, sl)
-		hi = lo
-	}
-	last := f
-	last.To = hi
-	return append(out, last)
+	q := fmt.Sprintf(historySelect, where, "LIMIT "+strconv.Itoa(f.Limit+1))
+	return q, append([]any{pgx.QueryExecModeExec}, args...)
 }
 
 // historyExportBatch is how many rows the export fetches at a time.
@@ -334,36 +288,17 @@ func (s *Store) TemplateNames(ctx context.Context) ([]NamedID, error) {
 	return ns, nil
 }
 
-// ExplainHistory runs the queries of one history page under EXPLAIN
-// ANALYZE, slice by slice as History does, and returns their plans, for the
-// benchmark's report.
+// ExplainHistory runs the query of one history page under EXPLAIN ANALYZE
+// and returns the plan, for the benchmark's report.
 func (s *Store) ExplainHistory(ctx context.Context, f HistoryFilter) ([]string, error) {
 	if f.Limit <= 0 || f.Limit > MaxHistoryPage {
 		f.Limit = 50
 	}
-	var plans []string
-	got := 0
-	slices := historySlices(f, time.Now())
-	for i, sl := range slices {
-		sl.Limit = f.Limit + 1 - got
-		where, args := historyWhere(sl)
-		q := "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + fmt.Sprintf(historySelect, where, "LIMIT "+strconv.Itoa(sl.Limit))
-		rows, _ := s.pool.Query(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
-		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return nil, fmt.Errorf("explain history: %w", err)
-		}
-		if len(slices) > 1 {
-			plans = append(plans, fmt.Sprintf("-- time slice %d of at most %d", i+1, len(slices)))
-		}
-		plans = append(plans, plan...)
-		page, err := s.historyQuery(ctx, sl)
-		if err != nil {
-			return nil, err
-		}
-		if got += len(page); got > f.Limit {
-			break
-		}
+	q, args := historyQuery(f)
+	rows, _ := s.pool.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) "+q, args...)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("explain history: %w", err)
 	}
-	return plans, nil
+	return plan, nil
 }

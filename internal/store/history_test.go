@@ -336,16 +336,16 @@ func TestExportHistoryStreamsEveryRowInOrder(t *testing.T) {
 	}
 }
 
-// A search reads newest first in time slices (1, 4, 16, 64 weeks back, then
-// the rest); pages must run across their edges as if there were none.
-func TestHistorySearchAcrossTimeSlices(t *testing.T) {
+// Search results page in time order across weeks and years, tied and
+// near-tied times included, with date ranges and past the last match.
+func TestHistorySearchPagesAcrossTime(t *testing.T) {
 	h := setupHistory(t)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	week := 7 * 24 * time.Hour
 	var want []int64
 	for i, age := range []time.Duration{
-		time.Hour, week - time.Hour, week, week + time.Microsecond, // around the first edge: a week ago is in the second slice
+		time.Hour, week - time.Hour, week, week + time.Microsecond,
 		3 * week, 4*week + time.Second, 10 * week, 16 * week, 40 * week, 64*week + time.Minute, 100 * week, 200 * week,
 	} {
 		want = append(want, h.insert(t, row{team: h.team, user: h.dev, tpl: h.ubuntu, name: fmt.Sprintf("findme-%d", i), created: now.Add(-age)}))
@@ -358,7 +358,7 @@ func TestHistorySearchAcrossTimeSlices(t *testing.T) {
 			t.Errorf("pages of %d: %v, want %v", n, got, want)
 		}
 	}
-	// A date range and a search: only its slices.
+	// A date range and a search.
 	from, to := now.Add(-20*week), now.Add(-2*week)
 	got, _ := walk(t, h.st, store.HistoryFilter{Q: "findme", From: from, To: to}, 2)
 	if w := want[4:8]; !slices.Equal(got, w) {
