@@ -153,6 +153,7 @@ func variants(ctx context.Context, st *store.Store, pool *pgxpool.Pool) ([]varia
 	}
 	h := func(f store.HistoryFilter) *store.HistoryFilter { return &f }
 	return []variant{
+		{"baseline: /healthz (no session, no query)", "manager", "/healthz", nil},
 		{"history: first page, no filter", "manager", "/history", h(store.HistoryFilter{})},
 		{"history: page 10,001 (500,000 rows in)", "manager", "/history?after=" + deep.String(), h(store.HistoryFilter{After: &deep})},
 		{"history: one team (2.6 %)", "manager", "/history?team=support-tools", h(store.HistoryFilter{TeamID: team})},

@@ -27,6 +27,8 @@ type report struct {
 	Requests, Events        int64
 	Seeded                  int
 	SeedTook                time.Duration
+	SeedLoad                string
+	SeedAt                  time.Time
 	FullRefresh             time.Duration
 	FullRefreshN            int64
 	IdleRefresh             time.Duration
@@ -52,6 +54,15 @@ func (r *report) machine(ctx context.Context, pool *pgxpool.Pool) error {
 			r.Memory = f[1] + " kB"
 		}
 	}
+	if r.Seeded == 0 {
+		var secs, refresh float64
+		var n int64
+		err := pool.QueryRow(ctx, `SELECT at, requests, seed_seconds, refresh_seconds, load FROM bench_history_seed
+			ORDER BY at DESC LIMIT 1`).Scan(&r.SeedAt, &n, &secs, &refresh, &r.SeedLoad)
+		if err == nil {
+			r.SeedTook, r.FullRefresh, r.FullRefreshN = time.Duration(secs*float64(time.Second)), time.Duration(refresh*float64(time.Second)), n
+		}
+	}
 	return pool.QueryRow(ctx, `SELECT split_part(version(), ' on ', 1), (SELECT count(*) FROM requests), (SELECT count(*) FROM events),
 		pg_size_pretty(pg_total_relation_size('requests')), pg_size_pretty(pg_total_relation_size('events'))`).
 		Scan(&r.Postgres, &r.Requests, &r.Events, &r.RequestsSize, &r.EventSize)
@@ -75,10 +86,15 @@ func (r *report) write(path string) error {
 	p("Figures on an idle machine are lower.\n\n")
 	p("**Data.** The dedicated database `paddock_bench`: %s requests (%s with indexes) and %s events (%s), made by `SeedHistory` ", thousands(r.Requests), r.RequestsSize, thousands(r.Events), r.EventSize)
 	p("(the code behind `portal dev --seed-history N`): two years, 20 teams, 5 templates, auto- and person-approved, failed, stopped and started, extended, expired and deleted requests with their events.\n")
-	if r.Seeded > 0 {
-		p("Seeding %s requests took %s; the first insight refresh (all %s requests at once) took %s.\n", thousands(int64(r.Seeded)), r.SeedTook.Round(time.Second), thousands(r.FullRefreshN), r.FullRefresh.Round(time.Second))
-	} else {
-		p("The database was already seeded by an earlier run and was reused.\n")
+	switch {
+	case r.Seeded > 0:
+		p("Seeding %s requests took %s (two connections copying; load average %s at the end); the first insight refresh (all %s requests at once) took %s.\n",
+			thousands(int64(r.Seeded)), r.SeedTook.Round(time.Second), r.SeedLoad, thousands(r.FullRefreshN), r.FullRefresh.Round(time.Second))
+	case r.FullRefreshN > 0:
+		p("The database was seeded by an earlier run (%s) and reused: seeding %s requests took %s (load average %s at the end); the first insight refresh took %s.\n",
+			r.SeedAt.UTC().Format("2006-01-02 15:04 UTC"), thousands(r.FullRefreshN), r.SeedTook.Round(time.Second), r.SeedLoad, r.FullRefresh.Round(time.Second))
+	default:
+		p("The database was seeded by an earlier run and reused.\n")
 	}
 	p("\n**Method.** An in-process `httptest` server with the real handler (`web.New(...).Handler()`: routing, session and user lookup, query, templ rendering), ")
 	p("signed in through the dev sign-in; each page is requested 10 times to warm up, then %d times one after another; latency is from sending the request to reading the last byte.\n\n", r.Samples)
@@ -93,8 +109,9 @@ func (r *report) write(path string) error {
 			mib(e.HeapBefore), mib(e.PeakHeap), mib(e.HeapAfter), mib(e.RSSBefore), mib(e.PeakRSS), mib(e.RSSAfter))
 	}
 	p("\nThe peak memory is the same for the small export and the full one: it does not grow with the number of rows.\n\n")
-	p("**Insight refresh** (the River periodic job, every 5 minutes): with nothing new %s ms; with 200 requests with new events %s ms (%d weeks recomputed).\n\n",
-		ms(r.IdleRefresh), ms(r.BusyRefresh), r.BusyRefreshWeeks)
+	p("**Insight refresh** (the River periodic job, every 5 minutes): with nothing new %s ms (this week recomputed); ", ms(r.IdleRefresh))
+	p("with 200 requests with new events %s ms (%d week(s) recomputed, then the exact 4/12/26/52-week percentiles over every request of the last year; ", ms(r.BusyRefresh), r.BusyRefreshWeeks)
+	p("most of the time goes to those). Insight pages read the summary only.\n\n")
 	p("<details><summary>EXPLAIN ANALYZE of each history query</summary>\n\n")
 	for _, x := range r.Pages {
 		if len(x.Plan) == 0 {
