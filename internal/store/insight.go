@@ -315,15 +315,18 @@ func (s *Store) RefreshInsight(ctx context.Context, at time.Time) (InsightRefres
 		if _, err := exec("weeks", insightWeekly, at, lo, hi); err != nil {
 			return err
 		}
+		// The period statistics are exact percentiles over every request of
+		// up to a year: at a million requests, seconds of work (mostly the
+		// 52-week period), so only when something changed.
 		if res.Requests > 0 || first || !last.Equal(week) {
 			res.Periods = true
-			err := run(
-				step{what: "clear periods", sql: `DELETE FROM insight_period`},
-				step{what: "periods", sql: insightPeriod, args: []any{week, at, InsightPeriods}},
-				step{what: "clear failures", sql: `DELETE FROM insight_failures`},
-				step{what: "failures", sql: insightFailures, args: []any{week, at, InsightPeriods}},
-			)
-			if err != nil {
+			steps := []step{
+				{what: "clear periods", sql: `DELETE FROM insight_period`},
+				{what: "periods", sql: insightPeriod, args: []any{week, at, InsightPeriods}},
+				{what: "clear failures", sql: `DELETE FROM insight_failures`},
+				{what: "failures", sql: insightFailures, args: []any{week, at, InsightPeriods}},
+			}
+			if err := run(steps...); err != nil {
 				return err
 			}
 		}

@@ -113,13 +113,16 @@ type yScale struct {
 	ticks  []float64
 }
 
-func (s yScale) y(p box, v float64) float64 {
+// frac places v between the scale's ends: 0 at lo, 1 at hi, clamped.
+func (s yScale) frac(v float64) float64 {
 	f := (v - s.lo) / (s.hi - s.lo)
 	if s.log {
-		f = (math.Log10(v) - math.Log10(s.lo)) / (math.Log10(s.hi) - math.Log10(s.lo))
+		f = (math.Log10(max(v, s.lo)) - math.Log10(s.lo)) / (math.Log10(s.hi) - math.Log10(s.lo))
 	}
-	return p.Y + p.H - f*p.H
+	return min(max(f, 0), 1)
 }
+
+func (s yScale) y(p box, v float64) float64 { return p.Y + p.H - s.frac(v)*p.H }
 
 // linearScale runs from 0 to a round number above top.
 func linearScale(top float64) yScale {
@@ -143,13 +146,14 @@ func linearScale(top float64) yScale {
 // durationTicks are the round durations a log axis may be labelled with.
 var durationTicks = []float64{1, 10, 60, 5 * 60, 15 * 60, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 28 * 86400, 91 * 86400}
 
-// durationScale is a log scale over [lo, hi] seconds, labelled with round
-// durations: lead times run from seconds to weeks.
+// durationScale is a log scale from the round duration below lo to the one
+// at or above hi (seconds), labelled with round durations: lead times run
+// from seconds to weeks.
 func durationScale(lo, hi float64) yScale {
 	lo, hi = max(lo, 1), max(hi, 1)
 	s := yScale{log: true, lo: 1, hi: durationTicks[len(durationTicks)-1]}
 	for _, t := range durationTicks {
-		if t <= lo {
+		if t < lo { // strictly: the smallest value stands clear of the axis
 			s.lo = t
 		}
 	}
@@ -240,32 +244,25 @@ func barChart(id, title, summary string, labels []string, ss []series, scale ySc
 }
 
 // hbarChart draws one group of horizontal bars per category (a team, a
-// template, a reason), one bar per series.
-func hbarChart(id, title, summary, category string, cats []string, ss []series, format func(float64) string) chart {
-	const rowH, left = 30.0, 230.0
-	p := box{X: left, Y: chartTop, W: chartW - left - chartRight - 60, H: rowH * float64(max(len(cats), 1))}
-	c := chart{ID: id, Title: title, Summary: summary, Width: chartW, Height: p.Y + p.H + 8, Plot: p, Empty: true}
-	top := 0.0
-	for _, s := range ss {
-		for i, v := range s.Values {
-			if s.OK[i] {
-				top = max(top, v)
-			}
-		}
+// template, a reason), one bar per series, along a labelled value axis.
+func hbarChart(id, title, summary, category string, cats []string, ss []series, scale yScale, format func(float64) string) chart {
+	const rowH, left = 30.0, 280.0
+	p := box{X: left, Y: chartTop, W: chartW - left - chartRight - 20, H: rowH * float64(max(len(cats), 1))}
+	c := chart{ID: id, Title: title, Summary: summary, Width: chartW, Height: p.Y + p.H + chartBottom, Plot: p, Empty: true}
+	for _, t := range scale.ticks {
+		c.XTicks = append(c.XTicks, tick{Pos: p.X + scale.frac(t)*p.W, Label: format(t)})
 	}
-	scale := linearScale(top)
 	barH := (rowH - 8) / float64(max(len(ss), 1))
 	for i, cat := range cats {
 		y := p.Y + rowH*float64(i)
-		c.Labels = append(c.Labels, tick{Pos: y + rowH/2, Label: shorten(cat, 34)})
+		c.Labels = append(c.Labels, tick{Pos: y + rowH/2, Label: shorten(cat, 44)})
 		for k, s := range ss {
 			if !s.OK[i] || s.Values[i] <= 0 {
 				continue
 			}
 			c.Empty = false
-			w := s.Values[i] / scale.hi * p.W
-			c.Bars = append(c.Bars, chartBar{X: p.X, Y: y + 4 + barH*float64(k), W: w, H: barH - 1, Class: "s" + strconv.Itoa(k),
-				Title: fmt.Sprintf("%s, %s: %s", cat, s.Name, format(s.Values[i]))})
+			c.Bars = append(c.Bars, chartBar{X: p.X, Y: y + 4 + barH*float64(k), W: max(scale.frac(s.Values[i])*p.W, 1), H: barH - 1,
+				Class: "s" + strconv.Itoa(k), Title: fmt.Sprintf("%s, %s: %s", cat, s.Name, format(s.Values[i]))})
 		}
 	}
 	if len(ss) > 1 {
@@ -275,6 +272,32 @@ func hbarChart(id, title, summary, category string, cats []string, ss []series, 
 	}
 	c.Table = seriesTable(title, category, cats, ss, format)
 	return c
+}
+
+// topOf is the largest value of the series.
+func topOf(ss []series) float64 {
+	t := 0.0
+	for _, s := range ss {
+		for i, v := range s.Values {
+			if s.OK[i] {
+				t = max(t, v)
+			}
+		}
+	}
+	return t
+}
+
+// lowOf is the smallest positive value of the series.
+func lowOf(ss []series) float64 {
+	l := 0.0
+	for _, s := range ss {
+		for i, v := range s.Values {
+			if s.OK[i] && v > 0 && (l == 0 || v < l) {
+				l = v
+			}
+		}
+	}
+	return l
 }
 
 // seriesTable lists the values with one row per slot and a column per series.
@@ -340,23 +363,28 @@ func twoUnits(a int64, ua string, b int64, ub string) string {
 
 func fmtPercent(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) + " %" }
 
-func fmtCount(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+func fmtCount(v float64) string { return groupThousands(strconv.FormatFloat(v, 'f', 0, 64)) }
 
-// fmtHours renders hours with thousands separated by a thin space.
+// fmtHours renders hours: whole hours, or tenths below ten.
 func fmtHours(v float64) string {
-	s := strconv.FormatFloat(v, 'f', 0, 64)
-	if v < 10 {
-		s = strconv.FormatFloat(v, 'f', 1, 64)
+	if v < 10 && v != math.Trunc(v) {
+		return strconv.FormatFloat(v, 'f', 1, 64)
 	}
-	if n := len(s); n > 4 && !strings.Contains(s, ".") {
-		var b strings.Builder
-		for i, r := range s {
-			if i > 0 && (n-i)%3 == 0 {
-				b.WriteRune('\u202f')
-			}
-			b.WriteRune(r)
+	return groupThousands(strconv.FormatFloat(v, 'f', 0, 64))
+}
+
+// groupThousands separates thousands of a whole number with a narrow space.
+func groupThousands(s string) string {
+	n := len(s)
+	if n <= 4 {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (n-i)%3 == 0 {
+			b.WriteRune('\u202f')
 		}
-		s = b.String()
+		b.WriteRune(r)
 	}
-	return s
+	return b.String()
 }

@@ -152,12 +152,23 @@ func TestHorizontalBarChart(t *testing.T) {
 	n := newSeries("failed requests", 2)
 	n.set(0, 8)
 	n.set(1, 2)
-	c := hbarChart("failures", "Failures", "", "Reason", []string{strings.Repeat("long reason ", 10), "short"}, []series{n}, fmtCount)
+	c := hbarChart("failures", "Failures", "", "Reason", []string{strings.Repeat("long reason ", 10), "short"}, []series{n},
+		linearScale(topOf([]series{n})), fmtCount)
 	if len(c.Bars) != 2 || len(c.Labels) != 2 || !strings.HasSuffix(c.Labels[0].Label, "…") {
 		t.Fatalf("%+v", c)
 	}
-	if math.Abs(c.Bars[0].W-4*c.Bars[1].W) > 0.01 {
-		t.Errorf("widths %v %v", c.Bars[0].W, c.Bars[1].W)
+	if math.Abs(c.Bars[0].W-4*c.Bars[1].W) > 0.01 || len(c.XTicks) != 5 || c.XTicks[4].Label != "10" {
+		t.Errorf("widths %v %v, axis %+v", c.Bars[0].W, c.Bars[1].W, c.XTicks)
+	}
+	// Durations on a log scale: a median of a minute beside a 90th
+	// percentile of a day is still a visible bar, and ticks are durations.
+	m := newSeries("median", 1)
+	m.set(0, 60)
+	q := newSeries("90th percentile", 1)
+	q.set(0, 86400)
+	d := hbarChart("lead-team", "Lead", "", "Team", []string{"payments"}, []series{m, q}, durationScale(60, 86400), fmtSeconds)
+	if d.Bars[0].W < 40 || d.XTicks[0].Label != "10 s" || d.XTicks[len(d.XTicks)-1].Label != "1 d" {
+		t.Errorf("log bars %+v %+v, axis %+v", d.Bars[0], d.Bars[1], d.XTicks)
 	}
 	// The table keeps the whole reason.
 	if c.Table.Rows[0][0] != strings.Repeat("long reason ", 10) || c.Table.Rows[1][1] != "2" {
@@ -191,7 +202,7 @@ func TestInsightPageRendersChartsWithTables(t *testing.T) {
 			t.Errorf("chart %s or its table is missing", id)
 		}
 	}
-	if strings.Count(page, "<svg") < 5 || !strings.Contains(page, "<th scope=\"row\">Mar 16</th><td>1 min</td><td>10 min</td><td>1 h</td>") {
+	if strings.Count(page, "<svg") < 5 || !strings.Contains(page, "<th scope=\"row\">Mar 16 (so far)</th><td>1 min</td><td>10 min</td><td>1 h</td>") {
 		t.Errorf("charts or the lead table rows are missing (%d charts drawn)", strings.Count(page, "<svg"))
 	}
 	if !strings.Contains(page, `data-testid="chart-empty-failures"`) {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"paddock/internal/store"
@@ -123,17 +124,20 @@ func fillInsight(v *insightView, in store.Insight) {
 	}
 	t := in.Total
 	v.Tiles = []insightTile{
-		{"requests", "Requests", strconv.Itoa(t.Submitted), fmt.Sprintf("in the last %d weeks", in.Query.Weeks)},
-		{"auto", "Approved automatically", fmtPercent(100 * t.AutoShare()), fmt.Sprintf("%d by a person, %d rejected", t.Approved, t.Rejected)},
+		{"requests", "Requests", count(t.Submitted), fmt.Sprintf("in the last %d weeks", in.Query.Weeks)},
+		{"auto", "Approved automatically", fmtPercent(100 * t.AutoShare()), count(t.Approved) + " by a person, " + count(t.Rejected) + " rejected"},
 		{"lead", "Request to running, median", durOrDash(t.Lead), "90th percentile " + durOrDashOf(t.Lead.N, t.Lead.P90)},
 		{"wait", "Waiting for a person, median", durOrDash(t.Wait), "90th percentile " + durOrDashOf(t.Wait.N, t.Wait.P90)},
-		{"failed", "Failed", strconv.Itoa(t.Failed), fmtPercent(share(t.Failed, t.Submitted)) + " of requests"},
+		{"failed", "Failed", count(t.Failed), fmtPercent(share(t.Failed, t.Submitted)) + " of requests"},
 		{"vcpu", "vCPU-hours", fmtHours(t.VCPUHours), fmtHours(t.MemoryGiBHours) + " GiB-hours of memory"},
 	}
 
 	labels := make([]string, len(in.Weeks))
 	for i, w := range in.Weeks {
 		labels[i] = w.Week.Format("Jan 2")
+	}
+	if n := len(labels); n > 0 {
+		labels[n-1] += " (so far)" // this week is not over
 	}
 	n := len(in.Weeks)
 	p50, p90, mx := newSeries("median", n), newSeries("90th percentile", n), newSeries("longest", n)
@@ -178,7 +182,7 @@ func fillInsight(v *insightView, in store.Insight) {
 		counts.set(i, float64(f.Count))
 	}
 	v.Failure = hbarChart("failures", "Failed requests by reason", "Bar chart of failed requests per reason.",
-		"Reason", reasons, []series{counts}, fmtCount)
+		"Reason", reasons, []series{counts}, linearScale(topOf([]series{counts})), fmtCount)
 
 	v.LeadByTeam = groupChart("lead-team", "Request to running, per team", "Team", in.ByTeam)
 	v.LeadByTpl = groupChart("lead-template", "Request to running, per template", "Template", in.ByTemplate)
@@ -230,20 +234,23 @@ func groupChart(id, title, category string, gs []store.InsightGroup) chart {
 			p90.set(i, g.Lead.P90.Seconds())
 		}
 	}
-	return hbarChart(id, title, "Bar chart of the median and 90th percentile time from request to running VM, per "+category+".",
-		category, names, []series{p50, p90}, fmtSeconds)
+	ss := []series{p50, p90}
+	return hbarChart(id, title, "Bar chart of the median and 90th percentile time from request to running VM, per "+
+		strings.ToLower(category)+", on a logarithmic scale.", category, names, ss, durationScale(lowOf(ss), topOf(ss)), fmtSeconds)
 }
 
 func groupRows(gs []store.InsightGroup) []insightRow {
 	rows := make([]insightRow, len(gs))
 	for i, g := range gs {
-		rows[i] = insightRow{Name: g.Name, Requests: strconv.Itoa(g.Submitted), AutoShare: fmtPercent(100 * g.AutoShare()),
+		rows[i] = insightRow{Name: g.Name, Requests: count(g.Submitted), AutoShare: fmtPercent(100 * g.AutoShare()),
 			LeadP50: durOrDash(g.Lead), LeadP90: durOrDashOf(g.Lead.N, g.Lead.P90), Lead: durOrDashOf(g.Lead.N, g.Lead.Max),
-			WaitP50: durOrDash(g.Wait), Failed: strconv.Itoa(g.Failed), VCPUHours: fmtHours(g.VCPUHours),
-			MemHours: fmtHours(g.MemoryGiBHours), VMs: strconv.Itoa(g.ActiveVMs)}
+			WaitP50: durOrDash(g.Wait), Failed: count(g.Failed), VCPUHours: fmtHours(g.VCPUHours),
+			MemHours: fmtHours(g.MemoryGiBHours), VMs: count(g.ActiveVMs)}
 	}
 	return rows
 }
+
+func count(n int) string { return fmtCount(float64(n)) }
 
 func durOrDash(d store.Durations) string { return durOrDashOf(d.N, d.P50) }
 

@@ -37,11 +37,12 @@ func main() {
 }
 
 type options struct {
-	n       int
-	dbURL   string
-	fresh   bool
-	out     string
-	samples int
+	n          int
+	dbURL      string
+	fresh      bool
+	out        string
+	samples    int
+	samplesCSV string
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.BoolVar(&o.fresh, "fresh", false, "drop and re-create the benchmark database first")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "where to write the figures")
 	fs.IntVar(&o.samples, "samples", 200, "requests measured per page variant")
+	fs.StringVar(&o.samplesCSV, "samples-csv", "", "also write every sample (round, page, start, latency) to this CSV file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -158,9 +160,11 @@ func prepare(ctx context.Context, o options, log *slog.Logger, rep *report) (*pg
 		// Kept in the benchmark database, so that a run that reuses it
 		// still reports how long making it took.
 		_, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_history_seed (at timestamptz, requests int,
-			seed_seconds float8, refresh_seconds float8, load text);
-			INSERT INTO bench_history_seed VALUES (now(), $1, $2, $3, $4)`,
-			rep.Seeded, rep.SeedTook.Seconds(), rep.FullRefresh.Seconds(), rep.SeedLoad)
+			seed_seconds float8, refresh_seconds float8, load text)`)
+		if err == nil {
+			_, err = pool.Exec(ctx, `INSERT INTO bench_history_seed VALUES (now(), $1, $2, $3, $4)`,
+				rep.Seeded, rep.SeedTook.Seconds(), rep.FullRefresh.Seconds(), rep.SeedLoad)
+		}
 		if err != nil {
 			pool.Close()
 			return nil, err

@@ -50,12 +50,19 @@ func measure(ctx context.Context, o options, pool *pgxpool.Pool, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	for _, v := range vs {
-		lat, err := sample(ctx, clients[v.Who], srv.URL+v.Path, o.samples)
-		if err != nil {
-			return fmt.Errorf("%s: %w", v.Name, err)
+	// Round-robin: one request of each page in turn, so that every page
+	// sees the same mix of what else the machine is doing.
+	lat, starts, err := sampleRoundRobin(ctx, clients, srv.URL, vs, o.samples)
+	if err != nil {
+		return err
+	}
+	if o.samplesCSV != "" {
+		if err := writeSamples(o.samplesCSV, vs, lat, starts); err != nil {
+			return err
 		}
-		r := result{Variant: v, Stats: summarise(lat)}
+	}
+	for i, v := range vs {
+		r := result{Variant: v, Stats: summarise(lat[i])}
 		if v.Filter != nil {
 			if r.Plan, err = st.ExplainHistory(ctx, *v.Filter); err != nil {
 				return err
@@ -184,12 +191,14 @@ func variants(ctx context.Context, st *store.Store, pool *pgxpool.Pool) ([]varia
 	}, nil
 }
 
-// sample requests url n times, one after another, after a few to warm up.
-func sample(ctx context.Context, c *http.Client, u string, n int) ([]time.Duration, error) {
-	get := func() (time.Duration, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// sampleRoundRobin requests every variant n times, one request of each in
+// turn, after a few rounds to warm up; it returns the latencies per variant
+// and when each request started.
+func sampleRoundRobin(ctx context.Context, clients map[string]*http.Client, base string, vs []variant, n int) ([][]time.Duration, [][]time.Time, error) {
+	get := func(v variant) (time.Duration, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+v.Path, nil)
 		t := time.Now()
-		resp, err := c.Do(req)
+		resp, err := clients[v.Who].Do(req)
 		if err != nil {
 			return 0, err
 		}
@@ -197,24 +206,42 @@ func sample(ctx context.Context, c *http.Client, u string, n int) ([]time.Durati
 		resp.Body.Close()
 		d := time.Since(t)
 		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %d", resp.StatusCode)
+			err = fmt.Errorf("%s: status %d", v.Name, resp.StatusCode)
 		}
 		return d, err
 	}
-	for range 10 {
-		if _, err := get(); err != nil {
-			return nil, err
+	lat := make([][]time.Duration, len(vs))
+	starts := make([][]time.Time, len(vs))
+	for round := range n + 10 {
+		for i, v := range vs {
+			t := time.Now()
+			d, err := get(v)
+			if err != nil {
+				return nil, nil, err
+			}
+			if round >= 10 {
+				lat[i] = append(lat[i], d)
+				starts[i] = append(starts[i], t)
+			}
 		}
 	}
-	out := make([]time.Duration, 0, n)
-	for range n {
-		d, err := get()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
+	return lat, starts, nil
+}
+
+// writeSamples writes every measured request as a CSV row.
+func writeSamples(path string, vs []variant, lat [][]time.Duration, starts [][]time.Time) error {
+	var t0 time.Time
+	if len(starts) > 0 && len(starts[0]) > 0 {
+		t0 = starts[0][0]
 	}
-	return out, nil
+	var b strings.Builder
+	b.WriteString("round,page,start_ms,latency_ms\n")
+	for i, v := range vs {
+		for r, d := range lat[i] {
+			fmt.Fprintf(&b, "%d,%q,%.3f,%.3f\n", r, v.Name, float64(starts[i][r].Sub(t0).Microseconds())/1000, float64(d.Microseconds())/1000)
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 type stats struct {

@@ -83,7 +83,8 @@ func (r *report) write(path string) error {
 	p("Measured %s by `make bench-history` (`go run ./internal/bench/history`).\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	p("**Machine.** %d cores (%s), %s of memory; %s on the same machine, default settings (shared_buffers 128 MB).\n", r.Cores, r.CPU, r.Memory, r.Postgres)
 	p("The machine is shared with other engineers' builds and tests: load average %s before the run, %s after. ", r.LoadBefore, r.LoadAfter)
-	p("Figures on an idle machine are lower.\n\n")
+	p("The tails depend on that: in runs on 2026-11-25 at load averages of 6 to 20, p50 stayed within twice the figures of a quiet run, ")
+	p("but p99 reached 30 to 60 ms on plain pages and 90 to 230 ms on the searches that visit thousands of rows; the baseline row (`/healthz`) shows how quiet the machine was.\n\n")
 	p("**Data.** The dedicated database `paddock_bench`: %s requests (%s with indexes) and %s events (%s), made by `SeedHistory` ", thousands(r.Requests), r.RequestsSize, thousands(r.Events), r.EventSize)
 	p("(the code behind `portal dev --seed-history N`): two years, 20 teams, 5 templates, auto- and person-approved, failed, stopped and started, extended, expired and deleted requests with their events.\n")
 	switch {
@@ -97,7 +98,9 @@ func (r *report) write(path string) error {
 		p("The database was seeded by an earlier run and reused.\n")
 	}
 	p("\n**Method.** An in-process `httptest` server with the real handler (`web.New(...).Handler()`: routing, session and user lookup, query, templ rendering), ")
-	p("signed in through the dev sign-in; each page is requested 10 times to warm up, then %d times one after another; latency is from sending the request to reading the last byte.\n\n", r.Samples)
+	p("signed in through the dev sign-in; every page is requested in turn, one request at a time, for 10 rounds to warm up and then %d measured rounds ", r.Samples)
+	p("(round-robin, so that every page sees the same mix of what else the machine is doing); latency is from sending the request to reading the last byte. ")
+	p("The last column is the history query's own plan and execution time, from EXPLAIN ANALYZE after the run.\n\n")
 	p("| Page | p50 ms | p90 ms | p99 ms | max ms | Plan of the history query |\n|---|---:|---:|---:|---:|---|\n")
 	for _, x := range r.Pages {
 		p("| %s | %s | %s | %s | %s | %s |\n", x.Variant.Name, ms(x.Stats.P50), ms(x.Stats.P90), ms(x.Stats.P99), ms(x.Stats.Max), planSummary(x.Plan))
