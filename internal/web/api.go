@@ -286,12 +286,7 @@ func (s *Server) apiAction(w http.ResponseWriter, r *http.Request) error {
 	if err := s.act(r, req); err != nil {
 		return err
 	}
-	req, err = s.store.Request(r.Context(), req.ID)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, toAPIRequest(req, ""))
-	return nil
+	return s.writeAccepted(w, r, req.ID)
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) error {
@@ -306,7 +301,13 @@ func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.RequestAction(r.Context(), req.ID, store.ActionDelete, store.UserActor(u)); err != nil {
 		return err
 	}
-	req, err = s.store.Request(r.Context(), req.ID)
+	return s.writeAccepted(w, r, req.ID)
+}
+
+// writeAccepted answers 202 with the request as it is now, after an action
+// was recorded.
+func (s *Server) writeAccepted(w http.ResponseWriter, r *http.Request, id int64) error {
+	req, err := s.store.Request(r.Context(), id)
 	if err != nil {
 		return err
 	}

@@ -148,12 +148,7 @@ func (s *Server) apiRebuild(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.store.RequestRebuild(r.Context(), req.ID, in.Version, store.UserActor(u)); err != nil {
 		return err
 	}
-	req, err = s.store.Request(r.Context(), req.ID)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, toAPIRequest(req, ""))
-	return nil
+	return s.writeAccepted(w, r, req.ID)
 }
 
 // apiPet is POST /api/v1/requests/{id}/pet {"pet": true|false}: the owner
