@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	virtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -225,56 +224,6 @@ func TestAPIJourneyInDevMode(t *testing.T) {
 			t.Fatalf("%s: %d %s", step.action, status, b)
 		}
 		waitState(t, p.base, tok, r.ID, step.state, 30*time.Second)
-	}
-}
-
-func countVMs(t *testing.T, dbURL string, id int64) (simVMs, vmRows, created int) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	q := func(sql string, args ...any) int {
-		var n int
-		if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	return q(`SELECT count(*) FROM sim_objects WHERE kind = 'VirtualMachine'`),
-		q(`SELECT count(*) FROM vms WHERE request_id = $1`, id),
-		q(`SELECT count(*) FROM events WHERE request_id = $1 AND kind = 'vm_created'`, id)
-}
-
-// TestCrashDuringProvisioning kills the portal (SIGKILL, from inside, at a
-// failpoint) after the request is saved but before the VM is created, and
-// after the VM is created but before that is recorded. After a restart the
-// request reaches running with exactly one VirtualMachine.
-func TestCrashDuringProvisioning(t *testing.T) {
-	for _, fp := range []string{"before-create", "after-create"} {
-		t.Run(fp, func(t *testing.T) {
-			t.Parallel()
-			dbURL := testdb.NewURL(t)
-			p := startPortal(t, dbURL, "PADDOCK_FAILPOINT="+fp)
-			tok := token(t, dbURL, "developer")
-			r := submit(t, p.base, tok, "crash-"+fp)
-			select {
-			case <-p.done:
-			case <-time.After(30 * time.Second):
-				t.Fatalf("the portal did not die at %s", fp)
-			}
-			if !strings.Contains(p.log(), "failpoint reached") {
-				t.Fatalf("died, but not at the failpoint:\n%s", p.log())
-			}
-			p2 := startPortal(t, dbURL)
-			waitState(t, p2.base, tok, r.ID, "running", 90*time.Second)
-			sim, rows, created := countVMs(t, dbURL, r.ID)
-			if sim != 1 || rows != 1 || created != 1 {
-				t.Errorf("after recovery: %d VirtualMachines, %d vm rows, %d vm_created events; want 1 each", sim, rows, created)
-			}
-		})
 	}
 }
 

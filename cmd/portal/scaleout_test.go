@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"paddock/internal/kubetest"
@@ -48,21 +50,28 @@ func testCluster(t *testing.T) *kubetest.Env {
 }
 
 // startServe runs `portal serve` against dbURL and the cluster in
-// kubeconfig, and returns its base URL.
-func startServe(t *testing.T, dbURL, kubeconfig string) *proc {
+// kubeconfig, with env added to its environment, and returns it once it
+// listens.
+func startServe(t *testing.T, dbURL, kubeconfig string, env ...string) *proc {
 	t.Helper()
 	p := &proc{done: make(chan struct{})}
 	p.cmd = exec.Command(portalBin, "serve", "--addr", "127.0.0.1:0")
-	p.cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "KUBECONFIG="+kubeconfig, "PADDOCK_CLUSTER=kubernetes",
-		"PADDOCK_JOB_TIMEOUT=3s", "PADDOCK_SECURE_COOKIES=false")
-	errPipe, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	p.cmd.Env = append(os.Environ(), append([]string{"DATABASE_URL=" + dbURL, "KUBECONFIG=" + kubeconfig, "PADDOCK_CLUSTER=kubernetes",
+		"PADDOCK_JOB_TIMEOUT=3s", "PADDOCK_SECURE_COOKIES=false"}, env...)...)
+	// Through an io.Pipe (not StderrPipe) Wait returns only once all of
+	// stderr is copied, so the last lines of a killed process are kept.
+	pr, pw := io.Pipe()
+	p.cmd.Stderr = pw
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	scanned := make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		pw.Close()
+		<-scanned
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -76,7 +85,8 @@ func startServe(t *testing.T, dbURL, kubeconfig string) *proc {
 	})
 	addr := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(errPipe)
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
@@ -86,6 +96,7 @@ func startServe(t *testing.T, dbURL, kubeconfig string) *proc {
 				addr <- rec.Addr
 			}
 		}
+		_, _ = io.Copy(io.Discard, pr)
 	}()
 	select {
 	case a := <-addr:
@@ -98,15 +109,23 @@ func startServe(t *testing.T, dbURL, kubeconfig string) *proc {
 	return p
 }
 
-// TestTwoReplicasShareTheWork runs two `portal serve` processes against one
-// database and one API server, requests many VMs through both, and kills
-// one of them (SIGKILL) midway: every request gets exactly one VM, every
-// state change is recorded once, nothing is lost.
-func TestTwoReplicasShareTheWork(t *testing.T) {
+// clusterFixture is one test's share of the test cluster: a namespace that
+// is the team payments', a database seeded as `portal dev` seeds it (no
+// quotas), the kubeconfig of the RBAC-limited provisioner, an administrator's
+// client, and KubeVirt's controllers' stand-in running in the test process.
+type clusterFixture struct {
+	ns     string
+	kcPath string
+	dbURL  string
+	pool   *pgxpool.Pool
+	admin  *provision.Cluster
+}
+
+func newClusterFixture(t *testing.T, prefix string) *clusterFixture {
+	t.Helper()
 	env := testCluster(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ns, err := env.CreateNamespace(ctx, "scaleout")
+	ctx := context.Background()
+	ns, err := env.CreateNamespace(ctx, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,37 +133,93 @@ func TestTwoReplicasShareTheWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kcPath := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kcPath, kc, 0o600); err != nil {
+	f := &clusterFixture{ns: ns, kcPath: filepath.Join(t.TempDir(), "kubeconfig"), dbURL: testdb.NewURL(t)}
+	if err := os.WriteFile(f.kcPath, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dbURL := testdb.NewURL(t)
-	pool, err := openDB(ctx, dbURL)
+	f.pool, err = openDB(ctx, f.dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
-	st := store.New(pool)
+	t.Cleanup(f.pool.Close)
+	st := store.New(f.pool)
 	if err := seed(ctx, st, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, `UPDATE teams SET namespace = $1 WHERE name = 'payments'`, ns); err != nil {
+	if _, err := f.pool.Exec(ctx, `UPDATE teams SET namespace = $1 WHERE name = 'payments'`, ns); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = pool.Exec(ctx, `DELETE FROM team_quotas`)
-
-	// virt-controller's stand-in, as an administrator.
-	admin, err := provision.NewKubernetesCluster(env.Config)
+	if _, err := f.pool.Exec(ctx, `DELETE FROM team_quotas`); err != nil {
+		t.Fatal(err)
+	}
+	// virt-controller's stand-in, as an administrator; it stops before the
+	// pool closes.
+	f.admin, err = provision.NewKubernetesCluster(env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim := provision.NewSimulator(admin, st, slog.New(slog.DiscardHandler), 0)
+	simCtx, stopSim := context.WithCancel(ctx)
+	t.Cleanup(stopSim)
+	sim := provision.NewSimulator(f.admin, st, slog.New(slog.DiscardHandler), 0)
 	sim.Namespace = ns
-	go sim.Run(ctx)
+	go sim.Run(simCtx)
+	return f
+}
 
-	a := startServe(t, dbURL, kcPath)
-	b := startServe(t, dbURL, kcPath)
-	tok := token(t, dbURL, "developer")
+// serve starts `portal serve` on the fixture, watching its namespace only
+// (other tests' VMs in the shared API server carry request ids too).
+func (f *clusterFixture) serve(t *testing.T, env ...string) *proc {
+	t.Helper()
+	return startServe(t, f.dbURL, f.kcPath, append([]string{"PADDOCK_WATCH_NAMESPACE=" + f.ns}, env...)...)
+}
+
+// vmsByRequest counts the VirtualMachines in the namespace by request label.
+func (f *clusterFixture) vmsByRequest(t *testing.T) (total int, byRequest map[string]int) {
+	t.Helper()
+	list, err := f.admin.Virt.KubevirtV1().VirtualMachines(f.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byRequest = map[string]int{}
+	for _, vm := range list.Items {
+		byRequest[vm.Labels[provision.LabelRequest]]++
+	}
+	return len(list.Items), byRequest
+}
+
+// checkEventsOnce fails the test for every state change recorded more than
+// once for a request.
+func (f *clusterFixture) checkEventsOnce(t *testing.T) {
+	t.Helper()
+	rows, err := f.pool.Query(context.Background(), `SELECT request_id, to_state, count(*) FROM events
+		WHERE kind IN ('state', 'vm_created') AND from_state <> to_state GROUP BY 1, 2 HAVING count(*) > 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var to string
+		var c int
+		if err := rows.Scan(&id, &to, &c); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("request %d: %d events to %s", id, c, to)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTwoReplicasShareTheWork runs two `portal serve` processes against one
+// database and one API server, requests many VMs through both, and kills
+// one of them (SIGKILL) midway: every request gets exactly one VM, every
+// state change is recorded once, nothing is lost.
+func TestTwoReplicasShareTheWork(t *testing.T) {
+	f := newClusterFixture(t, "scaleout")
+	a := f.serve(t)
+	b := f.serve(t)
+	tok := token(t, f.dbURL, "developer")
 
 	const n = 30
 	ids := make([]int64, 0, n)
@@ -163,28 +238,9 @@ func TestTwoReplicasShareTheWork(t *testing.T) {
 	for _, id := range ids {
 		waitState(t, b.base, tok, id, "running", 90*time.Second)
 	}
-	list, err := admin.Virt.KubevirtV1().VirtualMachines(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
+	total, perRequest := f.vmsByRequest(t)
+	if total != n || len(perRequest) != n {
+		t.Errorf("%d VMs for %d requests (%d distinct)", total, n, len(perRequest))
 	}
-	perRequest := map[string]int{}
-	for _, vm := range list.Items {
-		perRequest[vm.Labels[provision.LabelRequest]]++
-	}
-	if len(list.Items) != n || len(perRequest) != n {
-		t.Errorf("%d VMs for %d requests (%d distinct)", len(list.Items), n, len(perRequest))
-	}
-	rows, err := pool.Query(ctx, `SELECT request_id, to_state, count(*) FROM events
-		WHERE kind IN ('state', 'vm_created') AND from_state <> to_state GROUP BY 1, 2 HAVING count(*) > 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var to string
-		var c int
-		_ = rows.Scan(&id, &to, &c)
-		t.Errorf("request %d: %d events to %s", id, c, to)
-	}
+	f.checkEventsOnce(t)
 }

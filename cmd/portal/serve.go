@@ -34,6 +34,7 @@ type config struct {
 	Cluster          string
 	SimDelay         time.Duration
 	CreateNamespaces bool
+	WatchNamespace   string
 	DevSignIn        bool
 	SecureCookies    bool
 	LogFormat        string
@@ -76,6 +77,7 @@ func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defClu
 	fs.StringVar(&c.Cluster, "cluster", envOr(getenv, "PADDOCK_CLUSTER", defCluster), "kubernetes or simulated (PADDOCK_CLUSTER)")
 	fs.DurationVar(&c.SimDelay, "sim-delay", envDuration(getenv, "PADDOCK_SIM_DELAY", 2*time.Second), "simulated cluster: time per VM start step (PADDOCK_SIM_DELAY)")
 	fs.BoolVar(&c.CreateNamespaces, "create-namespaces", envBool(getenv, "PADDOCK_CREATE_NAMESPACES", false), "create a team's namespace when missing (PADDOCK_CREATE_NAMESPACES)")
+	fs.StringVar(&c.WatchNamespace, "watch-namespace", getenv("PADDOCK_WATCH_NAMESPACE"), "watch VirtualMachines in this namespace only; empty means every namespace (PADDOCK_WATCH_NAMESPACE)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr(getenv, "PADDOCK_LOG_FORMAT", "json"), "json or text (PADDOCK_LOG_FORMAT)")
 	fs.IntVar(&c.Workers, "workers", 20, "concurrent provisioning jobs per process (PADDOCK_WORKERS)")
 	if n, err := strconv.Atoi(getenv("PADDOCK_WORKERS")); err == nil {
@@ -212,7 +214,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 	}
 
 	reg := prometheus.NewRegistry()
-	watcher := provision.NewWatcher(st, cluster, log.With("component", "watcher"))
+	watcher := provision.NewNamespacedWatcher(st, cluster, log.With("component", "watcher"), c.WatchNamespace)
 	pm := provision.NewMetrics(reg, watcher)
 	watcher.Metrics = pm
 	// The crash tests name a point of provisioning or reconciling where the

@@ -44,6 +44,7 @@ const (
 // app is one running `portal dev`.
 type app struct {
 	URL string // http://127.0.0.1:PORT, no trailing slash
+	DB  string // its database, for journeys that set the scene directly
 }
 
 var runningLine = regexp.MustCompile(`Paddock is running: open http://[^\s/]*:(\d+)`)
@@ -95,7 +96,7 @@ func startApp(t *testing.T) *app {
 	select {
 	case port := <-stdout.found:
 		ready = true
-		return &app{URL: "http://127.0.0.1:" + port}
+		return &app{URL: "http://127.0.0.1:" + port, DB: dbURL}
 	case <-done:
 		t.Fatalf("portal dev exited before it was ready: %v", waitErr)
 	case <-time.After(appStartTimeout):

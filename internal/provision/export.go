@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	virtv1 "kubevirt.io/api/core/v1"
+	poolv1 "kubevirt.io/api/pool/v1beta1"
 	"sigs.k8s.io/yaml"
 
 	"paddock/internal/store"
@@ -24,9 +25,10 @@ type ExportFile struct {
 // KustomizationFile names the file that lists an export's manifests.
 const KustomizationFile = "kustomization.yaml"
 
-// Export turns a team's VMs (requests with the manifests they were created
-// from) into a folder for Kustomize or a GitOps tool: one VirtualMachine per
-// file, named after the VM, with Paddock's labels kept and server-set fields
+// Export turns a team's VMs and pools (requests with the manifests they
+// were created from) into a folder for Kustomize or a GitOps tool: one
+// VirtualMachine or VirtualMachinePool (at its current replicas) per file,
+// named after it, with Paddock's labels kept and server-set fields
 // (status, uid, resourceVersion, …) removed, and a kustomization.yaml that
 // lists them. Each manifest is parsed and written again; a stored manifest
 // that is not a VirtualMachine is left out (and named in a comment) rather
@@ -39,18 +41,17 @@ func Export(team string, rs []store.Request) ([]ExportFile, error) {
 		if r.VM == nil || r.VM.Manifest == "" {
 			continue
 		}
-		var vm virtv1.VirtualMachine
-		if err := yaml.UnmarshalStrict([]byte(r.VM.Manifest), &vm); err != nil || vm.Kind != "VirtualMachine" || vm.Name == "" {
-			skipped = append(skipped, fmt.Sprintf("request %d (%s): its recorded manifest is not a VirtualMachine", r.ID, r.Name))
-			continue
-		}
-		m, err := Manifest(&vm)
+		objName, m, err := exportManifest(r)
 		if err != nil {
 			return nil, err
 		}
-		name := vm.Name + ".yaml"
+		if objName == "" {
+			skipped = append(skipped, fmt.Sprintf("request %d (%s): its recorded manifest is not a VirtualMachine", r.ID, r.Name))
+			continue
+		}
+		name := objName + ".yaml"
 		if used[name] {
-			name = vm.Name + "-" + strconv.FormatInt(r.ID, 10) + ".yaml"
+			name = objName + "-" + strconv.FormatInt(r.ID, 10) + ".yaml"
 		}
 		used[name] = true
 		names = append(names, name)
@@ -71,6 +72,35 @@ func Export(team string, rs []store.Request) ([]ExportFile, error) {
 		}
 	}
 	return append(files, ExportFile{Name: KustomizationFile, Data: []byte(k.String())}), nil
+}
+
+// exportManifest parses a request's recorded manifest (a VirtualMachine, or
+// for a pool a VirtualMachinePool, given the pool's current replicas) and
+// writes it again without server-set fields. An empty name means the
+// manifest is neither.
+func exportManifest(r store.Request) (name, manifest string, err error) {
+	var kind struct {
+		Kind string `json:"kind"`
+	}
+	_ = yaml.Unmarshal([]byte(r.VM.Manifest), &kind)
+	if kind.Kind == poolv1.VirtualMachinePoolKind {
+		var p poolv1.VirtualMachinePool
+		if err := yaml.UnmarshalStrict([]byte(r.VM.Manifest), &p); err != nil || p.Name == "" {
+			return "", "", nil
+		}
+		if r.Pool && r.Replicas > 0 {
+			n := int32(r.Replicas)
+			p.Spec.Replicas = &n
+		}
+		m, err := PoolManifest(&p)
+		return p.Name, m, err
+	}
+	var vm virtv1.VirtualMachine
+	if err := yaml.UnmarshalStrict([]byte(r.VM.Manifest), &vm); err != nil || vm.Kind != "VirtualMachine" || vm.Name == "" {
+		return "", "", nil
+	}
+	m, err := Manifest(&vm)
+	return vm.Name, m, err
 }
 
 // WriteZip writes files into a zip archive under folder dir.

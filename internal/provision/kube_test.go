@@ -81,7 +81,13 @@ func startedCluster(t *testing.T) *kubetest.Env {
 // that is the team's.
 func newKubeHarness(t *testing.T, cfg *rest.Config) (*harness, string) {
 	t.Helper()
-	env := realCluster(t)
+	return newKubeHarnessOn(t, realCluster(t), cfg)
+}
+
+// newKubeHarnessOn is newKubeHarness without holding the cluster for the
+// test alone: for a test that spends most of its time waiting.
+func newKubeHarnessOn(t *testing.T, env *kubetest.Env, cfg *rest.Config) (*harness, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	ns, err := env.CreateNamespace(ctx, "paddock-test")
@@ -287,11 +293,16 @@ func TestKubeStuckVMFailsAfterDeadline(t *testing.T) {
 	}
 }
 
-// TestKubeOutage cuts the provisioner off from the API server (a proxy in
-// between stops accepting and drops its connections) while requests arrive:
-// they wait with a visible reason, then complete once it is back, each with
-// exactly one VM.
+// TestKubeOutage cuts the provisioner (its workers and its watcher) off the
+// API server for a minute (a proxy in between stops accepting and drops its
+// connections) and submits a burst of requests meanwhile: each waits with the
+// reason shown, nothing is created; once the API server is back each reaches
+// running with exactly one VM and each state change recorded once. Running
+// with an IP needs the watcher's informers back (the IP comes from the
+// VirtualMachineInstance they cache). Most of its minute is waiting, so it
+// runs in parallel with the other tests and without holding the cluster.
 func TestKubeOutage(t *testing.T) {
+	t.Parallel()
 	env := startedCluster(t)
 	cfg, err := env.ConfigFor(provisionerUser)
 	if err != nil {
@@ -304,28 +315,87 @@ func TestKubeOutage(t *testing.T) {
 	px := newProxy(t, u.Host)
 	cfg = rest.CopyConfig(cfg)
 	cfg.Host = "https://" + px.addr
-	h, ns := newKubeHarness(t, cfg)
+	h, ns := newKubeHarnessOn(t, env, cfg)
 	if _, err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{}); err != nil {
 		t.Fatalf("through the proxy: %v", err)
 	}
-	px.down()
-	var ids []int64
-	for i := range 5 {
-		ids = append(ids, h.submit("cirros", "nano", fmt.Sprintf("burst-%d", i)).ID)
+	for deadline := time.Now().Add(20 * time.Second); !h.watcher.Synced(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not sync")
+		}
 	}
-	r := h.wait(ids[0], store.StateApproved, func(r store.Request) bool { return strings.Contains(r.StateReason, "Waiting for the cluster") })
-	t.Logf("while the cluster is away: %s", r.StateReason)
-	time.Sleep(3 * time.Second)
+	admin, err := provision.NewKubernetesCluster(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const outage, n = time.Minute, 20
+	px.down()
+	downAt := time.Now()
+	var ids []int64
+	for i := range n {
+		ids = append(ids, h.submit("cirros", "nano", fmt.Sprintf("burst-%02d", i)).ID)
+	}
+	waiting := func(r store.Request) bool { return strings.Contains(r.StateReason, "Waiting for the cluster") }
+	for _, id := range ids {
+		h.wait(id, store.StateApproved, waiting)
+	}
+	t.Logf("all %d requests show the reason %s into the outage", n, time.Since(downAt).Round(100*time.Millisecond))
+	time.Sleep(time.Until(downAt.Add(outage)))
+	for _, id := range ids {
+		if r, err := h.st.Request(h.ctx, id); err != nil || r.State != store.StateApproved || !waiting(r) {
+			t.Errorf("request %d at the end of the outage: %s %q (%v)", id, r.State, r.StateReason, err)
+		}
+	}
+	if list, err := admin.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{}); err != nil || len(list.Items) != 0 {
+		t.Fatalf("%d VMs created while the API server was away (%v)", len(list.Items), err)
+	}
+
 	px.up()
-	// Retries back off to at most 30 s between attempts.
-	h.limit = 75 * time.Second
+	upAt := time.Now()
+	// Job retries back off to at most 30 s, the informers' to at most 60 s.
+	h.limit = 90 * time.Second
 	for _, id := range ids {
 		h.wait(id, store.StateRunning, hasIP)
 	}
-	admin, _ := provision.NewKubernetesCluster(env.Config)
+	t.Logf("all %d requests running %s after the API server came back", n, time.Since(upAt).Round(100*time.Millisecond))
+
 	list, err := admin.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{})
-	if err != nil || len(list.Items) != len(ids) {
-		t.Errorf("%d VMs for %d requests (%v)", len(list.Items), len(ids), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perRequest := map[string]int{}
+	for _, vm := range list.Items {
+		perRequest[vm.Labels[provision.LabelRequest]]++
+	}
+	for _, id := range ids {
+		if c := perRequest[fmt.Sprint(id)]; c != 1 {
+			t.Errorf("request %d: %d VMs", id, c)
+		}
+	}
+	if len(list.Items) != n {
+		t.Errorf("%d VMs for %d requests", len(list.Items), n)
+	}
+	// Each state change once, and the reason for waiting noted once per
+	// request however many times its job was retried.
+	rows, err := h.st.Pool().Query(h.ctx, `SELECT request_id, kind, to_state, count(*) FROM events
+		WHERE (kind IN ('state', 'vm_created') AND from_state <> to_state) OR kind = 'waiting'
+		GROUP BY 1, 2, 3 HAVING count(*) > 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var kind, to string
+		var c int
+		if err := rows.Scan(&id, &kind, &to, &c); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("request %d: %d %s events to %s", id, c, kind, to)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 }
 

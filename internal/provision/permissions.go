@@ -18,6 +18,9 @@ var Permissions = func() []Permission {
 	}
 	// CreateVM, SetRunStrategy (patch), DeleteVM, the watcher's informer, dry-run pre-flight.
 	add("kubevirt.io", "virtualmachines", "get", "list", "watch", "create", "update", "patch", "delete")
+	// CreatePool, ScalePool and SetPoolRunStrategy (patch), DeletePool, the
+	// watcher's informer. Members are VirtualMachines (above).
+	add("pool.kubevirt.io", "virtualmachinepools", "get", "list", "watch", "create", "patch", "delete")
 	// The watcher's informer; Restart deletes the instance.
 	add("kubevirt.io", "virtualmachineinstances", "get", "list", "watch", "delete")
 	// The watcher's informer (import progress); DeleteVM removes a request's DataVolumes.

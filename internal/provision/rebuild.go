@@ -59,8 +59,13 @@ func (b *rebuildWorker) Work(ctx context.Context, job *river.Job[store.RebuildJo
 	}
 	rid := strconv.FormatInt(id, 10)
 	deadline := time.Now().Add(rebuildWait)
+	remove, what := b.w.Cluster.removeForRebuild, "VirtualMachine"
+	if r.Pool {
+		// A pool is rebuilt whole: the old pool and all its members go first.
+		remove, what = b.w.Cluster.removePoolForRebuild, "VirtualMachinePool and its VMs"
+	}
 	for {
-		gone, err := b.w.Cluster.removeForRebuild(ctx, ns, name, rid, oldUID)
+		gone, err := remove(ctx, ns, name, rid, oldUID)
 		if err != nil {
 			return err
 		}
@@ -78,7 +83,7 @@ func (b *rebuildWorker) Work(ctx context.Context, job *river.Job[store.RebuildJo
 		}
 	}
 	if err := b.w.Store.AddEvent(ctx, id, store.ActorProvisioner, "rebuild_deleted",
-		fmt.Sprintf("old VirtualMachine %s/%s deleted", ns, name)); err != nil {
+		fmt.Sprintf("old %s %s/%s deleted", what, ns, name)); err != nil {
 		return err
 	}
 	log.Info("old virtual machine gone; provisioning its replacement", "vm", ns+"/"+name)

@@ -169,7 +169,10 @@ func CloudInit(spec store.TemplateSpec, r store.Request) (string, error) {
 	}
 	keys, _ := doc["ssh_authorized_keys"].([]any)
 	doc["ssh_authorized_keys"] = append(keys, strings.TrimSpace(r.SSHPublicKey))
-	doc["hostname"] = r.Name
+	if !r.Pool {
+		// A pool's members each take their own name as hostname.
+		doc["hostname"] = r.Name
+	}
 	if _, ok := doc["user"]; !ok {
 		doc["user"] = spec.SSHUser
 	}

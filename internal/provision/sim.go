@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	virtv1 "kubevirt.io/api/core/v1"
+	poolv1 "kubevirt.io/api/pool/v1beta1"
 	cdifake "kubevirt.io/client-go/containerizeddataimporter/fake"
 	virtfake "kubevirt.io/client-go/kubevirt/fake"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
@@ -46,8 +47,13 @@ type Simulator struct {
 	vmis  cache.SharedIndexInformer
 	// Namespace, when set, limits the stand-in to one namespace.
 	Namespace string
-	mu        sync.Mutex
-	since     map[string]time.Time
+	// Broken, when set, makes the VMs it picks fail to pull their image, as
+	// an image name with "broken" in it does: the tests' injected failure.
+	Broken func(vm *virtv1.VirtualMachine) bool
+	mu     sync.Mutex
+	since  map[string]time.Time
+	// pools plays KubeVirt's pool controller (sim_pool.go).
+	pools *simPools
 }
 
 // Kinds under which simulated objects are stored.
@@ -100,6 +106,7 @@ func NewSimulatedCluster(ctx context.Context, st *store.Store, log *slog.Logger,
 		}
 		return false, nil, nil
 	})
+	addPoolReactor(ctx, virt, st)
 	c := &Cluster{Kube: kube, Virt: virt, CDI: cdi, CreateNamespaces: true, Timeout: 10 * time.Second, Simulated: true}
 	return c, NewSimulator(c, st, log, delay), nil
 }
@@ -148,6 +155,7 @@ func NewSimulator(c *Cluster, st *store.Store, log *slog.Logger, delay time.Dura
 		_ = st.SaveSimObject(context.Background(), store.SimObject{Kind: simVMI, Namespace: ns, Name: name})
 		s.queue.Add(key)
 	}})
+	s.addPoolController()
 	return s
 }
 
@@ -172,6 +180,12 @@ func restore(ctx context.Context, kube *kubefake.Clientset, virt *virtfake.Clien
 			vmi.ResourceVersion = ""
 			_, err = virt.KubevirtV1().VirtualMachineInstances(vmi.Namespace).Create(ctx, &vmi, metav1.CreateOptions{})
 		}
+	case simPool:
+		var p poolv1.VirtualMachinePool
+		if err = json.Unmarshal(o.Body, &p); err == nil {
+			p.ResourceVersion = ""
+			_, err = virt.PoolV1beta1().VirtualMachinePools(p.Namespace).Create(ctx, &p, metav1.CreateOptions{})
+		}
 	case simDV:
 		var dv cdiv1.DataVolume
 		if err = json.Unmarshal(o.Body, &dv); err == nil {
@@ -185,6 +199,7 @@ func restore(ctx context.Context, kube *kubefake.Clientset, virt *virtfake.Clien
 // Run drives simulated VMs until ctx ends.
 func (s *Simulator) Run(ctx context.Context) {
 	defer s.queue.ShutDown()
+	go s.runPools(ctx)
 	go s.vms.RunWithContext(ctx)
 	go s.vmis.RunWithContext(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), s.vms.HasSynced, s.vmis.HasSynced) {
@@ -321,7 +336,7 @@ func (s *Simulator) reconcile(ctx context.Context, key string) error {
 		}
 		s.event(ctx, vm, corev1.EventTypeNormal, "SuccessfulCreate", "Started the virtual machine by creating the new virtual machine instance "+name)
 		return s.setStatus(ctx, vm, virtv1.VirtualMachineStatusProvisioning, false)
-	case brokenImage(vm):
+	case brokenImage(vm) || (s.Broken != nil && s.Broken(vm)):
 		s.stepped(key)
 		s.event(ctx, vm, corev1.EventTypeWarning, "Failed", "Failed to pull image \""+vmImage(vm)+"\": manifest unknown")
 		return s.setStatus(ctx, vm, virtv1.VirtualMachineStatusErrImagePull, false)

@@ -33,6 +33,7 @@ type Watcher struct {
 	vms     cache.SharedIndexInformer
 	vmis    cache.SharedIndexInformer
 	dvs     cache.SharedIndexInformer
+	pools   cache.SharedIndexInformer
 	synced  atomic.Bool
 	// Metrics, when set, records state changes and time to running.
 	Metrics *Metrics
@@ -60,6 +61,9 @@ func (w *Watcher) failpoint(name string) {
 type vmKey struct {
 	Namespace, Name string
 	RequestID       int64
+	// Pool is set when Name is a VirtualMachinePool: the key stands for the
+	// pool and all its members.
+	Pool bool
 }
 
 // NewWatcher builds the informers over every namespace; Run starts them.
@@ -113,12 +117,16 @@ func NewNamespacedWatcher(st *store.Store, c *Cluster, log *slog.Logger, namespa
 		},
 	}, &cdiv1.DataVolume{}, 0, cache.Indexers{})
 
+	w.pools = newPoolInformer(c, namespace, opts)
+	_ = w.vms.AddIndexers(cache.Indexers{poolIndex: poolIndexFunc})
+	_ = w.vmis.AddIndexers(cache.Indexers{poolIndex: poolIndexFunc})
+
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    w.enqueue,
 		UpdateFunc: func(_, obj any) { w.enqueue(obj) },
 		DeleteFunc: w.enqueue,
 	}
-	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis, w.dvs} {
+	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis, w.dvs, w.pools} {
 		_, _ = inf.AddEventHandler(handler)
 	}
 	return w
@@ -136,6 +144,12 @@ func (w *Watcher) enqueue(obj any) {
 	}
 	id, err := strconv.ParseInt(m.GetLabels()[LabelRequest], 10, 64)
 	if err != nil {
+		return
+	}
+	if pool := m.GetLabels()[LabelPool]; pool != "" {
+		// A pool, or a member VM, instance or disk of one: all are the
+		// pool's request, never a VM of their own.
+		w.queue.Add(vmKey{Namespace: m.GetNamespace(), Name: pool, RequestID: id, Pool: true})
 		return
 	}
 	name := m.GetName()
@@ -170,10 +184,10 @@ func (w *Watcher) Synced() bool { return w.synced.Load() }
 // Run starts the informers and reconciles until ctx ends.
 func (w *Watcher) Run(ctx context.Context, workers int) error {
 	defer w.queue.ShutDown()
-	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis, w.dvs} {
+	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis, w.dvs, w.pools} {
 		go inf.RunWithContext(ctx)
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), w.vms.HasSynced, w.vmis.HasSynced, w.dvs.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), w.vms.HasSynced, w.vmis.HasSynced, w.dvs.HasSynced, w.pools.HasSynced) {
 		return fmt.Errorf("watcher: informers did not sync: %w", ctx.Err())
 	}
 	w.synced.Store(true)
@@ -212,8 +226,11 @@ func (w *Watcher) resyncAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, obj := range w.pools.GetStore().List() {
+		w.enqueue(obj)
+	}
 	for _, r := range live {
-		w.queue.Add(vmKey{Namespace: r.VM.Namespace, Name: r.VM.Name, RequestID: r.ID})
+		w.queue.Add(vmKey{Namespace: r.VM.Namespace, Name: r.VM.Name, RequestID: r.ID, Pool: r.Pool})
 	}
 	return nil
 }
@@ -235,6 +252,9 @@ func (w *Watcher) processNext(ctx context.Context) bool {
 }
 
 func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
+	if key.Pool {
+		return w.reconcilePool(ctx, key)
+	}
 	nsName := key.Namespace + "/" + key.Name
 	var vm *virtv1.VirtualMachine
 	if obj, ok, _ := w.vms.GetStore().GetByKey(nsName); ok {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,7 +27,8 @@ type Workers struct {
 	// Metrics, when set, records provisioning durations and failures.
 	Metrics *Metrics
 	// Failpoint, when set, is called at named points of provisioning
-	// ("after-create"); the crash tests make it kill the process there.
+	// ("before-job" as a provisioning job starts, "before-create",
+	// "after-create"); the crash tests make it kill the process there.
 	Failpoint func(name string)
 }
 
@@ -41,6 +43,8 @@ func (w *Workers) Register(ws *river.Workers) {
 	river.AddWorker(ws, &provisionWorker{w: w})
 	river.AddWorker(ws, &actionWorker{w: w})
 	river.AddWorker(ws, &rebuildWorker{w: w})
+	river.AddWorker(ws, &scaleWorker{w: w})
+	river.AddWorker(ws, &store.RolloutWorker{Store: w.Store, Log: w.Log.With("component", "rollout")})
 }
 
 // backoff retries quickly at first and never waits more than 30 s, so a
@@ -61,6 +65,7 @@ func (p *provisionWorker) NextRetry(job *river.Job[store.ProvisionJob]) time.Tim
 }
 
 func (p *provisionWorker) Work(ctx context.Context, job *river.Job[store.ProvisionJob]) error {
+	p.w.failpoint("before-job")
 	id := job.Args.RequestID
 	log := p.w.Log.With("request_id", id, "job_id", job.ID, "attempt", job.Attempt)
 	return p.w.provision(ctx, id, log, job.CreatedAt)
@@ -72,7 +77,13 @@ func (p *provisionWorker) Work(ctx context.Context, job *river.Job[store.Provisi
 func (w *Workers) provision(ctx context.Context, id int64, log *slog.Logger, enqueued time.Time) error {
 	p := &provisionWorker{w: w}
 	var made store.VM
+	var pool bool
 	err := p.w.Store.Provision(ctx, id, func(ctx context.Context, r store.Request, tv store.TemplateVersion) (store.VM, error) {
+		if pool = r.Pool; pool {
+			var err error
+			made, err = p.w.createPool(ctx, r, tv, log)
+			return made, err
+		}
 		vm, err := Render(tv.Spec, r)
 		if err != nil {
 			return store.VM{}, &store.PermanentError{Reason: "The template could not be turned into a VirtualMachine: " + err.Error()}
@@ -111,9 +122,52 @@ func (w *Workers) provision(ctx context.Context, id int64, log *slog.Logger, enq
 		p.w.Metrics.provisioned(made.SubmittedAt, enqueued)
 	}
 	if made.Name != "" && p.w.Watcher != nil {
-		p.w.Watcher.Kick(made.Namespace, made.Name, id)
+		if pool {
+			p.w.Watcher.KickPool(made.Namespace, made.Name, id)
+		} else {
+			p.w.Watcher.Kick(made.Namespace, made.Name, id)
+		}
 	}
 	return nil
+}
+
+// createPool is provision's step for a pool request: RenderPool + CreatePool.
+func (w *Workers) createPool(ctx context.Context, r store.Request, tv store.TemplateVersion, log *slog.Logger) (store.VM, error) {
+	p, err := RenderPool(tv.Spec, r)
+	if err != nil {
+		return store.VM{}, &store.PermanentError{Reason: "The template could not be turned into a VirtualMachinePool: " + err.Error()}
+	}
+	w.failpoint("before-create")
+	created, err := w.Cluster.CreatePool(ctx, p)
+	if err != nil {
+		err = explainCreatePool(err, p.Namespace, p.Name)
+		if perm := (*store.PermanentError)(nil); errors.As(err, &perm) {
+			w.Metrics.failed("permanent")
+		}
+		return store.VM{}, err
+	}
+	w.failpoint("after-create")
+	manifest, err := PoolManifest(p)
+	if err != nil {
+		return store.VM{}, err
+	}
+	log.Info("virtual machine pool created", "pool", created.Namespace+"/"+created.Name, "uid", created.UID, "replicas", r.Replicas)
+	return store.VM{SubmittedAt: r.CreatedAt, Namespace: created.Namespace, Name: created.Name, UID: string(created.UID),
+		Manifest: manifest}, nil
+}
+
+// explainCreatePool is explainCreate for a VirtualMachinePool.
+func explainCreatePool(err error, ns, name string) error {
+	if errors.Is(err, ErrNotOurs) {
+		return &store.PermanentError{Reason: fmt.Sprintf(
+			"A VirtualMachinePool named %q already exists in namespace %s and was not created by Paddock for this request; Paddock leaves it alone. Request again with another name.",
+			name, ns)}
+	}
+	err = explainCreate(err, &virtv1.VirtualMachine{})
+	if perm := (*store.PermanentError)(nil); errors.As(err, &perm) {
+		perm.Reason = strings.ReplaceAll(perm.Reason, "the VirtualMachine", "the VirtualMachinePool")
+	}
+	return err
 }
 
 // explainCreate turns a create error into a permanent failure with a reason
@@ -171,6 +225,8 @@ func (a *actionWorker) Work(ctx context.Context, job *river.Job[store.ActionJob]
 	switch {
 	case r.State.Terminal():
 		return nil
+	case r.Pool:
+		return a.w.poolAction(ctx, r, job.Args.Action, log)
 	case r.Desired == "deleted":
 		if err := c.DeleteVM(ctx, ns, name, rid); err != nil {
 			if errors.Is(err, ErrNotOurs) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,8 @@ const (
 	ApprovalRequest ApprovalKind = "request"
 	// ApprovalExtension is a lease extension beyond the template's maximum.
 	ApprovalExtension ApprovalKind = "extension"
+	// ApprovalScale is growing a pool beyond what policy approves by itself.
+	ApprovalScale ApprovalKind = "scale"
 )
 
 // Verdicts of an approval.
@@ -30,10 +33,12 @@ const (
 
 // Approval is a decision a person must make (or has made).
 type Approval struct {
-	ID            int64
-	RequestID     int64
-	Kind          ApprovalKind
-	ExtendDays    int
+	ID         int64
+	RequestID  int64
+	Kind       ApprovalKind
+	ExtendDays int
+	// Replicas is the pool size a scale approval asks for.
+	Replicas      int
 	Reasons       string
 	RequestedByID int64
 	RequestedBy   string
@@ -95,13 +100,13 @@ const MaxCommentLen = 2000
 
 const approvalSelect = `
 	SELECT a.id, a.request_id, a.kind, a.extend_days, a.reasons, a.requested_by, u.login, a.created_at,
-	       coalesce(a.verdict, ''), a.decider, a.decided_at, a.comment
+	       coalesce(a.verdict, ''), a.decider, a.decided_at, a.comment, a.replicas
 	FROM approvals a JOIN users u ON u.id = a.requested_by`
 
 func scanApproval(row pgx.CollectableRow) (Approval, error) {
 	var a Approval
 	err := row.Scan(&a.ID, &a.RequestID, &a.Kind, &a.ExtendDays, &a.Reasons, &a.RequestedByID, &a.RequestedBy,
-		&a.CreatedAt, &a.Verdict, &a.DecidedBy, &a.DecidedAt, &a.Comment)
+		&a.CreatedAt, &a.Verdict, &a.DecidedBy, &a.DecidedAt, &a.Comment, &a.Replicas)
 	return a, err
 }
 
@@ -120,8 +125,15 @@ func (s *Store) openApproval(ctx context.Context, tx pgx.Tx, requestID int64, ki
 		return 0, fmt.Errorf("open approval: %w", err)
 	}
 	what := "Approval needed for a new VM"
-	if kind == ApprovalExtension {
+	switch kind {
+	case ApprovalExtension:
 		what = fmt.Sprintf("Approval needed for a lease extension of %d days", days)
+	case ApprovalScale:
+		// days carries the replicas asked for.
+		what = fmt.Sprintf("Approval needed to grow a pool to %d VMs", days)
+		if _, err := tx.Exec(ctx, `UPDATE approvals SET replicas = $2, extend_days = 0 WHERE id = $1`, id, days); err != nil {
+			return 0, fmt.Errorf("record replicas: %w", err)
+		}
 	}
 	return id, s.addNotification(ctx, tx, NotifyApprovalNeeded, requestID,
 		fmt.Sprintf("%s, asked by %s: %s", what, by.Name, reasons))
@@ -157,7 +169,7 @@ func (s *Store) Approval(ctx context.Context, id int64) (Approval, error) {
 func (s *Store) ApprovalQueue(ctx context.Context) ([]Approval, error) {
 	return s.approvals(ctx, ` JOIN requests r ON r.id = a.request_id
 		WHERE a.verdict IS NULL AND (a.kind = 'request' AND r.state = 'pending_approval'
-			OR a.kind = 'extension' AND r.state NOT IN ('deleted', 'rejected', 'pending_approval'))
+			OR a.kind IN ('extension', 'scale') AND r.state NOT IN ('deleted', 'rejected', 'pending_approval'))
 		ORDER BY a.created_at, a.id LIMIT 500`)
 }
 
@@ -233,10 +245,11 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			vcpu, mem   int
 			tplID       int64
 			tplVersion  int
+			replicas    int
 		}
-		err = tx.QueryRow(ctx, `SELECT state, desired, requester_id, vcpu, memory_mib, template_id, template_version
+		err = tx.QueryRow(ctx, `SELECT state, desired, requester_id, vcpu, memory_mib, template_id, template_version, replicas
 			FROM requests WHERE id = $1 FOR UPDATE`, requestID).
-			Scan(&r.state, &r.desired, &r.requesterID, &r.vcpu, &r.mem, &r.tplID, &r.tplVersion)
+			Scan(&r.state, &r.desired, &r.requesterID, &r.vcpu, &r.mem, &r.tplID, &r.tplVersion, &r.replicas)
 		if err != nil {
 			return fmt.Errorf("lock request %d: %w", requestID, err)
 		}
@@ -273,7 +286,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 		case a.Kind == ApprovalRequest && r.state != StatePendingApproval:
 			return fmt.Errorf("%w: the request is %s now", ErrConflict, r.state.Label())
 		case a.Kind == ApprovalRequest && approve:
-			add := Usage{VCPU: r.vcpu, MemoryMiB: r.mem, VMs: 1, DiskGiB: spec.RootDiskGiB}
+			add := Usage{VCPU: r.vcpu, MemoryMiB: r.mem, VMs: 1, DiskGiB: spec.RootDiskGiB}.Times(r.replicas)
 			if _, blockers, err := quotaCheck(ctx, tx, teamID, add); err != nil {
 				return err
 			} else if len(blockers) > 0 {
@@ -296,6 +309,30 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			}
 		case r.state.Terminal() || r.state == StatePendingApproval || r.desired == "deleted":
 			return fmt.Errorf("%w: the request is %s now", ErrConflict, r.state.Label())
+		case a.Kind == ApprovalScale && approve:
+			if !slices.Contains(scaleStates, r.state) {
+				return fmt.Errorf("%w: the pool is %s now; reject the scale-up, or wait until it is running", ErrConflict, r.state.Label())
+			}
+			if grow := a.Replicas - r.replicas; grow > 0 {
+				add := Usage{VCPU: r.vcpu, MemoryMiB: r.mem, VMs: 1, DiskGiB: spec.RootDiskGiB}.Times(grow)
+				if _, blockers, err := quotaCheck(ctx, tx, teamID, add); err != nil {
+					return err
+				} else if len(blockers) > 0 {
+					return fmt.Errorf("%w: approving it would exceed the quota of team %s: %s; reject it, or raise the quota first",
+						ErrConflict, team, strings.Join(blockers, "; "))
+				}
+			}
+			if err := s.applyScale(ctx, tx, requestID, r.state, r.replicas, a.Replicas, actor, "; "+said); err != nil {
+				return err
+			}
+		case a.Kind == ApprovalScale:
+			if err := addEvent(ctx, tx, requestID, actor, "scale_rejected", r.state, r.state,
+				fmt.Sprintf("growing the pool to %d VMs %s", a.Replicas, said)); err != nil {
+				return err
+			}
+			if err := notify(ctx, tx, requestID); err != nil {
+				return err
+			}
 		case approve:
 			if _, err := s.extendTx(ctx, tx, requestID, r.state, a.ExtendDays, actor, time.Now(), "; "+said); err != nil {
 				return err
@@ -319,8 +356,11 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			kind = NotifyRejected
 		}
 		what := "The request was " + said
-		if a.Kind == ApprovalExtension {
+		switch a.Kind {
+		case ApprovalExtension:
 			what = fmt.Sprintf("The lease extension of %d days was %s", a.ExtendDays, said)
+		case ApprovalScale:
+			what = fmt.Sprintf("Growing the pool to %d VMs was %s", a.Replicas, said)
 		}
 		if err := s.addNotification(ctx, tx, kind, requestID, what); err != nil {
 			return err

@@ -67,6 +67,18 @@ type Rebuild struct {
 func (s *Store) RequestRebuild(ctx context.Context, id int64, version int, actor Actor) (Rebuild, error) {
 	var out Rebuild
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		out, err = s.rebuildTx(ctx, tx, id, version, actor, "")
+		return err
+	})
+	return out, err
+}
+
+// rebuildTx is RequestRebuild inside tx; via, when set, says what asked for
+// the rebuild (a rollout) in the request's event.
+func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, version int, actor Actor, via string) (Rebuild, error) {
+	var out Rebuild
+	err := func() error {
 		// Lock order as every writer: team, then request.
 		var teamID int64
 		err := tx.QueryRow(ctx, `SELECT team_id FROM requests WHERE id = $1`, id).Scan(&teamID)
@@ -86,12 +98,13 @@ func (s *Store) RequestRebuild(ctx context.Context, id int64, version int, actor
 			requesterID, tplID         int64
 			oldVersion, vcpu, mem      int
 			pet                        bool
+			replicas                   int
 		)
 		err = tx.QueryRow(ctx, `
 			SELECT r.state, r.desired, r.size, u.login, r.name, r.requester_id, r.template_id, r.template_version,
-			       r.vcpu, r.memory_mib, r.pet
+			       r.vcpu, r.memory_mib, r.pet, r.replicas
 			FROM requests r JOIN users u ON u.id = r.requester_id WHERE r.id = $1 FOR UPDATE OF r`, id).
-			Scan(&state, &desired, &size, &owner, &name, &requesterID, &tplID, &oldVersion, &vcpu, &mem, &pet)
+			Scan(&state, &desired, &size, &owner, &name, &requesterID, &tplID, &oldVersion, &vcpu, &mem, &pet, &replicas)
 		if err != nil {
 			return fmt.Errorf("lock request %d: %w", id, err)
 		}
@@ -151,8 +164,9 @@ func (s *Store) RequestRebuild(ctx context.Context, id int64, version int, actor
 		}
 		// The quota counts this VM already: check the team's use without it
 		// plus the new size, and refuse only what the rebuild makes grow.
-		old := Usage{VCPU: vcpu, MemoryMiB: mem, VMs: 1, DiskGiB: oldSpec.RootDiskGiB}
-		add := UsageOf(newSpec, sz)
+		// A pool is rebuilt whole: its replicas VMs count on both sides.
+		old := Usage{VCPU: vcpu, MemoryMiB: mem, VMs: 1, DiskGiB: oldSpec.RootDiskGiB}.Times(replicas)
+		add := UsageOf(newSpec, sz).Times(replicas)
 		q, err := teamQuota(ctx, tx, teamID)
 		if err != nil {
 			return err
@@ -189,6 +203,9 @@ func (s *Store) RequestRebuild(ctx context.Context, id int64, version int, actor
 		if newSpec.Image.Ephemeral() {
 			reason += "; the disk starts fresh"
 		}
+		if via != "" {
+			reason += " (" + via + ")"
+		}
 		if _, err := transition(ctx, tx, id, StateApproved, actor, "rebuild", reason, rebuildStates...); err != nil {
 			return err
 		}
@@ -198,7 +215,7 @@ func (s *Store) RequestRebuild(ctx context.Context, id int64, version int, actor
 		}
 		out = Rebuild{FromVersion: oldVersion, ToVersion: version, Size: sz.Name}
 		return s.enqueue(ctx, tx, RebuildJob{RequestID: id, Version: version})
-	})
+	}()
 	return out, err
 }
 

@@ -16,6 +16,9 @@ type PolicyInput struct {
 	Quota Quota
 	// Rule is the approval rule for the team and template, or nil.
 	Rule *ApprovalRule
+	// Replicas is the size of a pool asked for (0 for a single VM): a pool
+	// larger than the template's auto-approve limit needs a person.
+	Replicas int
 }
 
 // Decision is the policy's verdict on a request, with its reasons in words.
@@ -66,9 +69,21 @@ func Decide(in PolicyInput) Decision {
 			}
 		}
 	}
-	if in.LeaseDays <= in.Template.MaxLeaseDays {
+	if in.Replicas > 0 {
+		limit := in.Template.AutoApproveReplicas()
+		if in.Replicas <= limit {
+			ok = append(ok, fmt.Sprintf("pool of %d VMs ≤ auto-approve limit %d", in.Replicas, limit))
+		} else {
+			blockers = append(blockers, fmt.Sprintf("pool of %d VMs exceeds the auto-approve limit of %d for template %s",
+				in.Replicas, limit, in.Template.Name))
+		}
+	}
+	switch {
+	case in.LeaseDays == 0:
+		// Scaling a pool: its lease was decided when it was requested.
+	case in.LeaseDays <= in.Template.MaxLeaseDays:
 		ok = append(ok, fmt.Sprintf("lease %d days ≤ maximum %d", in.LeaseDays, in.Template.MaxLeaseDays))
-	} else {
+	default:
 		blockers = append(blockers, fmt.Sprintf("lease %d days exceeds the template's maximum of %d", in.LeaseDays, in.Template.MaxLeaseDays))
 	}
 	if len(blockers) > 0 {

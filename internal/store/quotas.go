@@ -40,6 +40,11 @@ func (u Usage) Add(o Usage) Usage {
 	return Usage{VCPU: u.VCPU + o.VCPU, MemoryMiB: u.MemoryMiB + o.MemoryMiB, VMs: u.VMs + o.VMs, DiskGiB: u.DiskGiB + o.DiskGiB}
 }
 
+// Times is the usage of n VMs like the one u describes (a pool of n).
+func (u Usage) Times(n int) Usage {
+	return Usage{VCPU: u.VCPU * n, MemoryMiB: u.MemoryMiB * n, VMs: u.VMs * n, DiskGiB: u.DiskGiB * n}
+}
+
 // UsageOf is what one VM of size from template adds to its team's usage.
 func UsageOf(t TemplateSpec, size Size) Usage {
 	cpu, mem := size.Resources()
@@ -129,11 +134,13 @@ type queryRower interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// teamUsage counts a pool as its replicas: replicas VMs, each with the
+// request's vCPU, memory and disk.
 func teamUsage(ctx context.Context, q queryRower, teamID int64) (Usage, error) {
 	var u Usage
 	err := q.QueryRow(ctx, `
-		SELECT count(*), coalesce(sum(r.vcpu), 0), coalesce(sum(r.memory_mib), 0),
-		       coalesce(sum(coalesce((tv.spec->>'rootDiskGiB')::int, 0)), 0)
+		SELECT coalesce(sum(r.replicas), 0), coalesce(sum(r.vcpu * r.replicas), 0), coalesce(sum(r.memory_mib * r.replicas), 0),
+		       coalesce(sum(coalesce((tv.spec->>'rootDiskGiB')::int, 0) * r.replicas), 0)
 		FROM requests r
 		JOIN template_versions tv ON tv.template_id = r.template_id AND tv.version = r.template_version
 		WHERE r.team_id = $1 AND r.state = ANY($2)`, teamID, usageStates).
@@ -306,7 +313,8 @@ type Preview struct {
 // PreviewRequest works out, without writing or locking anything, what
 // SubmitRequest would decide for a request of size of template by team.
 // Submitting decides again, atomically; the preview may be overtaken.
-func (s *Store) PreviewRequest(ctx context.Context, teamID int64, template, size string, leaseDays int) (Preview, error) {
+func (s *Store) PreviewRequest(ctx context.Context, teamID int64, template, size string, leaseDays, replicas int) (Preview, error) {
+	replicas = min(max(replicas, 1), MaxPoolReplicas)
 	var p Preview
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var team Team
@@ -337,13 +345,14 @@ func (s *Store) PreviewRequest(ctx context.Context, teamID int64, template, size
 		if p.Used, err = teamUsage(ctx, tx, teamID); err != nil {
 			return err
 		}
-		p.Adds = UsageOf(tpl.Spec, sz)
+		p.Adds = UsageOf(tpl.Spec, sz).Times(replicas)
 		p.Blockers = p.Quota.Blockers(p.Used, p.Adds)
 		rule, err := ruleFor(ctx, tx, teamID, tpl.ID)
 		if err != nil {
 			return err
 		}
-		p.Decision = Decide(PolicyInput{Team: team, Template: tpl.Spec, Size: sz, LeaseDays: leaseDays, Quota: p.Quota, Rule: rule})
+		p.Decision = Decide(PolicyInput{Team: team, Template: tpl.Spec, Size: sz, LeaseDays: leaseDays, Quota: p.Quota, Rule: rule,
+			Replicas: poolReplicas(replicas > 1, replicas)})
 		return nil
 	})
 	return p, err

@@ -80,7 +80,12 @@ type Request struct {
 	ExpiresAt       time.Time
 	// Pet marks a VM its owner keeps by hand: only the owner may rebuild it.
 	Pet bool
-	VM  *VM
+	// Pool marks a request for a pool of Replicas identical VMs (a
+	// VirtualMachinePool); VM is then the pool and Members its VMs.
+	Pool     bool
+	Replicas int
+	Members  []PoolMember
+	VM       *VM
 }
 
 // VM is Paddock's record of the VirtualMachine a request made.
@@ -109,6 +114,10 @@ type NewRequest struct {
 	LeaseDays      int
 	Justification  string
 	IdempotencyKey string
+	// Replicas above 1 asks for a pool of that many identical VMs; Pool asks
+	// for a pool even of one.
+	Replicas int
+	Pool     bool
 }
 
 // Limits on free text.
@@ -145,6 +154,9 @@ func (n NewRequest) checkStatic() *ValidationError {
 	}
 	if len(n.IdempotencyKey) > MaxIdempotencyKey {
 		v.Add("Idempotency-Key", "must be at most %d characters", MaxIdempotencyKey)
+	}
+	if n.Replicas < 0 || n.Replicas > MaxPoolReplicas {
+		v.Add("replicas", "must be between 1 and %d VMs", MaxPoolReplicas)
 	}
 	return v
 }
@@ -211,7 +223,9 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 		// The quota is a hard limit: a request over it is refused, naming what
 		// it would exceed, and nothing is stored. The team row is locked, so
 		// concurrent requests are counted one after another.
-		quota, blockers, err := quotaCheck(ctx, tx, team.ID, UsageOf(tpl.Spec, size))
+		replicas := max(n.Replicas, 1)
+		pool := n.Pool || replicas > 1
+		quota, blockers, err := quotaCheck(ctx, tx, team.ID, UsageOf(tpl.Spec, size).Times(replicas))
 		if err != nil {
 			return err
 		}
@@ -223,7 +237,8 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 		if err != nil {
 			return err
 		}
-		d := Decide(PolicyInput{Team: team, Template: tpl.Spec, Size: size, LeaseDays: n.LeaseDays, Quota: quota, Rule: rule})
+		d := Decide(PolicyInput{Team: team, Template: tpl.Spec, Size: size, LeaseDays: n.LeaseDays, Quota: quota, Rule: rule,
+			Replicas: poolReplicas(pool, replicas)})
 		state := StatePendingApproval
 		if d.Approve {
 			state = StateApproved
@@ -235,11 +250,11 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 		}
 		err = tx.QueryRow(ctx, `
 			INSERT INTO requests (team_id, requester_id, template_id, template_version, size, vcpu, memory_mib,
-				name, ssh_public_key, lease_days, justification, state, decision, idempotency_key, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() + make_interval(days => $10))
+				name, ssh_public_key, lease_days, justification, state, decision, idempotency_key, expires_at, pool, replicas)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() + make_interval(days => $10), $15, $16)
 			RETURNING id`,
 			team.ID, n.Requester.ID, tpl.ID, tpl.Version, size.Name, cpu, mem, n.Name, n.SSHPublicKey,
-			n.LeaseDays, n.Justification, state, d.String(), key).Scan(&id)
+			n.LeaseDays, n.Justification, state, d.String(), key, pool, replicas).Scan(&id)
 		if isUniqueViolation(err, "requests_live_name") {
 			v.Add("name", "team %s already has a VM named %q; choose another name", team.Name, n.Name)
 			return v
@@ -248,8 +263,11 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 			return fmt.Errorf("insert request: %w", err)
 		}
 		actor := UserActor(n.Requester)
-		if err := addEvent(ctx, tx, id, actor, "submitted", "", StatePendingApproval,
-			fmt.Sprintf("%s/%s (v%d), size %s, lease %d days", tpl.Name, n.Name, tpl.Version, size.Name, n.LeaseDays)); err != nil {
+		what := fmt.Sprintf("%s/%s (v%d), size %s, lease %d days", tpl.Name, n.Name, tpl.Version, size.Name, n.LeaseDays)
+		if pool {
+			what += fmt.Sprintf(", pool of %d VMs", replicas)
+		}
+		if err := addEvent(ctx, tx, id, actor, "submitted", "", StatePendingApproval, what); err != nil {
 			return err
 		}
 		if err := addEvent(ctx, tx, id, ActorPolicy, "decision", StatePendingApproval, state, d.String()); err != nil {
@@ -257,7 +275,7 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 		}
 		if err := s.Audit(ctx, tx, actor, AuditRequestSubmit, RequestTarget(id), map[string]any{
 			"team": team.Name, "template": tpl.Name, "version": tpl.Version, "size": size.Name,
-			"name": n.Name, "leaseDays": n.LeaseDays, "decision": string(state)}); err != nil {
+			"name": n.Name, "leaseDays": n.LeaseDays, "decision": string(state), "pool": pool, "replicas": replicas}); err != nil {
 			return err
 		}
 		if d.Approve {
@@ -303,6 +321,7 @@ const requestSelect = `
 	SELECT r.id, r.team_id, t.name, t.namespace, r.requester_id, u.login, r.template_id, tp.name, r.template_version,
 	       r.size, r.vcpu, r.memory_mib, r.name, r.ssh_public_key, r.lease_days, r.justification,
 	       r.state, r.state_reason, r.decision, r.desired, r.created_at, r.updated_at, r.expires_at, r.pet,
+	       r.pool, r.replicas,
 	       v.namespace, v.name, v.uid, v.status, v.ip, v.message, v.manifest, v.created_at, v.updated_at
 	FROM requests r
 	JOIN teams t ON t.id = r.team_id
@@ -317,7 +336,7 @@ func scanRequest(row pgx.CollectableRow) (Request, error) {
 	err := row.Scan(&r.ID, &r.TeamID, &r.TeamName, &r.Namespace, &r.RequesterID, &r.RequesterLogin, &r.TemplateID,
 		&r.TemplateName, &r.TemplateVersion, &r.Size, &r.VCPU, &r.MemoryMiB, &r.Name, &r.SSHPublicKey, &r.LeaseDays,
 		&r.Justification, &r.State, &r.StateReason, &r.Decision, &r.Desired, &r.CreatedAt, &r.UpdatedAt, &r.ExpiresAt, &r.Pet,
-		&vns, &vname, &uid, &status, &ip, &msg, &manifest, &vc, &vu)
+		&r.Pool, &r.Replicas, &vns, &vname, &uid, &status, &ip, &msg, &manifest, &vc, &vu)
 	if err != nil {
 		return r, err
 	}
@@ -337,6 +356,11 @@ func (s *Store) Request(ctx context.Context, id int64) (Request, error) {
 	}
 	if err != nil {
 		return Request{}, fmt.Errorf("load request %d: %w", id, err)
+	}
+	if r.Pool {
+		if r.Members, err = poolMembers(ctx, s.pool, id); err != nil {
+			return Request{}, err
+		}
 	}
 	return r, nil
 }
@@ -415,6 +439,9 @@ func transition(ctx context.Context, tx pgx.Tx, id int64, to State, actor Actor,
 		// The VM is gone: its address and status no longer mean anything.
 		if _, err := tx.Exec(ctx, `UPDATE vms SET ip = '', status = '', updated_at = now() WHERE request_id = $1`, id); err != nil {
 			return false, fmt.Errorf("clear deleted vm: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM pool_members WHERE request_id = $1`, id); err != nil {
+			return false, fmt.Errorf("clear deleted pool members: %w", err)
 		}
 	}
 	return true, notify(ctx, tx, id)

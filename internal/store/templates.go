@@ -31,6 +31,18 @@ type TemplateSpec struct {
 	Teams        []string    `json:"teams,omitempty"`
 	MaxLeaseDays int         `json:"maxLeaseDays"`
 	AutoApprove  bool        `json:"autoApprove"`
+	// MaxAutoReplicas is the largest pool of this template that policy
+	// approves without a person (when it approves the template at all); 0
+	// means DefaultMaxAutoReplicas.
+	MaxAutoReplicas int `json:"maxAutoReplicas,omitempty"`
+}
+
+// AutoApproveReplicas is the largest pool policy approves by itself.
+func (t TemplateSpec) AutoApproveReplicas() int {
+	if t.MaxAutoReplicas > 0 {
+		return t.MaxAutoReplicas
+	}
+	return DefaultMaxAutoReplicas
 }
 
 // ImageSource says where a VM's root disk comes from; exactly one field is set.

@@ -252,6 +252,9 @@ func (t TemplateSpec) Validate() error {
 	if t.MaxLeaseDays < 1 || t.MaxLeaseDays > 365 {
 		v.Add("maxLeaseDays", "must be between 1 and 365")
 	}
+	if t.MaxAutoReplicas < 0 || t.MaxAutoReplicas > MaxPoolReplicas {
+		v.Add("maxAutoReplicas", "must be between 0 (the default, %d) and %d", DefaultMaxAutoReplicas, MaxPoolReplicas)
+	}
 	for i, team := range t.Teams {
 		switch {
 		case checkName(team) != "":

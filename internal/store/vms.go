@@ -95,6 +95,10 @@ type Observation struct {
 	// StuckAfter, when set, fails a request that has been provisioning
 	// longer than this, with the VM's last status as the reason.
 	StuckAfter time.Duration
+	// Pool is set for an observation of a VirtualMachinePool; Members are
+	// its member VMs as seen (stored, replacing the previous list).
+	Pool    bool
+	Members []PoolMember
 }
 
 // Observe records what the cluster shows for a request's VM. The VM row and
@@ -133,6 +137,13 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 				return fmt.Errorf("update vm: %w", err)
 			}
 			changedVM = tag.RowsAffected() > 0
+			if o.Pool {
+				changed, err := syncMembers(ctx, tx, id, o.Members)
+				if err != nil {
+					return err
+				}
+				changedVM = changedVM || changed
+			}
 		}
 		// Approved is left out: until the provisioner records the VM it made,
 		// the request belongs to the provisioner, which asks for a fresh look
@@ -142,8 +153,12 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 		case o.Gone && desired == "deleted":
 			return record(StateDeleted)(transition(ctx, tx, id, StateDeleted, ActorCluster, "state", "VirtualMachine deleted", live...))
 		case o.Gone:
+			what := "VirtualMachine"
+			if o.Pool {
+				what = "VirtualMachinePool"
+			}
 			return record(StateDeleted)(transition(ctx, tx, id, StateDeleted, ActorCluster, "drift",
-				"the VirtualMachine was deleted outside Paddock", live...))
+				"the "+what+" was deleted outside Paddock", live...))
 		case o.State == StateStopped && desired == "running" && state == StateRunning:
 			changed, err := transition(ctx, tx, id, StateStopped, ActorCluster, "drift",
 				"the VM was stopped outside Paddock", live...)

@@ -56,7 +56,11 @@ type apiRequest struct {
 	UpdatedAt       time.Time  `json:"updatedAt"`
 	ExpiresAt       time.Time  `json:"expiresAt"`
 	Pet             bool       `json:"pet"`
-	VM              *apiVM     `json:"vm"`
+	// Pool and Replicas describe a pool of identical VMs; Members are its VMs.
+	Pool     bool        `json:"pool"`
+	Replicas int         `json:"replicas"`
+	Members  []apiMember `json:"members,omitempty"`
+	VM       *apiVM      `json:"vm"`
 	Events          []apiEvent `json:"events,omitempty"`
 }
 
@@ -67,6 +71,13 @@ type apiVM struct {
 	IP         string `json:"ip"`
 	Message    string `json:"message,omitempty"`
 	SSHCommand string `json:"sshCommand,omitempty"`
+}
+
+type apiMember struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	IP     string `json:"ip"`
+	Ready  bool   `json:"ready"`
 }
 
 type apiEvent struct {
@@ -91,6 +102,8 @@ type apiNewRequest struct {
 	SSHPublicKey  string `json:"sshPublicKey"`
 	LeaseDays     int    `json:"leaseDays"`
 	Justification string `json:"justification"`
+	// Replicas above 1 asks for a pool of that many VMs (default 1, one VM).
+	Replicas int `json:"replicas"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -108,6 +121,10 @@ func toAPIRequest(r store.Request, sshUser string) apiRequest {
 		Template: r.TemplateName, TemplateVersion: r.TemplateVersion, Size: r.Size, Team: r.TeamName,
 		Requester: r.RequesterLogin, LeaseDays: r.LeaseDays, Justification: r.Justification,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ExpiresAt: r.ExpiresAt, Pet: r.Pet,
+		Pool: r.Pool, Replicas: r.Replicas,
+	}
+	for _, m := range r.Members {
+		a.Members = append(a.Members, apiMember{Name: m.Name, Status: m.Status, IP: m.IP, Ready: m.Ready})
 	}
 	if r.VM != nil {
 		a.VM = &apiVM{Namespace: r.VM.Namespace, Name: r.VM.Name, Status: r.VM.Status, IP: r.VM.IP, Message: r.VM.Message}
@@ -199,7 +216,7 @@ func (s *Server) apiCreateRequest(w http.ResponseWriter, r *http.Request) error 
 	req, err := s.store.SubmitRequest(r.Context(), store.NewRequest{
 		TeamID: *u.TeamID, Requester: u, Template: in.Template, Size: in.Size, Name: in.Name,
 		SSHPublicKey: in.SSHPublicKey, LeaseDays: in.LeaseDays, Justification: in.Justification,
-		IdempotencyKey: r.Header.Get("Idempotency-Key"),
+		IdempotencyKey: r.Header.Get("Idempotency-Key"), Replicas: in.Replicas,
 	})
 	if err != nil {
 		return err

@@ -78,6 +78,20 @@ func (s *Server) allow(policy func(store.User) bool) func(http.Handler) http.Han
 	}
 }
 
+// allowAPI guards a group of API routes with a role policy, answering 403
+// in the API's error format. It runs after requireToken.
+func (s *Server) allowAPI(policy func(store.User) bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, ok := userFrom(r.Context()); !ok || !policy(u) {
+				s.api(func(http.ResponseWriter, *http.Request) error { return errForbidden })(w, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
 // canSeeApprovals reports whether u may open the approval queue and decide
 // what is in it: managers and the platform team.
 func canSeeApprovals(u store.User) bool {
@@ -161,4 +175,16 @@ func canExportTeam(u store.User, teamID int64) bool {
 		return true
 	}
 	return u.TeamID != nil && *u.TeamID == teamID
+}
+
+// canScale reports whether u may scale r's pool: its owner and the platform
+// team. Teammates and managers may not: the pool counts against the team's
+// quota, which its owner answers for.
+func canScale(u store.User, r store.Request) bool {
+	return u.ID == r.RequesterID || u.Role == store.RolePlatform
+}
+
+// scaleRefusal explains why someone who may see r may not scale it.
+func scaleRefusal(r store.Request) error {
+	return errStatus(http.StatusForbidden, fmt.Sprintf("Only the pool's owner, %s, or the platform team may scale it.", r.RequesterLogin))
 }

@@ -76,6 +76,7 @@ var (
 	templaters    = roles{signin, denied, denied, denied, ok} // the platform team's template pages
 	approvers     = roles{signin, denied, denied, ok, ok}     // the approval queue: managers and platform
 	apiApprovers  = roles{unauth, denied, denied, ok, ok}
+	apiTemplaters = roles{unauth, denied, denied, denied, ok} // rollouts: the platform team
 	guardians     = roles{signin, denied, denied, denied, ok} // quotas, approval rules, webhooks: platform
 	ownerOnly     = roles{signin, ok, hidden, denied, denied} // pet or cattle: the VM's owner (the developer) only
 	apiOwnerOnly  = roles{unauth, ok, hidden, denied, denied}
@@ -114,6 +115,8 @@ var routeMatrix = []routeCase{
 	{"POST /requests/{id}/extend", "/requests/{req}/extend", "days=1", ownTeamActs},
 	{"POST /requests/{id}/rebuild", "/requests/{req}/rebuild", "version=0", ownTeamActs},
 	{"POST /requests/{id}/pet", "/requests/{req}/pet", "pet=true", ownerOnly},
+	// Scaling a pool: its owner and the platform team (canScale).
+	{"POST /requests/{id}/scale", "/requests/{req}/scale", "replicas=2", ownTeamActs},
 	{"GET /approvals", "/approvals", "", approvers},
 	{"POST /approvals/{approvalID}/{verdict}", "/approvals/{approval}/approve", "comment=ok", approvers},
 	{"GET /platform/quotas", "/platform/quotas", "", guardians},
@@ -151,6 +154,12 @@ var routeMatrix = []routeCase{
 	{"POST /platform/templates/{name}/deprecate", "/platform/templates/{tpl}/deprecate", "note=old", templaters},
 	{"POST /platform/templates/{name}/restore", "/platform/templates/{tpl}/restore", "", templaters},
 	{"POST /platform/templates/{name}/retire", "/platform/templates/{tpl}/retire", "", templaters},
+	{"GET /platform/rollouts", "/platform/rollouts", "", templaters},
+	{"GET /platform/rollouts/new", "/platform/rollouts/new?template=ubuntu-2404", "", templaters},
+	{"POST /platform/rollouts", "/platform/rollouts", "template=ubuntu-2404&batchSize=2", templaters},
+	{"GET /platform/rollouts/{rolloutID}", "/platform/rollouts/{rollout}", "", templaters},
+	{"GET /platform/rollouts/{rolloutID}/progress", "/platform/rollouts/{rollout}/progress", "", templaters},
+	{"POST /platform/rollouts/{rolloutID}/{action}", "/platform/rollouts/{rollout}/pause", "", templaters},
 
 	// JSON API.
 	{"GET /api/v1/openapi.json", "/api/v1/openapi.json", "", everyone},
@@ -164,9 +173,14 @@ var routeMatrix = []routeCase{
 	{"POST /api/v1/requests/{id}/extend", "/api/v1/requests/{req}/extend", `{"days":1}`, apiOwnTeamAct},
 	{"POST /api/v1/requests/{id}/rebuild", "/api/v1/requests/{req}/rebuild", `{"version":0}`, apiOwnTeamAct},
 	{"POST /api/v1/requests/{id}/pet", "/api/v1/requests/{req}/pet", `{"pet":true}`, apiOwnerOnly},
+	{"POST /api/v1/requests/{id}/scale", "/api/v1/requests/{req}/scale", `{"replicas":2}`, apiOwnTeamAct},
 	{"GET /api/v1/approvals", "/api/v1/approvals", "", apiApprovers},
 	{"POST /api/v1/approvals/{approvalID}/{verdict}", "/api/v1/approvals/{approval}/approve", `{"comment":"ok"}`, apiApprovers},
 	{"DELETE /api/v1/requests/{id}", "/api/v1/requests/{req}", "", apiOwnTeamAct},
+	{"GET /api/v1/rollouts", "/api/v1/rollouts", "", apiTemplaters},
+	{"POST /api/v1/rollouts", "/api/v1/rollouts", `{"template":"ubuntu-2404","batchSize":2}`, apiTemplaters},
+	{"GET /api/v1/rollouts/{rolloutID}", "/api/v1/rollouts/{rollout}", "", apiTemplaters},
+	{"POST /api/v1/rollouts/{rolloutID}/{action}", "/api/v1/rollouts/{rollout}/pause", "", apiTemplaters},
 }
 
 // matrixEnv is the server the matrix runs against.
@@ -209,6 +223,8 @@ var matrixFixtures = map[string]func(m *matrixEnv, who string) string{
 		}
 		return strconv.FormatInt(as[0].ID, 10)
 	},
+	// A running rollout of a fresh template over one VM on its v1.
+	"{rollout}": func(m *matrixEnv, _ string) string { return strconv.FormatInt(m.rollout(), 10) },
 	"{team}": func(m *matrixEnv, _ string) string { return strconv.FormatInt(m.teams["billing"].ID, 10) },
 	// An approval rule for a fresh template.
 	"{rule}": func(m *matrixEnv, _ string) string {
@@ -269,6 +285,37 @@ func (m *matrixEnv) runningRequest() int64 {
 		m.t.Fatal(err)
 	}
 	return r.ID
+}
+
+func (m *matrixEnv) rollout() int64 {
+	m.t.Helper()
+	ctx := context.Background()
+	t, err := m.st.TemplateByName(ctx, "ubuntu-2404")
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	spec := t.Spec
+	spec.Name = fmt.Sprintf("fx-ro-%d", m.n.Add(1))
+	if _, _, err := m.st.PublishTemplate(ctx, spec, nil); err != nil {
+		m.t.Fatal(err)
+	}
+	r, err := m.st.SubmitRequest(ctx, store.NewRequest{TeamID: m.teams["payments"].ID, Requester: m.users["developer"],
+		Template: spec.Name, Size: "small", Name: fmt.Sprintf("fx-%d", m.n.Add(1)), SSHPublicKey: sshKey, LeaseDays: 3})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if _, err := m.st.Transition(ctx, r.ID, store.StateRunning, store.ActorCluster, "test", "", store.StateApproved); err != nil {
+		m.t.Fatal(err)
+	}
+	spec.Description = "v2"
+	if _, _, err := m.st.PublishTemplate(ctx, spec, nil); err != nil {
+		m.t.Fatal(err)
+	}
+	id, err := m.st.StartRollout(ctx, store.NewRollout{Template: spec.Name}, store.Actor{Name: "fixture"})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return id
 }
 
 func (m *matrixEnv) fill(s, who string) string {

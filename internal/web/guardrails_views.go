@@ -131,9 +131,16 @@ func approvalItemOf(u store.User, a store.Approval, now time.Time) approvalItem 
 	switch a.Kind {
 	case store.ApprovalExtension:
 		it.What = fmt.Sprintf("Lease extension by %d days (the lease ends %s)", a.ExtendDays, fmtTime(r.ExpiresAt))
+	case store.ApprovalScale:
+		it.What = fmt.Sprintf("Grow pool from %d to %d VMs: %s v%d, size %s (%d vCPU, %s each)",
+			r.Replicas, a.Replicas, r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB))
 	default:
 		it.What = fmt.Sprintf("New VM: %s v%d, size %s (%d vCPU, %s), lease %d days",
 			r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB), r.LeaseDays)
+		if r.Pool {
+			it.What = fmt.Sprintf("New pool of %d VMs: %s v%d, size %s (%d vCPU, %s each), lease %d days",
+				r.Replicas, r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB), r.LeaseDays)
+		}
 	}
 	return it
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,7 +18,8 @@ func (s *Server) requestNew(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	form := requestForm{Template: q.Get("template"), Size: q.Get("size"), Name: q.Get("name"),
-		SSHPublicKey: q.Get("sshPublicKey"), LeaseDays: q.Get("leaseDays"), Justification: q.Get("justification")}
+		SSHPublicKey: q.Get("sshPublicKey"), LeaseDays: q.Get("leaseDays"), Justification: q.Get("justification"),
+		Replicas: q.Get("replicas")}
 	v, err := s.formView(r, form, nil)
 	if err != nil {
 		return err
@@ -65,6 +67,16 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) error {
 		Template: r.PostFormValue("template"), Size: r.PostFormValue("size"),
 		Name: strings.TrimSpace(r.PostFormValue("name")), SSHPublicKey: r.PostFormValue("sshPublicKey"),
 		LeaseDays: strings.TrimSpace(r.PostFormValue("leaseDays")), Justification: r.PostFormValue("justification"),
+		Replicas: strings.TrimSpace(r.PostFormValue("replicas")),
+	}
+	replicas, notNumber := 1, false
+	if form.Replicas != "" {
+		var err error
+		replicas, err = strconv.Atoi(form.Replicas)
+		notNumber = err != nil
+		if err != nil || replicas < 1 {
+			replicas = -1 // refused by SubmitRequest, naming the limits
+		}
 	}
 	lease, err := strconv.Atoi(form.LeaseDays)
 	if err != nil {
@@ -73,7 +85,7 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) error {
 	req, err := s.store.SubmitRequest(r.Context(), store.NewRequest{
 		TeamID: *u.TeamID, Requester: u, Template: form.Template, Size: form.Size, Name: form.Name,
 		SSHPublicKey: form.SSHPublicKey, LeaseDays: lease, Justification: form.Justification,
-		IdempotencyKey: r.PostFormValue("idempotencyKey"),
+		IdempotencyKey: r.PostFormValue("idempotencyKey"), Replicas: replicas,
 	})
 	var verr *store.ValidationError
 	if errors.As(err, &verr) {
@@ -81,6 +93,13 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) error {
 			for i, f := range verr.Fields {
 				if f.Field == "leaseDays" {
 					verr.Fields[i].Message = "must be a whole number of days"
+				}
+			}
+		}
+		if notNumber {
+			for i, f := range verr.Fields {
+				if f.Field == "replicas" {
+					verr.Fields[i].Message = fmt.Sprintf("must be a whole number of VMs, from 1 to %d", store.MaxPoolReplicas)
 				}
 			}
 		}

@@ -25,7 +25,11 @@ func (s *Server) quotaPreview(r *http.Request, teamID int64, t templateCard, for
 	if err != nil || lease < 1 {
 		lease = min(7, t.MaxLeaseDays)
 	}
-	p, err := s.store.PreviewRequest(r.Context(), teamID, t.Name, size, lease)
+	replicas, err := strconv.Atoi(strings.TrimSpace(form.Replicas))
+	if err != nil || replicas < 1 {
+		replicas = 1
+	}
+	p, err := s.store.PreviewRequest(r.Context(), teamID, t.Name, size, lease, replicas)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}

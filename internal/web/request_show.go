@@ -93,6 +93,9 @@ func (s *Server) liveView(ctx context.Context, req store.Request) (liveView, err
 	if v.Cattle, err = s.cattleOf(ctx, u, req, v.Ephemeral); err != nil {
 		return liveView{}, err
 	}
+	if v.Pool, err = s.poolOf(ctx, u, req, tv.Spec, v.Approvals); err != nil {
+		return liveView{}, err
+	}
 	if req.VM != nil {
 		v.SSH = fmt.Sprintf("ssh %s@%s", tv.Spec.SSHUser, req.VM.IP)
 		v.Virtctl = fmt.Sprintf("virtctl ssh --namespace %s %s@vm/%s", req.VM.Namespace, tv.Spec.SSHUser, req.VM.Name)
@@ -277,6 +280,12 @@ func eventTitle(e store.Event) string {
 		return "Old VM deleted for the rebuild"
 	case "pet":
 		return "Pet or cattle"
+	case "scale":
+		return "Pool scaled"
+	case "scale_requested":
+		return "Pool scale-up asked"
+	case "scale_rejected":
+		return "Pool scale-up rejected"
 	}
 	if e.FromState != e.ToState && e.ToState != "" {
 		return e.FromState.Label() + " → " + e.ToState.Label()

@@ -62,6 +62,7 @@ func (s *Server) Router() chi.Router {
 			r.Post("/requests/{id}/extend", s.page(s.requestExtend))
 			r.Post("/requests/{id}/rebuild", s.page(s.requestRebuild))
 			r.Post("/requests/{id}/pet", s.page(s.requestPet))
+			r.Post("/requests/{id}/scale", s.page(s.requestScale))
 
 			// The approval queue: managers and the platform team.
 			r.Group(func(r chi.Router) {
@@ -113,6 +114,12 @@ func (s *Server) Router() chi.Router {
 				r.Post("/platform/templates/{name}/deprecate", s.page(s.templateDeprecate))
 				r.Post("/platform/templates/{name}/restore", s.page(s.templateRestore))
 				r.Post("/platform/templates/{name}/retire", s.page(s.templateRetire))
+				r.Get("/platform/rollouts", s.page(s.platformRollouts))
+				r.Get("/platform/rollouts/new", s.page(s.rolloutNew))
+				r.Post("/platform/rollouts", s.page(s.rolloutCreate))
+				r.Get("/platform/rollouts/{rolloutID}", s.page(s.rolloutShow))
+				r.Get("/platform/rollouts/{rolloutID}/progress", s.page(s.rolloutProgress))
+				r.Post("/platform/rollouts/{rolloutID}/{action}", s.page(s.rolloutAct))
 			})
 		})
 	})
@@ -131,9 +138,19 @@ func (s *Server) Router() chi.Router {
 			r.Post("/requests/{id}/extend", s.api(s.apiExtend))
 			r.Post("/requests/{id}/rebuild", s.api(s.apiRebuild))
 			r.Post("/requests/{id}/pet", s.api(s.apiPet))
+			r.Post("/requests/{id}/scale", s.api(s.apiScale))
 			r.Get("/approvals", s.api(s.apiApprovals))
 			r.Post("/approvals/{approvalID}/{verdict}", s.api(s.apiApprovalDecide))
 			r.Delete("/requests/{id}", s.api(s.apiDelete))
+
+			// Rollouts: the platform team.
+			r.Group(func(r chi.Router) {
+				r.Use(s.allowAPI(canManageTemplates))
+				r.Get("/rollouts", s.api(s.apiRollouts))
+				r.Post("/rollouts", s.api(s.apiCreateRollout))
+				r.Get("/rollouts/{rolloutID}", s.api(s.apiRollout))
+				r.Post("/rollouts/{rolloutID}/{action}", s.api(s.apiRolloutAction))
+			})
 		})
 	})
 	r.NotFound(s.page(func(http.ResponseWriter, *http.Request) error { return errNotFound }))

@@ -129,6 +129,8 @@ type requestForm struct {
 	SSHPublicKey  string
 	LeaseDays     string
 	Justification string
+	// Replicas is how many VMs: 1 (the default) is a single VM, more is a pool.
+	Replicas string
 }
 
 type requestFormView struct {
@@ -175,6 +177,9 @@ type liveView struct {
 	Approvals []store.Approval
 	// Cattle is the rebuild form and pet toggle (request_rebuild.go).
 	Cattle cattleView
+	// Pool is the members table and scale form of a pool (request_pool.go);
+	// nil for a single VM.
+	Pool *poolView
 }
 
 type kubeEvent struct {

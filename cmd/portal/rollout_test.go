@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	virtv1 "kubevirt.io/api/core/v1"
+
+	"paddock/internal/provision"
+	"paddock/internal/store"
+	"paddock/internal/testdb"
+)
+
+type apiRollout struct {
+	ID           int64          `json:"id"`
+	State        string         `json:"state"`
+	Reason       string         `json:"reason"`
+	CurrentBatch int            `json:"currentBatch"`
+	Counts       map[string]int `json:"counts"`
+	VMs          []struct {
+		RequestID    int64  `json:"requestId"`
+		Name         string `json:"name"`
+		Batch        int    `json:"batch"`
+		State        string `json:"state"`
+		Reason       string `json:"reason"`
+		RequestState string `json:"requestState"`
+		Version      int    `json:"version"`
+	} `json:"vms"`
+}
+
+func getRollout(t *testing.T, base, tok string, id int64) apiRollout {
+	t.Helper()
+	status, b := call(t, base, tok, "GET", fmt.Sprintf("/api/v1/rollouts/%d", id), "")
+	if status != 200 {
+		t.Fatalf("rollout %d: %d %s", id, status, b)
+	}
+	var ro apiRollout
+	if err := json.Unmarshal(b, &ro); err != nil {
+		t.Fatal(err)
+	}
+	return ro
+}
+
+// waitRollout polls until cond holds, failing after limit with the last
+// state seen.
+func waitRollout(t *testing.T, base, tok string, id int64, limit time.Duration, what string, cond func(apiRollout) bool) apiRollout {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var last apiRollout
+	for time.Now().Before(deadline) {
+		last = getRollout(t, base, tok, id)
+		if cond(last) {
+			return last
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("rollout %d not %s after %s: %+v", id, what, limit, last)
+	return last
+}
+
+// TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts rolls ten VMs
+// on the real test API server forward in batches of three. The rebuilt VM
+// of the fifth fails (its image cannot be pulled): the rollout pauses on it,
+// with the first batch done and nothing of the third and fourth touched.
+// The portal is killed while paused; a new one resumes after the cause is
+// fixed, is killed again mid-rollout, and a third finishes it. Every VM
+// ends on the new version, running, exactly one per request.
+func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
+	env := testCluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns, err := env.CreateNamespace(ctx, "rollout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := env.Kubeconfig(provisionerUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcPath := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kcPath, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dbURL := testdb.NewURL(t)
+	pool, err := openDB(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	st := store.New(pool)
+	if err := seed(ctx, st, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE teams SET namespace = $1 WHERE name = 'payments'`, ns); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = pool.Exec(ctx, `DELETE FROM team_quotas`)
+
+	admin, err := provision.NewKubernetesCluster(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := provision.NewSimulator(admin, st, slog.New(slog.DiscardHandler), 0)
+	sim.Namespace = ns
+	// The injected failure: the fifth VM, rebuilt on v2, cannot pull its image.
+	var broken atomic.Value
+	broken.Store("ro-04")
+	sim.Broken = func(vm *virtv1.VirtualMachine) bool {
+		return vm.Name == broken.Load().(string) && vm.Labels[provision.LabelTemplateVersion] == "2"
+	}
+	go sim.Run(ctx)
+
+	p := startServe(t, dbURL, kcPath)
+	dev := token(t, dbURL, "developer")
+	plat := token(t, dbURL, "platform")
+	const n = 10
+	ids := map[string]int64{}
+	for i := range n {
+		name := fmt.Sprintf("ro-%02d", i)
+		ids[name] = submit(t, p.base, dev, name).ID
+	}
+	oldUIDs := map[string]string{}
+	for name, id := range ids {
+		waitState(t, p.base, dev, id, "running", 90*time.Second)
+		vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldUIDs[name] = string(vm.UID)
+	}
+
+	// v2 of the template: a new cloud-init.
+	tpl, err := st.TemplateByName(ctx, "ubuntu-2404")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl.Spec.CloudInit += "\n# v2\n"
+	if v, _, err := st.PublishTemplate(ctx, tpl.Spec, nil); err != nil || v != 2 {
+		t.Fatalf("publish v2: %d %v", v, err)
+	}
+	status, b := call(t, p.base, plat, "POST", "/api/v1/rollouts", `{"template":"ubuntu-2404","version":2,"batchSize":3}`)
+	if status != 201 {
+		t.Fatalf("start rollout: %d %s", status, b)
+	}
+	var ro apiRollout
+	if err := json.Unmarshal(b, &ro); err != nil {
+		t.Fatal(err)
+	}
+
+	// It pauses on ro-04, in batch 2.
+	ro = waitRollout(t, p.base, plat, ro.ID, 3*time.Minute, "paused", func(r apiRollout) bool { return r.State == "paused" })
+	if !strings.Contains(ro.Reason, "ro-04") || ro.CurrentBatch != 2 {
+		t.Errorf("paused at batch %d: %q", ro.CurrentBatch, ro.Reason)
+	}
+	for _, it := range ro.VMs {
+		switch {
+		case it.Batch == 1 && it.State != "done":
+			t.Errorf("%s (batch 1) is %s", it.Name, it.State)
+		case it.Name == "ro-04" && (it.State != "failed" || !strings.Contains(it.Reason, "image")):
+			t.Errorf("ro-04 is %s: %q", it.State, it.Reason)
+		case it.Batch >= 3 && (it.State != "pending" || it.Version != 1):
+			t.Errorf("%s (batch %d) was touched: %s v%d", it.Name, it.Batch, it.State, it.Version)
+		}
+	}
+	for name, uid := range oldUIDs {
+		if name < "ro-06" {
+			continue
+		}
+		vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || string(vm.UID) != uid {
+			t.Errorf("%s was replaced while the rollout was paused on ro-04: %v", name, err)
+		}
+	}
+
+	// The portal dies while paused; the cause is fixed; a new portal resumes.
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	broken.Store("")
+	p2 := startServe(t, dbURL, kcPath)
+	if status, b := call(t, p2.base, plat, "POST", fmt.Sprintf("/api/v1/rollouts/%d/resume", ro.ID), ""); status != 200 {
+		t.Fatalf("resume: %d %s", status, b)
+	}
+	// Killed again in the middle of batch 3; a third portal finishes.
+	waitRollout(t, p2.base, plat, ro.ID, 3*time.Minute, "in batch 3", func(r apiRollout) bool { return r.CurrentBatch >= 3 || r.State != "running" })
+	_ = p2.cmd.Process.Signal(syscall.SIGKILL)
+	<-p2.done
+	p3 := startServe(t, dbURL, kcPath)
+	ro = waitRollout(t, p3.base, plat, ro.ID, 3*time.Minute, "completed", func(r apiRollout) bool { return r.State != "running" })
+	if ro.State != "completed" || ro.Counts["done"] != n {
+		t.Fatalf("rollout ended %s with %v: %q", ro.State, ro.Counts, ro.Reason)
+	}
+	list, err := admin.Virt.KubevirtV1().VirtualMachines(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, vm := range list.Items {
+		per[vm.Labels[provision.LabelRequest]]++
+		if vm.Labels[provision.LabelTemplateVersion] != "2" || string(vm.UID) == oldUIDs[vm.Name] {
+			t.Errorf("%s: v%s, replaced %v", vm.Name, vm.Labels[provision.LabelTemplateVersion], string(vm.UID) != oldUIDs[vm.Name])
+		}
+	}
+	if len(list.Items) != n || len(per) != n {
+		t.Errorf("%d VMs for %d requests", len(list.Items), len(per))
+	}
+	for name, id := range ids {
+		r := waitState(t, p3.base, dev, id, "running", 30*time.Second)
+		want := 1
+		if name == "ro-04" {
+			want = 2
+		}
+		var rebuilds int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE request_id = $1 AND kind = 'rebuild'`, r.ID).Scan(&rebuilds); err != nil {
+			t.Fatal(err)
+		}
+		if rebuilds != want {
+			t.Errorf("%s rebuilt %d times, want %d", name, rebuilds, want)
+		}
+	}
+}

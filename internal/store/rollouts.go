@@ -1,0 +1,765 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/riverqueue/river"
+)
+
+// A rollout moves the VMs of a template that are on older versions to a
+// target version, in batches: each batch is rebuilt (RequestRebuild) and
+// must reach running before the next one starts. A VM that fails pauses the
+// rollout with the reason; the platform team fixes the cause and resumes
+// (the failed VMs are rebuilt again), or cancels. Pets are skipped and
+// listed. The rollout advances by RolloutJob steps, each enqueued in the
+// transaction that records the previous step, so a restart of the portal
+// picks it up where it was.
+
+// RolloutState is where a rollout is.
+type RolloutState string
+
+// The states of a rollout.
+const (
+	RolloutRunning   RolloutState = "running"
+	RolloutPaused    RolloutState = "paused"
+	RolloutCancelled RolloutState = "cancelled"
+	RolloutCompleted RolloutState = "completed"
+)
+
+// Active reports whether the rollout may still rebuild VMs.
+func (s RolloutState) Active() bool { return s == RolloutRunning || s == RolloutPaused }
+
+// The states of one VM in a rollout.
+const (
+	ItemPending    = "pending"
+	ItemRebuilding = "rebuilding"
+	ItemDone       = "done"
+	ItemFailed     = "failed"
+	ItemSkipped    = "skipped"
+	ItemCancelled  = "cancelled"
+)
+
+// Limits of a rollout.
+const (
+	MaxRolloutBatch     = 100
+	DefaultRolloutBatch = 3
+)
+
+// RolloutPoll is how often a running rollout looks at the VMs of its batch
+// (a step job waits this long, then looks, then enqueues the next).
+var RolloutPoll = time.Second
+
+// Audit actions of rollouts.
+const (
+	AuditRolloutStart  = "rollout_start"
+	AuditRolloutPause  = "rollout_pause"
+	AuditRolloutResume = "rollout_resume"
+	AuditRolloutCancel = "rollout_cancel"
+)
+
+// NotifyRolloutScheduled tells an owner that a rollout will rebuild their VM.
+const NotifyRolloutScheduled = "rollout_scheduled"
+
+// Rollout is a rollout with its VMs.
+type Rollout struct {
+	ID            int64
+	TemplateID    int64
+	TemplateName  string
+	TargetVersion int
+	BatchSize     int
+	State         RolloutState
+	Reason        string
+	Generation    int
+	CreatedBy     string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	FinishedAt    *time.Time
+	Items         []RolloutItem
+}
+
+// RolloutItem is one VM of a rollout.
+type RolloutItem struct {
+	RequestID   int64
+	Name        string
+	Owner       string
+	Team        string
+	Position    int
+	Batch       int
+	FromVersion int
+	State       string
+	Reason      string
+	StartedAt   *time.Time
+	FinishedAt  *time.Time
+	// What the request is now.
+	RequestState State
+	Version      int
+	VMStatus     string
+}
+
+// Batches is the number of batches of VMs to rebuild.
+func (r Rollout) Batches() int {
+	n := 0
+	for _, it := range r.Items {
+		n = max(n, it.Batch)
+	}
+	return n
+}
+
+// CurrentBatch is the lowest batch with a VM not yet done, skipped or
+// cancelled (0 when there is none).
+func (r Rollout) CurrentBatch() int {
+	cur := 0
+	for _, it := range r.Items {
+		if it.Batch > 0 && (it.State == ItemPending || it.State == ItemRebuilding || it.State == ItemFailed) &&
+			(cur == 0 || it.Batch < cur) {
+			cur = it.Batch
+		}
+	}
+	return cur
+}
+
+// Count returns how many of the rollout's VMs are in state.
+func (r Rollout) Count(state string) int {
+	n := 0
+	for _, it := range r.Items {
+		if it.State == state {
+			n++
+		}
+	}
+	return n
+}
+
+// Skipped lists the VMs the rollout leaves alone, with why.
+func (r Rollout) Skipped() []RolloutItem {
+	var out []RolloutItem
+	for _, it := range r.Items {
+		if it.State == ItemSkipped {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// RolloutJob is one step of a rollout: look at the VMs being rebuilt, and
+// start the next batch when they all run. A job whose generation is not
+// the rollout's does nothing (the rollout was paused or resumed since).
+type RolloutJob struct {
+	RolloutID  int64 `json:"rollout_id"`
+	Generation int   `json:"generation"`
+	// Wait makes the step wait RolloutPoll before it looks: set on the
+	// steps that follow a step, so a rollout polls its batch calmly.
+	Wait bool `json:"wait,omitempty"`
+}
+
+// Kind implements river.JobArgs.
+func (RolloutJob) Kind() string { return "rollout_step" }
+
+// InsertOpts retries a step that failed (PostgreSQL away) for a long while.
+func (RolloutJob) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 100} }
+
+// RolloutWorker runs RolloutJob steps.
+type RolloutWorker struct {
+	river.WorkerDefaults[RolloutJob]
+	Store *Store
+	Log   *slog.Logger
+}
+
+// Work runs one step.
+func (w *RolloutWorker) Work(ctx context.Context, job *river.Job[RolloutJob]) error {
+	if job.Args.Wait && job.Attempt == 1 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(RolloutPoll):
+		}
+	}
+	res, err := w.Store.StepRollout(ctx, job.Args.RolloutID, job.Args.Generation)
+	if err != nil {
+		return err
+	}
+	if res != "" && res != "waiting" && res != "stale" && w.Log != nil {
+		w.Log.InfoContext(ctx, "rollout step", "rollout_id", job.Args.RolloutID, "step", res)
+	}
+	return nil
+}
+
+// NewRollout is what the platform team asks for.
+type NewRollout struct {
+	Template  string
+	Version   int // 0: the template's current version
+	BatchSize int // 0: DefaultRolloutBatch
+}
+
+// RolloutCandidate is a VM a rollout of a template to a version would take.
+type RolloutCandidate struct {
+	RequestID int64
+	Name      string
+	Owner     string
+	Team      string
+	Version   int
+	State     State
+	Pet       bool
+}
+
+// candidates returns the live requests of a template on versions older
+// than version, oldest request first.
+func candidates(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, templateID int64, version int) ([]RolloutCandidate, error) {
+	rows, _ := q.Query(ctx, `
+		SELECT r.id, r.name, u.login, t.name, r.template_version, r.state, r.pet
+		FROM requests r JOIN users u ON u.id = r.requester_id JOIN teams t ON t.id = r.team_id
+		WHERE r.template_id = $1 AND r.template_version < $2 AND r.desired <> 'deleted'
+		  AND r.state IN ('approved', 'provisioning', 'running', 'stopped', 'failed', 'expired')
+		ORDER BY r.id`, templateID, version)
+	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RolloutCandidate, error) {
+		var c RolloutCandidate
+		err := row.Scan(&c.RequestID, &c.Name, &c.Owner, &c.Team, &c.Version, &c.State, &c.Pet)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rollout candidates: %w", err)
+	}
+	return cs, nil
+}
+
+// RolloutPlan is what starting a rollout would do: the template, the target
+// version and the VMs it would take.
+type RolloutPlan struct {
+	TemplateID     int64
+	Template       string
+	CurrentVersion int
+	Version        int
+	Candidates     []RolloutCandidate
+	// Active is the id of the template's running or paused rollout, if any.
+	Active int64
+}
+
+// PlanRollout returns what a rollout of a template to version (0: current)
+// would take.
+func (s *Store) PlanRollout(ctx context.Context, template string, version int) (RolloutPlan, error) {
+	var p RolloutPlan
+	var retired bool
+	err := s.pool.QueryRow(ctx, `SELECT id, name, current_version, retired_at IS NOT NULL FROM templates WHERE name = $1`, template).
+		Scan(&p.TemplateID, &p.Template, &p.CurrentVersion, &retired)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, ErrNotFound
+	}
+	if err != nil {
+		return p, fmt.Errorf("load template %s: %w", template, err)
+	}
+	if version == 0 {
+		version = p.CurrentVersion
+	}
+	p.Version = version
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM rollouts WHERE template_id = $1 AND state IN ('running', 'paused')`,
+		p.TemplateID).Scan(&p.Active); err != nil {
+		return p, fmt.Errorf("active rollout of %s: %w", template, err)
+	}
+	p.Candidates, err = candidates(ctx, s.pool, p.TemplateID, version)
+	return p, err
+}
+
+// StartRollout starts rolling the VMs of a template forward to a version.
+// In one transaction it records the rollout and its VMs in batches (pets
+// skipped, with why), tells each owner which batch will rebuild their VM
+// (an event on the request and a notification), and enqueues the first
+// step. It returns a *ValidationError naming the field for a template,
+// version or batch size that does not fit, or when there is nothing to roll
+// out, and an error wrapping ErrConflict when the template has a rollout
+// under way.
+func (s *Store) StartRollout(ctx context.Context, n NewRollout, actor Actor) (int64, error) {
+	v := &ValidationError{}
+	if n.BatchSize == 0 {
+		n.BatchSize = DefaultRolloutBatch
+	}
+	if n.BatchSize < 1 || n.BatchSize > MaxRolloutBatch {
+		v.Add("batch_size", "batch size must be between 1 and %d VMs", MaxRolloutBatch)
+	}
+	if strings.TrimSpace(n.Template) == "" {
+		v.Add("template", "choose a template")
+	}
+	if err := v.OrNil(); err != nil {
+		return 0, err
+	}
+	var id int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var tplID int64
+		var current int
+		var retired bool
+		err := tx.QueryRow(ctx, `SELECT id, current_version, retired_at IS NOT NULL FROM templates WHERE name = $1 FOR UPDATE`, n.Template).
+			Scan(&tplID, &current, &retired)
+		if errors.Is(err, pgx.ErrNoRows) {
+			v.Add("template", "there is no template %q", n.Template)
+			return v
+		}
+		if err != nil {
+			return fmt.Errorf("lock template %s: %w", n.Template, err)
+		}
+		if retired {
+			v.Add("template", "template %s is retired; it builds no more VMs", n.Template)
+			return v
+		}
+		version := n.Version
+		if version == 0 {
+			version = current
+		}
+		if version < 1 || version > current {
+			v.Add("version", "template %s has no version %d (the latest is v%d)", n.Template, version, current)
+			return v
+		}
+		var active int64
+		err = tx.QueryRow(ctx, `SELECT id FROM rollouts WHERE template_id = $1 AND state IN ('running', 'paused')`, tplID).Scan(&active)
+		if err == nil {
+			return fmt.Errorf("%w: rollout #%d of %s is under way; cancel it before starting another", ErrConflict, active, n.Template)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("active rollout of %s: %w", n.Template, err)
+		}
+		cs, err := candidates(ctx, tx, tplID, version)
+		if err != nil {
+			return err
+		}
+		cattle := 0
+		for _, c := range cs {
+			if !c.Pet {
+				cattle++
+			}
+		}
+		if cattle == 0 {
+			msg := fmt.Sprintf("no VM of %s is on a version older than v%d", n.Template, version)
+			if len(cs) > 0 {
+				msg = fmt.Sprintf("every VM of %s on a version older than v%d is a pet (%d); only their owners rebuild them", n.Template, version, len(cs))
+			}
+			v.Add("version", "%s", msg)
+			return v
+		}
+		err = tx.QueryRow(ctx, `INSERT INTO rollouts (template_id, target_version, batch_size, state, created_by, created_by_login)
+			VALUES ($1, $2, $3, 'running', $4, $5) RETURNING id`, tplID, version, n.BatchSize, actor.UserID, actor.Name).Scan(&id)
+		if err != nil {
+			return fmt.Errorf("record rollout: %w", err)
+		}
+		batches := (cattle + n.BatchSize - 1) / n.BatchSize
+		k := 0
+		for pos, c := range cs {
+			batch, state, reason := 0, ItemSkipped, ""
+			if c.Pet {
+				reason = fmt.Sprintf("a pet: only its owner, %s, rebuilds it", c.Owner)
+			} else {
+				batch, state = k/n.BatchSize+1, ItemPending
+				k++
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO rollout_items (rollout_id, request_id, position, batch, from_version, state, reason)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`, id, c.RequestID, pos+1, batch, c.Version, state, reason); err != nil {
+				return fmt.Errorf("record rollout item: %w", err)
+			}
+			if c.Pet {
+				continue
+			}
+			text := fmt.Sprintf("Rollout #%d will rebuild %s (owner %s) from %s v%d to v%d in batch %d of %d; "+
+				"the VM is deleted and made again. Mark it as a pet before then to keep it as it is.",
+				id, c.Name, c.Owner, n.Template, c.Version, version, batch, batches)
+			if err := addEvent(ctx, tx, c.RequestID, actor, "rollout", c.State, c.State, text); err != nil {
+				return err
+			}
+			if err := s.addNotification(ctx, tx, NotifyRolloutScheduled, c.RequestID, text); err != nil {
+				return err
+			}
+			if err := notify(ctx, tx, c.RequestID); err != nil {
+				return err
+			}
+		}
+		if err := s.Audit(ctx, tx, actor, AuditRolloutStart, RolloutTarget(id), map[string]any{
+			"template": n.Template, "version": version, "batch_size": n.BatchSize, "vms": cattle, "skipped": len(cs) - cattle}); err != nil {
+			return err
+		}
+		return s.enqueue(ctx, tx, RolloutJob{RolloutID: id, Generation: 1})
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.ConstraintName == "rollouts_one_active" {
+			return 0, fmt.Errorf("%w: another rollout of %s started at the same moment", ErrConflict, n.Template)
+		}
+		return 0, err
+	}
+	return id, nil
+}
+
+// RolloutTarget is the audit target naming a rollout.
+func RolloutTarget(id int64) string { return "rollout:" + strconv.FormatInt(id, 10) }
+
+// Rollout returns one rollout with its VMs in order.
+func (s *Store) Rollout(ctx context.Context, id int64) (Rollout, error) {
+	rs, err := s.rollouts(ctx, `WHERE ro.id = $1`, id)
+	if err != nil {
+		return Rollout{}, err
+	}
+	if len(rs) == 0 {
+		return Rollout{}, ErrNotFound
+	}
+	r := rs[0]
+	rows, _ := s.pool.Query(ctx, `
+		SELECT i.request_id, r.name, u.login, t.name, i.position, i.batch, i.from_version, i.state, i.reason,
+		       i.started_at, i.finished_at, r.state, r.template_version, coalesce(v.status, '')
+		FROM rollout_items i
+		JOIN requests r ON r.id = i.request_id
+		JOIN users u ON u.id = r.requester_id
+		JOIN teams t ON t.id = r.team_id
+		LEFT JOIN vms v ON v.request_id = r.id
+		WHERE i.rollout_id = $1 ORDER BY i.position`, id)
+	r.Items, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (RolloutItem, error) {
+		var it RolloutItem
+		err := row.Scan(&it.RequestID, &it.Name, &it.Owner, &it.Team, &it.Position, &it.Batch, &it.FromVersion,
+			&it.State, &it.Reason, &it.StartedAt, &it.FinishedAt, &it.RequestState, &it.Version, &it.VMStatus)
+		return it, err
+	})
+	if err != nil {
+		return r, fmt.Errorf("items of rollout %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// Rollouts lists the latest rollouts, newest first, without their VMs.
+func (s *Store) Rollouts(ctx context.Context, limit int) ([]Rollout, error) {
+	return s.rollouts(ctx, `ORDER BY ro.created_at DESC, ro.id DESC LIMIT $1`, limit)
+}
+
+// RolloutsOf lists the running or paused rollouts that will still rebuild a
+// request's VM (it is pending or being rebuilt in them).
+func (s *Store) RolloutsOf(ctx context.Context, requestID int64) ([]Rollout, error) {
+	return s.rollouts(ctx, `WHERE ro.state IN ('running', 'paused') AND EXISTS (SELECT 1 FROM rollout_items i
+		WHERE i.rollout_id = ro.id AND i.request_id = $1 AND i.state IN ('pending', 'rebuilding', 'failed'))
+		ORDER BY ro.id`, requestID)
+}
+
+func (s *Store) rollouts(ctx context.Context, where string, args ...any) ([]Rollout, error) {
+	rows, _ := s.pool.Query(ctx, `
+		SELECT ro.id, ro.template_id, tp.name, ro.target_version, ro.batch_size, ro.state, ro.reason, ro.generation,
+		       ro.created_by_login, ro.created_at, ro.updated_at, ro.finished_at
+		FROM rollouts ro JOIN templates tp ON tp.id = ro.template_id `+where, args...)
+	rs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Rollout, error) {
+		var r Rollout
+		err := row.Scan(&r.ID, &r.TemplateID, &r.TemplateName, &r.TargetVersion, &r.BatchSize, &r.State, &r.Reason,
+			&r.Generation, &r.CreatedBy, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rollouts: %w", err)
+	}
+	return rs, nil
+}
+
+// PauseRollout pauses a running rollout: VMs being rebuilt finish, no new
+// batch starts.
+func (s *Store) PauseRollout(ctx context.Context, id int64, actor Actor) error {
+	return s.changeRollout(ctx, id, actor, AuditRolloutPause, func(tx pgx.Tx, state RolloutState) (RolloutState, string, error) {
+		if state != RolloutRunning {
+			return "", "", fmt.Errorf("%w: rollout #%d is %s, not running", ErrConflict, id, state)
+		}
+		return RolloutPaused, "paused by " + actor.Name, nil
+	})
+}
+
+// ResumeRollout resumes a paused rollout. VMs that failed are rebuilt again
+// first: the platform team resumes once it has fixed the cause.
+func (s *Store) ResumeRollout(ctx context.Context, id int64, actor Actor) error {
+	return s.changeRollout(ctx, id, actor, AuditRolloutResume, func(tx pgx.Tx, state RolloutState) (RolloutState, string, error) {
+		if state != RolloutPaused {
+			return "", "", fmt.Errorf("%w: rollout #%d is %s, not paused", ErrConflict, id, state)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE rollout_items SET state = 'pending', started_at = NULL, finished_at = NULL,
+			reason = 'failed before: ' || reason WHERE rollout_id = $1 AND state = 'failed'`, id); err != nil {
+			return "", "", fmt.Errorf("retry failed VMs of rollout %d: %w", id, err)
+		}
+		return RolloutRunning, "", nil
+	})
+}
+
+// CancelRollout stops a rollout for good: VMs being rebuilt finish, the
+// ones not yet rebuilt stay on their version.
+func (s *Store) CancelRollout(ctx context.Context, id int64, actor Actor) error {
+	return s.changeRollout(ctx, id, actor, AuditRolloutCancel, func(tx pgx.Tx, state RolloutState) (RolloutState, string, error) {
+		if !state.Active() {
+			return "", "", fmt.Errorf("%w: rollout #%d is %s already", ErrConflict, id, state)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE rollout_items SET state = 'cancelled', reason = 'not rebuilt: the rollout was cancelled',
+			finished_at = now() WHERE rollout_id = $1 AND state IN ('pending', 'failed')`, id); err != nil {
+			return "", "", fmt.Errorf("cancel VMs of rollout %d: %w", id, err)
+		}
+		return RolloutCancelled, "cancelled by " + actor.Name, nil
+	})
+}
+
+// changeRollout moves a rollout to the state decide returns, bumping its
+// generation so that step jobs of the old one stop, and enqueues a step
+// when it runs again.
+func (s *Store) changeRollout(ctx context.Context, id int64, actor Actor, action string,
+	decide func(tx pgx.Tx, state RolloutState) (RolloutState, string, error)) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var state RolloutState
+		err := tx.QueryRow(ctx, `SELECT state FROM rollouts WHERE id = $1 FOR UPDATE`, id).Scan(&state)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock rollout %d: %w", id, err)
+		}
+		to, reason, err := decide(tx, state)
+		if err != nil {
+			return err
+		}
+		var gen int
+		err = tx.QueryRow(ctx, `UPDATE rollouts SET state = $2, reason = $3, generation = generation + 1, updated_at = now(),
+			finished_at = CASE WHEN $2 IN ('cancelled', 'completed') THEN now() END
+			WHERE id = $1 RETURNING generation`, id, to, reason).Scan(&gen)
+		if err != nil {
+			return fmt.Errorf("update rollout %d: %w", id, err)
+		}
+		if err := s.Audit(ctx, tx, actor, action, RolloutTarget(id), map[string]any{"from": string(state), "to": string(to)}); err != nil {
+			return err
+		}
+		if to == RolloutRunning {
+			return s.enqueue(ctx, tx, RolloutJob{RolloutID: id, Generation: gen})
+		}
+		return nil
+	})
+}
+
+// StepRollout advances a running rollout by one step, in one transaction
+// with the rollout row locked: it records the VMs of the current batch that
+// now run (done) or failed (which pauses the rollout with the reason); when
+// the batch has none left being rebuilt it starts the next batch, or
+// completes the rollout. While it runs, the next step is enqueued in the
+// same transaction. It returns a word on what it did, for the log.
+func (s *Store) StepRollout(ctx context.Context, id int64, generation int) (string, error) {
+	var did string
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var (
+			state                  RolloutState
+			gen, target, batchSize int
+			tplID                  int64
+			tplName, createdBy     string
+			createdByID            *int64
+		)
+		err := tx.QueryRow(ctx, `SELECT ro.state, ro.generation, ro.target_version, ro.batch_size, ro.template_id, tp.name,
+			ro.created_by, ro.created_by_login
+			FROM rollouts ro JOIN templates tp ON tp.id = ro.template_id WHERE ro.id = $1 FOR UPDATE OF ro`, id).
+			Scan(&state, &gen, &target, &batchSize, &tplID, &tplName, &createdByID, &createdBy)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("lock rollout %d: %w", id, err)
+		}
+		if state != RolloutRunning || gen != generation {
+			did = "stale"
+			return nil
+		}
+		actor := Actor{UserID: createdByID, Name: createdBy}
+		type item struct {
+			requestID   int64
+			name, owner string
+			batch       int
+			state       string
+			reqState    State
+			reqReason   string
+			desired     string
+			version     int
+			attempts    int
+			pet         bool
+		}
+		rows, _ := tx.Query(ctx, `
+			SELECT i.request_id, r.name, u.login, i.batch, i.state, r.state, r.state_reason, r.desired, r.template_version, i.attempts, r.pet
+			FROM rollout_items i JOIN requests r ON r.id = i.request_id JOIN users u ON u.id = r.requester_id
+			WHERE i.rollout_id = $1 AND i.state IN ('pending', 'rebuilding') ORDER BY i.position`, id)
+		items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (item, error) {
+			var it item
+			err := row.Scan(&it.requestID, &it.name, &it.owner, &it.batch, &it.state, &it.reqState, &it.reqReason,
+				&it.desired, &it.version, &it.attempts, &it.pet)
+			return it, err
+		})
+		if err != nil {
+			return fmt.Errorf("items of rollout %d: %w", id, err)
+		}
+		setItem := func(requestID int64, st, reason string) error {
+			_, err := tx.Exec(ctx, `UPDATE rollout_items SET state = $3, reason = $4,
+				started_at = CASE WHEN $3 = 'rebuilding' THEN now() ELSE started_at END,
+				attempts = attempts + CASE WHEN $3 = 'rebuilding' THEN 1 ELSE 0 END,
+				finished_at = CASE WHEN $3 IN ('done', 'failed', 'skipped') THEN now() END
+				WHERE rollout_id = $1 AND request_id = $2`, id, requestID, st, reason)
+			if err != nil {
+				return fmt.Errorf("update rollout %d item %d: %w", id, requestID, err)
+			}
+			return nil
+		}
+		changed := false
+
+		// The VMs being rebuilt: running on the target version is done.
+		var failures []string
+		rebuilding := 0
+		for _, it := range items {
+			if it.state != ItemRebuilding {
+				continue
+			}
+			switch {
+			case it.reqState.Terminal() || it.desired == "deleted":
+				err = setItem(it.requestID, ItemSkipped, "deleted during the rollout")
+			case it.version >= target && (it.reqState == StateRunning || it.reqState == StateStopped):
+				err = setItem(it.requestID, ItemDone, "")
+			case it.reqState == StateFailed:
+				reason := it.reqReason
+				if reason == "" {
+					reason = "the VM failed"
+				}
+				err = setItem(it.requestID, ItemFailed, reason)
+				failures = append(failures, fmt.Sprintf("%s (request #%d, owner %s): %s", it.name, it.requestID, it.owner, reason))
+			case it.reqState == StateExpired:
+				err = setItem(it.requestID, ItemSkipped, "its lease expired during the rollout")
+			default:
+				rebuilding++
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			changed = true
+		}
+		if len(failures) > 0 {
+			reason := "Paused: " + strings.Join(failures, "; ") + ". Fix the cause, then resume: failed VMs are rebuilt again."
+			if _, err := tx.Exec(ctx, `UPDATE rollouts SET state = 'paused', reason = $2, generation = generation + 1,
+				updated_at = now() WHERE id = $1`, id, reason); err != nil {
+				return fmt.Errorf("pause rollout %d: %w", id, err)
+			}
+			did = "paused on failure"
+			return nil
+		}
+		next := func() error {
+			if changed {
+				if _, err := tx.Exec(ctx, `UPDATE rollouts SET updated_at = now() WHERE id = $1`, id); err != nil {
+					return fmt.Errorf("touch rollout %d: %w", id, err)
+				}
+			}
+			// Each step hands over to exactly one next step: the generation
+			// moves on with it, so a step that runs twice (its process died
+			// after committing) finds itself stale the second time.
+			var next int
+			if err := tx.QueryRow(ctx, `UPDATE rollouts SET generation = generation + 1 WHERE id = $1 RETURNING generation`,
+				id).Scan(&next); err != nil {
+				return fmt.Errorf("advance rollout %d: %w", id, err)
+			}
+			_, err := s.jobs.InsertTx(ctx, tx, RolloutJob{RolloutID: id, Generation: next, Wait: true}, nil)
+			if err != nil {
+				return fmt.Errorf("enqueue next step of rollout %d: %w", id, err)
+			}
+			return nil
+		}
+		if rebuilding > 0 {
+			did = "waiting"
+			return next()
+		}
+
+		// The batch is through: start the next one, VM by VM.
+		batch, batches := 0, 0
+		for _, it := range items {
+			if it.state == ItemPending && (batch == 0 || it.batch < batch) {
+				batch = it.batch
+			}
+		}
+		if batch == 0 {
+			if _, err := tx.Exec(ctx, `UPDATE rollouts SET state = 'completed', reason = '', generation = generation + 1,
+				updated_at = now(), finished_at = now() WHERE id = $1`, id); err != nil {
+				return fmt.Errorf("complete rollout %d: %w", id, err)
+			}
+			did = "completed"
+			return nil
+		}
+		if err := tx.QueryRow(ctx, `SELECT max(batch) FROM rollout_items WHERE rollout_id = $1`, id).Scan(&batches); err != nil {
+			return fmt.Errorf("batches of rollout %d: %w", id, err)
+		}
+		pausedNow := false
+		for _, it := range items {
+			if it.state != ItemPending || it.batch != batch {
+				continue
+			}
+			changed = true
+			switch {
+			case it.reqState.Terminal() || it.desired == "deleted":
+				err = setItem(it.requestID, ItemSkipped, "deleted before its batch")
+			case it.pet:
+				err = setItem(it.requestID, ItemSkipped, fmt.Sprintf("marked as a pet by %s before its batch", it.owner))
+			case it.version >= target && it.attempts == 0:
+				err = setItem(it.requestID, ItemSkipped, fmt.Sprintf("already on v%d", it.version))
+			case it.reqState == StateExpired:
+				err = setItem(it.requestID, ItemSkipped, "its lease expired; extend it and rebuild it by hand")
+			case it.reqState == StateApproved || it.reqState == StateProvisioning:
+				// Still on its way up (or being rebuilt by hand): wait.
+				continue
+			default:
+				var failed bool
+				failed, err = s.rolloutRebuild(ctx, tx, id, it.requestID, target, actor,
+					fmt.Sprintf("rollout #%d, batch %d of %d", id, batch, batches), setItem)
+				pausedNow = pausedNow || failed
+			}
+			if err != nil {
+				return err
+			}
+		}
+		did = fmt.Sprintf("batch %d of %d", batch, batches)
+		if pausedNow {
+			did += ", paused: a VM cannot be rebuilt"
+			return nil
+		}
+		return next()
+	})
+	return did, err
+}
+
+// rolloutRebuild rebuilds one VM of a rollout inside a savepoint, so that a
+// VM that cannot be rebuilt (its size gone from the new version, the quota)
+// fails on its own with the reason and pauses the rollout (failed is true);
+// a VM in a state that does not allow it is skipped with the reason.
+func (s *Store) rolloutRebuild(ctx context.Context, tx pgx.Tx, rolloutID, requestID int64, version int, actor Actor, via string,
+	setItem func(int64, string, string) error) (failed bool, err error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("savepoint: %w", err)
+	}
+	_, err = s.rebuildTx(ctx, sp, requestID, version, actor, via)
+	if err == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return false, fmt.Errorf("release savepoint: %w", err)
+		}
+		return false, setItem(requestID, ItemRebuilding, "")
+	}
+	_ = sp.Rollback(ctx)
+	var verr *ValidationError
+	switch {
+	case errors.As(err, &verr):
+		msgs := make([]string, len(verr.Fields))
+		for i, f := range verr.Fields {
+			msgs[i] = f.Message
+		}
+		reason := strings.Join(msgs, "; ")
+		if err := setItem(requestID, ItemFailed, reason); err != nil {
+			return false, err
+		}
+		_, err := tx.Exec(ctx, `UPDATE rollouts SET state = 'paused', generation = generation + 1, updated_at = now(),
+			reason = $2 WHERE id = $1`, rolloutID, fmt.Sprintf("Paused: request #%d cannot be rebuilt: %s. Fix the cause, then resume: failed VMs are tried again.",
+			requestID, reason))
+		if err != nil {
+			return false, fmt.Errorf("pause rollout %d: %w", rolloutID, err)
+		}
+		return true, nil
+	case errors.Is(err, ErrConflict):
+		return false, setItem(requestID, ItemSkipped, strings.TrimPrefix(err.Error(), ErrConflict.Error()+": "))
+	}
+	return false, err
+}
