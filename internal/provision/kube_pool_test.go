@@ -165,6 +165,47 @@ func TestKubePoolWebhookValidatesPaddocksPools(t *testing.T) {
 	}
 }
 
+// TestKubePoolRebuild rebuilds a pool on the real API server: the new pool
+// is created only once the old one and all its members are gone, so old and
+// new members never exist together.
+func TestKubePoolRebuild(t *testing.T) {
+	h, ns := newKubeHarness(t, nil)
+	h.limit = 30 * time.Second
+	r := h.submitPool("cirros", "nano", "fleet", 2)
+	r = h.wait(r.ID, store.StateRunning, poolReady(2))
+	oldUID := r.VM.UID
+	if _, err := h.st.RequestRebuild(h.ctx, r.ID, 0, store.UserActor(h.dev)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(h.limit)
+	for {
+		list, err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{LabelSelector: provision.LabelPool + "=fleet"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners := map[types.UID]bool{}
+		for _, vm := range list.Items {
+			if ref := metav1.GetControllerOf(&vm); ref != nil {
+				owners[ref.UID] = true
+			}
+		}
+		if len(owners) > 1 {
+			t.Fatalf("members of %d pools at once: %v", len(owners), owners)
+		}
+		got, err := h.st.Request(h.ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State == store.StateRunning && got.VM.UID != oldUID && poolReady(2)(got) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rebuild did not finish: %s (%s)", got.State, got.StateReason)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // grField is the message of a *store.ValidationError for field.
 func grField(err error, field string) string {
 	var v *store.ValidationError

@@ -40,28 +40,28 @@ type apiSize struct {
 }
 
 type apiRequest struct {
-	ID              int64      `json:"id"`
-	Name            string     `json:"name"`
-	State           string     `json:"state"`
-	StateReason     string     `json:"stateReason,omitempty"`
-	Decision        string     `json:"decision"`
-	Template        string     `json:"template"`
-	TemplateVersion int        `json:"templateVersion"`
-	Size            string     `json:"size"`
-	Team            string     `json:"team"`
-	Requester       string     `json:"requester"`
-	LeaseDays       int        `json:"leaseDays"`
-	Justification   string     `json:"justification"`
-	CreatedAt       time.Time  `json:"createdAt"`
-	UpdatedAt       time.Time  `json:"updatedAt"`
-	ExpiresAt       time.Time  `json:"expiresAt"`
-	Pet             bool       `json:"pet"`
+	ID              int64     `json:"id"`
+	Name            string    `json:"name"`
+	State           string    `json:"state"`
+	StateReason     string    `json:"stateReason,omitempty"`
+	Decision        string    `json:"decision"`
+	Template        string    `json:"template"`
+	TemplateVersion int       `json:"templateVersion"`
+	Size            string    `json:"size"`
+	Team            string    `json:"team"`
+	Requester       string    `json:"requester"`
+	LeaseDays       int       `json:"leaseDays"`
+	Justification   string    `json:"justification"`
+	CreatedAt       time.Time `json:"createdAt"`
+	UpdatedAt       time.Time `json:"updatedAt"`
+	ExpiresAt       time.Time `json:"expiresAt"`
+	Pet             bool      `json:"pet"`
 	// Pool and Replicas describe a pool of identical VMs; Members are its VMs.
 	Pool     bool        `json:"pool"`
 	Replicas int         `json:"replicas"`
 	Members  []apiMember `json:"members,omitempty"`
 	VM       *apiVM      `json:"vm"`
-	Events          []apiEvent `json:"events,omitempty"`
+	Events   []apiEvent  `json:"events,omitempty"`
 }
 
 type apiVM struct {

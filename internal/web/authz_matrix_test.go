@@ -225,7 +225,7 @@ var matrixFixtures = map[string]func(m *matrixEnv, who string) string{
 	},
 	// A running rollout of a fresh template over one VM on its v1.
 	"{rollout}": func(m *matrixEnv, _ string) string { return strconv.FormatInt(m.rollout(), 10) },
-	"{team}": func(m *matrixEnv, _ string) string { return strconv.FormatInt(m.teams["billing"].ID, 10) },
+	"{team}":    func(m *matrixEnv, _ string) string { return strconv.FormatInt(m.teams["billing"].ID, 10) },
 	// An approval rule for a fresh template.
 	"{rule}": func(m *matrixEnv, _ string) string {
 		ctx := context.Background()

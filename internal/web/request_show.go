@@ -280,6 +280,8 @@ func eventTitle(e store.Event) string {
 		return "Old VM deleted for the rebuild"
 	case "pet":
 		return "Pet or cattle"
+	case "rollout":
+		return "Scheduled for a rollout"
 	case "scale":
 		return "Pool scaled"
 	case "scale_requested":

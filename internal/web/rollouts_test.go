@@ -35,6 +35,9 @@ func TestRolloutPagesPlanStartPauseResumeCancel(t *testing.T) {
 		t.Errorf("plan with nothing to do offers a rollout:\n%s", b)
 	}
 	e.cattleV2()
+	if _, b := e.get(platform, "/platform/templates/ubuntu-2404"); !strings.Contains(b, `href="/platform/rollouts/new?template=ubuntu-2404" data-testid="roll-out"`) {
+		t.Error("the template's page does not offer a rollout to its outdated VMs")
+	}
 	_, b = e.get(platform, "/platform/rollouts")
 	if !strings.Contains(b, `data-testid="nav-rollouts"`) || !strings.Contains(b, `<option value="ubuntu-2404">`) || !strings.Contains(b, "No rollouts yet") {
 		t.Errorf("rollouts page:\n%s", b)
@@ -68,7 +71,7 @@ func TestRolloutPagesPlanStartPauseResumeCancel(t *testing.T) {
 	}
 	// The owner is told on the VM's page.
 	_, b = e.get(owner, "/requests/"+strconv.FormatInt(ids[2], 10))
-	if !strings.Contains(b, "in batch 2 of 2") || !strings.Contains(b, "Mark it as a pet before then") {
+	if !strings.Contains(b, "Scheduled for a rollout") || !strings.Contains(b, "in batch 2 of 2") || !strings.Contains(b, "Mark it as a pet before then") {
 		t.Errorf("owner's page does not say the rollout will rebuild the VM")
 	}
 	// A second rollout of the same template is refused while this one runs.
