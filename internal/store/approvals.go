@@ -111,29 +111,29 @@ func scanApproval(row pgx.CollectableRow) (Approval, error) {
 }
 
 // openApproval puts a decision in the approval queue and announces it.
-func (s *Store) openApproval(ctx context.Context, tx pgx.Tx, requestID int64, kind ApprovalKind, days int, reasons string, by Actor) (int64, error) {
+func (s *Store) openApproval(ctx context.Context, tx pgx.Tx, requestID int64, kind ApprovalKind, n int, reasons string, by Actor) (int64, error) {
 	if by.UserID == nil {
 		return 0, errors.New("an approval needs a requesting user")
 	}
+	// n is the days of an extension, or the replicas of a scale-up.
+	days, replicas := 0, 0
+	what := "Approval needed for a new VM"
+	switch kind {
+	case ApprovalExtension:
+		days = n
+		what = fmt.Sprintf("Approval needed for a lease extension of %d days", n)
+	case ApprovalScale:
+		replicas = n
+		what = fmt.Sprintf("Approval needed to grow a pool to %d VMs", n)
+	}
 	var id int64
-	err := tx.QueryRow(ctx, `INSERT INTO approvals (request_id, kind, extend_days, reasons, requested_by)
-		VALUES ($1, $2, $3, $4, $5) RETURNING id`, requestID, kind, days, reasons, *by.UserID).Scan(&id)
+	err := tx.QueryRow(ctx, `INSERT INTO approvals (request_id, kind, extend_days, replicas, reasons, requested_by)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, requestID, kind, days, replicas, reasons, *by.UserID).Scan(&id)
 	if isUniqueViolation(err, "approvals_open") {
 		return 0, fmt.Errorf("%w: something for this request is already waiting for approval", ErrConflict)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("open approval: %w", err)
-	}
-	what := "Approval needed for a new VM"
-	switch kind {
-	case ApprovalExtension:
-		what = fmt.Sprintf("Approval needed for a lease extension of %d days", days)
-	case ApprovalScale:
-		// days carries the replicas asked for.
-		what = fmt.Sprintf("Approval needed to grow a pool to %d VMs", days)
-		if _, err := tx.Exec(ctx, `UPDATE approvals SET replicas = $2, extend_days = 0 WHERE id = $1`, id, days); err != nil {
-			return 0, fmt.Errorf("record replicas: %w", err)
-		}
 	}
 	return id, s.addNotification(ctx, tx, NotifyApprovalNeeded, requestID,
 		fmt.Sprintf("%s, asked by %s: %s", what, by.Name, reasons))
