@@ -432,12 +432,39 @@ func (s *Store) Rollouts(ctx context.Context, limit int) ([]Rollout, error) {
 	return s.rollouts(ctx, `ORDER BY ro.created_at DESC, ro.id DESC LIMIT $1`, limit)
 }
 
-// RolloutsOf lists the running or paused rollouts that will still rebuild a
-// request's VM (it is pending or being rebuilt in them).
-func (s *Store) RolloutsOf(ctx context.Context, requestID int64) ([]Rollout, error) {
-	return s.rollouts(ctx, `WHERE ro.state IN ('running', 'paused') AND EXISTS (SELECT 1 FROM rollout_items i
-		WHERE i.rollout_id = ro.id AND i.request_id = $1 AND i.state IN ('pending', 'rebuilding', 'failed'))
-		ORDER BY ro.id`, requestID)
+// RolloutNotice is what a VM's owner is told of a rollout that will
+// still rebuild the VM.
+type RolloutNotice struct {
+	RolloutID    int64
+	Template     string
+	Version      int
+	State        RolloutState
+	ItemState    string
+	Batch        int
+	Batches      int
+	CurrentBatch int
+}
+
+// UpcomingRollout returns the running or paused rollout that will still
+// rebuild a request's VM (pending, being rebuilt, or failed in it), or nil.
+func (s *Store) UpcomingRollout(ctx context.Context, requestID int64) (*RolloutNotice, error) {
+	var n RolloutNotice
+	err := s.pool.QueryRow(ctx, `
+		SELECT ro.id, tp.name, ro.target_version, ro.state, i.state, i.batch,
+		       (SELECT max(batch) FROM rollout_items WHERE rollout_id = ro.id),
+		       (SELECT coalesce(min(batch), 0) FROM rollout_items
+		        WHERE rollout_id = ro.id AND batch > 0 AND state IN ('pending', 'rebuilding', 'failed'))
+		FROM rollout_items i JOIN rollouts ro ON ro.id = i.rollout_id JOIN templates tp ON tp.id = ro.template_id
+		WHERE i.request_id = $1 AND ro.state IN ('running', 'paused') AND i.state IN ('pending', 'rebuilding', 'failed')
+		ORDER BY ro.id DESC LIMIT 1`, requestID).
+		Scan(&n.RolloutID, &n.Template, &n.Version, &n.State, &n.ItemState, &n.Batch, &n.Batches, &n.CurrentBatch)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upcoming rollout of request %d: %w", requestID, err)
+	}
+	return &n, nil
 }
 
 func (s *Store) rollouts(ctx context.Context, where string, args ...any) ([]Rollout, error) {

@@ -24,6 +24,8 @@ type cattleView struct {
 	Warning string
 	Confirm string
 	CanPet  bool
+	// Rollout tells the owner of a rollout that will rebuild the VM.
+	Rollout string
 }
 
 type versionChoice struct {
@@ -39,7 +41,12 @@ func (s *Server) cattleOf(ctx context.Context, u store.User, req store.Request, 
 	if req.State.Terminal() {
 		return cattleView{}, nil
 	}
-	v.Show = v.Pet || v.CanPet || v.CanRebuild
+	n, err := s.store.UpcomingRollout(ctx, req.ID)
+	if err != nil {
+		return v, err
+	}
+	v.Rollout = rolloutNotice(n, v.CanPet && !v.Pet)
+	v.Show = v.Pet || v.CanPet || v.CanRebuild || v.Rollout != ""
 	if err := rebuildRefusal(u, req); err != nil && req.Pet && u.Role == store.RolePlatform {
 		v.Refusal = err.Error()
 	}
@@ -179,4 +186,30 @@ func (s *Server) apiPet(w http.ResponseWriter, r *http.Request) error {
 		Pet bool  `json:"pet"`
 	}{req.ID, *in.Pet})
 	return nil
+}
+
+// rolloutNotice says what a rollout will do (or is doing) to the VM; petHint
+// adds how the owner keeps it as it is.
+func rolloutNotice(n *store.RolloutNotice, petHint bool) string {
+	if n == nil {
+		return ""
+	}
+	what := fmt.Sprintf("Rollout #%d of %s to v%d", n.RolloutID, n.Template, n.Version)
+	switch n.ItemState {
+	case store.ItemRebuilding:
+		return what + " is rebuilding this VM."
+	case store.ItemFailed:
+		return what + " is paused on this VM: its rebuild failed. The platform team resumes it once the cause is fixed."
+	}
+	msg := fmt.Sprintf("%s will rebuild this VM in batch %d of %d", what, n.Batch, n.Batches)
+	if n.State == store.RolloutPaused {
+		msg += fmt.Sprintf(" (the rollout is paused at batch %d)", n.CurrentBatch)
+	} else {
+		msg += fmt.Sprintf(" (now at batch %d)", n.CurrentBatch)
+	}
+	msg += ": it is deleted and made again, and its disk starts fresh."
+	if petHint {
+		msg += " Mark it as a pet to keep it as it is."
+	}
+	return msg
 }

@@ -74,6 +74,13 @@ func TestRolloutPagesPlanStartPauseResumeCancel(t *testing.T) {
 	if !strings.Contains(b, "Scheduled for a rollout") || !strings.Contains(b, "in batch 2 of 2") || !strings.Contains(b, "Mark it as a pet before then") {
 		t.Errorf("owner's page does not say the rollout will rebuild the VM")
 	}
+	if !strings.Contains(b, `data-testid="rollout-notice">Rollout #`) || !strings.Contains(b, "of ubuntu-2404 to v2 will rebuild this VM in batch 2 of 2 (now at batch 1)") ||
+		!strings.Contains(b, "Mark it as a pet to keep it as it is.") {
+		t.Errorf("owner's page lacks the rollout notice")
+	}
+	if _, b := e.get(owner, "/requests/"+strconv.FormatInt(ids[3], 10)); strings.Contains(b, `data-testid="rollout-notice"`) {
+		t.Errorf("the pet's page says a rollout will rebuild it")
+	}
 	// A second rollout of the same template is refused while this one runs.
 	resp, b = e.post(platform, "/platform/rollouts", url.Values{"template": {"ubuntu-2404"}, "version": {"2"}, "batchSize": {"2"}})
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(b, "under way") {
