@@ -25,7 +25,7 @@ type templateForm struct {
 	ContainerDisk, Registry, HTTP, DataSourceNamespace   string
 	DataSourceName, RootDiskGiB, SSHUser, CloudInit      string
 	Teams                                                []string
-	MaxLeaseDays                                         string
+	MaxLeaseDays, MaxAutoReplicas                        string
 	AutoApprove                                          bool
 	Sizes                                                []sizeRow
 	Note                                                 string
@@ -49,7 +49,7 @@ func formOfSpec(sp store.TemplateSpec) templateForm {
 		Name: sp.Name, DisplayName: sp.DisplayName, Description: sp.Description, OSFamily: sp.OSFamily, Logo: sp.Logo,
 		Tags: strings.Join(sp.Tags, ", "), ContainerDisk: sp.Image.ContainerDisk, Registry: sp.Image.Registry, HTTP: sp.Image.HTTP,
 		SSHUser: sp.SSHUser, CloudInit: sp.CloudInit, Teams: slices.Clone(sp.Teams), AutoApprove: sp.AutoApprove,
-		MaxLeaseDays: numText(sp.MaxLeaseDays), RootDiskGiB: numText(sp.RootDiskGiB),
+		MaxLeaseDays: numText(sp.MaxLeaseDays), RootDiskGiB: numText(sp.RootDiskGiB), MaxAutoReplicas: numText(sp.MaxAutoReplicas),
 	}
 	if ds := sp.Image.DataSource; ds != nil {
 		f.DataSourceNamespace, f.DataSourceName = ds.Namespace, ds.Name
@@ -78,7 +78,7 @@ func formOfRequest(r *http.Request) templateForm {
 		Logo: v("logo"), Tags: v("tags"), ContainerDisk: v("image.containerDisk"), Registry: v("image.registry"),
 		HTTP: v("image.http"), DataSourceNamespace: v("image.dataSource.namespace"), DataSourceName: v("image.dataSource.name"),
 		RootDiskGiB: v("rootDiskGiB"), SSHUser: v("sshUser"), CloudInit: strings.ReplaceAll(p.Get("cloudInit"), "\r\n", "\n"),
-		MaxLeaseDays: v("maxLeaseDays"), AutoApprove: p.Get("autoApprove") != "", Note: v("note"), PreviewSize: v("previewSize"),
+		MaxLeaseDays: v("maxLeaseDays"), MaxAutoReplicas: v("maxAutoReplicas"), AutoApprove: p.Get("autoApprove") != "", Note: v("note"), PreviewSize: v("previewSize"),
 	}
 	f.Base, _ = strconv.Atoi(p.Get("base"))
 	for _, t := range p["teams"] {
@@ -121,6 +121,7 @@ func (f templateForm) spec() (store.TemplateSpec, *store.ValidationError) {
 		Image:   store.ImageSource{ContainerDisk: f.ContainerDisk, Registry: f.Registry, HTTP: f.HTTP},
 		SSHUser: f.SSHUser, CloudInit: f.CloudInit, Teams: f.Teams, AutoApprove: f.AutoApprove,
 		RootDiskGiB: num("rootDiskGiB", f.RootDiskGiB), MaxLeaseDays: num("maxLeaseDays", f.MaxLeaseDays),
+		MaxAutoReplicas: num("maxAutoReplicas", f.MaxAutoReplicas),
 	}
 	if sp.CloudInit != "" && !strings.HasSuffix(sp.CloudInit, "\n") {
 		sp.CloudInit += "\n"

@@ -166,3 +166,27 @@ func TestAPIPoolSubmitAndScale(t *testing.T) {
 		t.Errorf("teammate scaling: %d", resp.StatusCode)
 	}
 }
+
+// TestTemplateFormSetsTheLargestAutoApprovedPool: the platform team sets
+// how large a pool policy approves on its own; out of range is named at
+// the field, and the edit form shows what is set.
+func TestTemplateFormSetsTheLargestAutoApprovedPool(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	c := e.browser("platform")
+	f := templateForm()
+	f.Set("maxAutoReplicas", "101")
+	if resp, b := e.post(c, "/platform/templates", f); resp.StatusCode != 422 || !strings.Contains(b, `data-testid="error-maxAutoReplicas"`) {
+		t.Fatalf("101: %d", resp.StatusCode)
+	}
+	f.Set("maxAutoReplicas", "6")
+	if resp, _ := e.post(c, "/platform/templates", f); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create: %d", resp.StatusCode)
+	}
+	tpl, err := e.st.TemplateByName(context.Background(), "tiny")
+	if err != nil || tpl.Spec.MaxAutoReplicas != 6 {
+		t.Fatalf("spec: %+v %v", tpl.Spec, err)
+	}
+	if _, b := e.get(c, "/platform/templates/tiny/edit"); !strings.Contains(b, `name="maxAutoReplicas" min="1" max="100" value="6"`) {
+		t.Error("the edit form does not show the largest auto-approved pool")
+	}
+}
