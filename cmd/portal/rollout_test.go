@@ -76,6 +76,7 @@ func waitRollout(t *testing.T, base, tok string, id int64, limit time.Duration, 
 // fixed, is killed again mid-rollout, and a third finishes it. Every VM
 // ends on the new version, running, exactly one per request.
 func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
+	t.Parallel()
 	env := testCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -119,8 +120,12 @@ func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 		return vm.Name == broken.Load().(string) && vm.Labels[provision.LabelTemplateVersion] == "2"
 	}
 	go sim.Run(ctx)
+	// After the portals stop (cleanups run last first): the test API server
+	// has no garbage collector.
+	t.Cleanup(func() { (&clusterFixture{ns: ns, admin: admin}).deleteVMs(t) })
+	watch := "PADDOCK_WATCH_NAMESPACE=" + ns
 
-	p := startServe(t, dbURL, kcPath)
+	p := startServe(t, dbURL, kcPath, watch)
 	dev := token(t, dbURL, "developer")
 	plat := token(t, dbURL, "platform")
 	const n = 10
@@ -186,7 +191,7 @@ func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 	broken.Store("")
-	p2 := startServe(t, dbURL, kcPath)
+	p2 := startServe(t, dbURL, kcPath, watch)
 	if status, b := call(t, p2.base, plat, "POST", fmt.Sprintf("/api/v1/rollouts/%d/resume", ro.ID), ""); status != 200 {
 		t.Fatalf("resume: %d %s", status, b)
 	}
@@ -194,7 +199,7 @@ func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 	waitRollout(t, p2.base, plat, ro.ID, 3*time.Minute, "in batch 3", func(r apiRollout) bool { return r.CurrentBatch >= 3 || r.State != "running" })
 	_ = p2.cmd.Process.Signal(syscall.SIGKILL)
 	<-p2.done
-	p3 := startServe(t, dbURL, kcPath)
+	p3 := startServe(t, dbURL, kcPath, watch)
 	ro = waitRollout(t, p3.base, plat, ro.ID, 3*time.Minute, "completed", func(r apiRollout) bool { return r.State != "running" })
 	if ro.State != "completed" || ro.Counts["done"] != n {
 		t.Fatalf("rollout ended %s with %v: %q", ro.State, ro.Counts, ro.Reason)

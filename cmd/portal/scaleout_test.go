@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -152,18 +153,38 @@ func newClusterFixture(t *testing.T, prefix string) *clusterFixture {
 	if _, err := f.pool.Exec(ctx, `DELETE FROM team_quotas`); err != nil {
 		t.Fatal(err)
 	}
-	// virt-controller's stand-in, as an administrator; it stops before the
-	// pool closes.
 	f.admin, err = provision.NewKubernetesCluster(env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Cleanups run last first: the portals stop, then the stand-in, then
+	// the VMs go, then the pool closes.
+	t.Cleanup(func() { f.deleteVMs(t) })
+	// virt-controller's stand-in, as an administrator.
 	simCtx, stopSim := context.WithCancel(ctx)
-	t.Cleanup(stopSim)
+	simDone := make(chan struct{})
+	t.Cleanup(func() { stopSim(); <-simDone })
 	sim := provision.NewSimulator(f.admin, st, slog.New(slog.DiscardHandler), 0)
 	sim.Namespace = ns
-	go sim.Run(simCtx)
+	go func() { sim.Run(simCtx); close(simDone) }()
 	return f
+}
+
+// deleteVMs removes the namespace's VirtualMachines, their instances and
+// disks: the test API server has no garbage collector, and a portal of
+// another test that watches every namespace would take them, labelled with
+// request ids of another database, for its own.
+func (f *clusterFixture) deleteVMs(t *testing.T) {
+	ctx := context.Background()
+	all, opts := metav1.ListOptions{}, metav1.DeleteOptions{}
+	virt := f.admin.Virt.KubevirtV1()
+	err := errors.Join(
+		virt.VirtualMachines(f.ns).DeleteCollection(ctx, opts, all),
+		virt.VirtualMachineInstances(f.ns).DeleteCollection(ctx, opts, all),
+		f.admin.CDI.CdiV1beta1().DataVolumes(f.ns).DeleteCollection(ctx, opts, all))
+	if err != nil {
+		t.Errorf("clean up namespace %s: %v", f.ns, err)
+	}
 }
 
 // serve starts `portal serve` on the fixture, watching its namespace only

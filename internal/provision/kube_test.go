@@ -29,8 +29,9 @@ import (
 // The tests in this file run the provisioner against a real kube-apiserver
 // with KubeVirt's CRDs and admission webhooks, as a user bound only to
 // deploy/rbac.yaml. A Simulator (running as an administrator) plays
-// virt-controller. They run one at a time: each watcher and stand-in is
-// scoped to its test's namespace.
+// virt-controller. Each watcher and stand-in is scoped to its test's
+// namespace. They run one at a time, in parallel with the tests that need
+// no cluster and with TestKubeOutage, which mostly waits.
 
 var (
 	kubeOnce sync.Once
@@ -49,9 +50,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// realCluster returns the shared test cluster and holds it for the test.
+// realCluster returns the shared test cluster and holds it for the test,
+// which it marks parallel.
 func realCluster(t *testing.T) *kubetest.Env {
 	t.Helper()
+	t.Parallel()
 	env := startedCluster(t)
 	kubeMu.Lock()
 	t.Cleanup(kubeMu.Unlock)
@@ -392,7 +395,11 @@ func TestKubeOutage(t *testing.T) {
 		if err := rows.Scan(&id, &kind, &to, &c); err != nil {
 			t.Fatal(err)
 		}
-		t.Errorf("request %d: %d %s events to %s", id, c, kind, to)
+		var history []string
+		for _, e := range h.events(id) {
+			history = append(history, fmt.Sprintf("%s %s %s→%s %q", e.At.Format("15:04:05.000"), e.Kind, e.FromState, e.ToState, e.Reason))
+		}
+		t.Errorf("request %d: %d %s events to %s:\n%s", id, c, kind, to, strings.Join(history, "\n"))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -431,23 +438,35 @@ func (p *proxy) serve(ln net.Listener) {
 			if err != nil {
 				return
 			}
-			go p.pipe(c)
+			go p.pipe(ln, c)
 		}
 	}()
 }
 
-func (p *proxy) pipe(c net.Conn) {
+// pipe connects c to the target unless ln, which accepted c, was closed
+// meanwhile: no connection outlives down.
+func (p *proxy) pipe(ln net.Listener, c net.Conn) {
 	u, err := net.Dial("tcp", p.target)
 	if err != nil {
 		c.Close()
 		return
 	}
 	p.mu.Lock()
+	if p.ln != ln {
+		p.mu.Unlock()
+		c.Close()
+		u.Close()
+		return
+	}
 	p.conns[c], p.conns[u] = true, true
 	p.mu.Unlock()
 	go func() { _, _ = io.Copy(u, c); u.Close() }()
 	_, _ = io.Copy(c, u)
 	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, u)
+	p.mu.Unlock()
 }
 
 func (p *proxy) down() {

@@ -274,7 +274,12 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 		case err != nil:
 			return fmt.Errorf("confirm VM %s is gone: %w", nsName, err)
 		case got.Labels[LabelRequest] == strconv.FormatInt(key.RequestID, 10):
-			vm = got
+			// It exists: the informer will deliver it and this key comes
+			// back. Recording its status now, ahead of the cache, would let
+			// the cache move the request back when it catches up (a watch
+			// resumed after an outage replays each status the VM went
+			// through: running, then provisioning again, then running).
+			return nil
 		}
 	}
 	var vmi *virtv1.VirtualMachineInstance
