@@ -292,6 +292,17 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 	}
 	o := Observe(vm, vmi, dv)
 	o.StuckAfter = w.StuckAfter
+	var rvs []string
+	if vm != nil {
+		rvs = append(rvs, vm.ResourceVersion)
+	}
+	if vmi != nil {
+		rvs = append(rvs, vmi.ResourceVersion)
+	}
+	if dv != nil {
+		rvs = append(rvs, dv.ResourceVersion)
+	}
+	o.Version = newestVersion(rvs...)
 	w.failpoint("observe")
 	if o.State == store.StateRunning {
 		w.failpoint("observe-running")
@@ -312,4 +323,20 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 		}
 	}
 	return nil
+}
+
+// newestVersion is the highest of the resourceVersions rvs, or 0 when one
+// is not a number: the API server's are etcd revisions, increasing across
+// all objects, but a client may not assume it, so anything else turns the
+// staleness check off.
+func newestVersion(rvs ...string) int64 {
+	var newest int64
+	for _, rv := range rvs {
+		v, err := strconv.ParseInt(rv, 10, 64)
+		if err != nil {
+			return 0
+		}
+		newest = max(newest, v)
+	}
+	return newest
 }

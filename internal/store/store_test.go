@@ -373,3 +373,50 @@ func TestUnavailable(t *testing.T) {
 		t.Error("ordinary errors counted as unavailable")
 	}
 }
+
+// TestObserveIgnoresStaleObservations: an observation older (by the API
+// server's resourceVersion) than one already recorded changes nothing — a
+// lagging replica's cache cannot move a running request back; equal and
+// newer ones apply, and unknown versions (0) are not compared.
+func TestObserveIgnoresStaleObservations(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	r, err := b.submit(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.Provision(ctx, r.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+		return store.VM{Namespace: r.Namespace, Name: r.Name, UID: "u1", Manifest: "kind: VirtualMachine\n"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	observe := func(version int64, state store.State, status string) store.State {
+		t.Helper()
+		moved, err := b.st.Observe(ctx, r.ID, store.Observation{Status: status, State: state, Version: version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return moved
+	}
+	if moved := observe(200, store.StateRunning, "Running"); moved != store.StateRunning {
+		t.Fatalf("running at 200: moved %q", moved)
+	}
+	if moved := observe(150, store.StateProvisioning, "Starting"); moved != "" {
+		t.Errorf("a stale observation moved the request to %s", moved)
+	}
+	if got, _ := b.st.Request(ctx, r.ID); got.State != store.StateRunning || got.VM.Status != "Running" {
+		t.Errorf("after the stale observation: %s, VM %s", got.State, got.VM.Status)
+	}
+	if moved := observe(200, store.StateRunning, "Running"); moved != "" {
+		t.Errorf("the same observation again moved the request to %s", moved)
+	}
+	if moved := observe(0, store.StateRunning, "Running"); moved != "" {
+		t.Errorf("an observation of unknown version moved the request to %s", moved)
+	}
+	if moved := observe(260, store.StateStopped, "Stopped"); moved != store.StateStopped {
+		t.Errorf("a newer observation: moved %q", moved)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND to_state = 'running'`, r.ID); n != 1 {
+		t.Errorf("running events = %d", n)
+	}
+}

@@ -95,6 +95,11 @@ type Observation struct {
 	// StuckAfter, when set, fails a request that has been provisioning
 	// longer than this, with the VM's last status as the reason.
 	StuckAfter time.Duration
+	// Version is the newest resourceVersion among the objects observed
+	// (the API server's etcd revision), or 0 when unknown. An observation
+	// older than one recorded already is stale and changes nothing: another
+	// replica's cache, or a watch replaying history, lags behind.
+	Version int64
 	// Pool is set for an observation of a VirtualMachinePool; Members are
 	// its member VMs as seen (stored, replacing the previous list).
 	Pool    bool
@@ -128,6 +133,21 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 		}
 		if state.Terminal() {
 			return nil
+		}
+		if o.Version > 0 && !o.Gone {
+			var seen int64
+			err := tx.QueryRow(ctx, `SELECT observed_version FROM vms WHERE request_id = $1`, id).Scan(&seen)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				return fmt.Errorf("observed version of request %d: %w", id, err)
+			case o.Version < seen:
+				return nil // stale
+			case o.Version > seen:
+				if _, err := tx.Exec(ctx, `UPDATE vms SET observed_version = $2 WHERE request_id = $1`, id, o.Version); err != nil {
+					return fmt.Errorf("record observed version: %w", err)
+				}
+			}
 		}
 		changedVM := false
 		if !o.Gone {
