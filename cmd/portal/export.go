@@ -66,6 +66,12 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 	for _, f := range files {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*dir, f.Name))
 	}
-	fmt.Fprintf(stdout, "%d VirtualMachine(s) of team %s\n", len(files)-1, t.Name)
+	pools := 0
+	for _, r := range rs {
+		if r.Pool {
+			pools++
+		}
+	}
+	fmt.Fprintf(stdout, "%d VirtualMachine(s) and %d VirtualMachinePool(s) of team %s\n", len(files)-1-pools, pools, t.Name)
 	return nil
 }

@@ -63,11 +63,33 @@ func TestExportWritesAFolderOfManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A pool of two, exported as its VirtualMachinePool.
+	pr, err := st.SubmitRequest(ctx, store.NewRequest{TeamID: *dev.TeamID, Requester: dev, Template: "cirros", Size: "nano",
+		Name: "herd", Replicas: 2, SSHPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq5x1mQ4Vj0d3lSx8T5wO0x0e8fYl0m7q2i5b8l9cXo dev@example", LeaseDays: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Provision(ctx, pr.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+		tv, err := st.TemplateVersion(ctx, r.TemplateID, r.TemplateVersion)
+		if err != nil {
+			return store.VM{}, err
+		}
+		p, err := provision.RenderPool(tv.Spec, r)
+		if err != nil {
+			return store.VM{}, err
+		}
+		m, err := provision.PoolManifest(p)
+		return store.VM{Namespace: r.Namespace, Name: r.Name, UID: "u-2", Manifest: m}, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	dir := filepath.Join(t.TempDir(), "vms")
 	var out, errOut bytes.Buffer
 	env := map[string]string{"DATABASE_URL": dbURL}
 	err = run(ctx, []string{"export", "--team", r.TeamName, "--dir", dir}, func(k string) string { return env[k] }, &out, &errOut)
-	if err != nil || !strings.Contains(out.String(), "1 VirtualMachine(s) of team "+r.TeamName) {
+	if err != nil || !strings.Contains(out.String(), "1 VirtualMachine(s) and 1 VirtualMachinePool(s) of team "+r.TeamName) {
 		t.Fatalf("export: %v\n%s%s", err, out.String(), errOut.String())
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "exported.yaml"))
@@ -78,8 +100,12 @@ func TestExportWritesAFolderOfManifests(t *testing.T) {
 	if err := yaml.UnmarshalStrict(b, &vm); err != nil || vm.Name != "exported" || vm.Labels[provision.LabelRequest] == "" {
 		t.Errorf("exported.yaml: %v %+v", err, vm.ObjectMeta)
 	}
+	pb, err := os.ReadFile(filepath.Join(dir, "herd.yaml"))
+	if err != nil || !strings.Contains(string(pb), "kind: VirtualMachinePool") || !strings.Contains(string(pb), "replicas: 2") {
+		t.Errorf("herd.yaml: %v\n%s", err, pb)
+	}
 	k, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
-	if err != nil || !strings.Contains(string(k), "resources:\n  - exported.yaml\n") {
+	if err != nil || !strings.Contains(string(k), "resources:\n  - exported.yaml\n  - herd.yaml\n") {
 		t.Errorf("kustomization: %v\n%s", err, k)
 	}
 	// Usage errors.
