@@ -257,3 +257,48 @@ func TestRolloutSkipsWhatChangedAndCancels(t *testing.T) {
 		t.Errorf("rollout after cancel: %v", err)
 	}
 }
+
+// TestRolloutStepRunTwiceAtOnce: the same step run twice at the same time
+// (a job rescued while its first run still works) rebuilds each VM once:
+// the second run waits on the rollout's row and then finds itself stale.
+func TestRolloutStepRunTwiceAtOnce(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	for i := range 4 {
+		b.running(t, fmt.Sprintf("dup-%d", i), "small")
+	}
+	spec := testTemplate("ubuntu", true)
+	spec.CloudInit += "# v2\n"
+	if _, _, err := b.st.PublishTemplate(ctx, spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	platform, err := b.st.EnsureUser(ctx, "plat", "Plat", store.RolePlatform, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := b.st.StartRollout(ctx, store.NewRollout{Template: "ubuntu", BatchSize: 2}, store.UserActor(platform))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := b.st.Rollout(ctx, id)
+	results := make(chan string, 2)
+	for range 2 {
+		go func() {
+			did, err := b.st.StepRollout(ctx, id, r.Generation)
+			if err != nil {
+				did = err.Error()
+			}
+			results <- did
+		}()
+	}
+	got := []string{<-results, <-results}
+	if (got[0] == "stale") == (got[1] == "stale") {
+		t.Errorf("two runs of one step: %q", got)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE kind = 'rebuild'`); n != 2 {
+		t.Errorf("%d rebuilds, want 2 (one batch)", n)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'rollout_step' AND state = 'available'`); n != 2 {
+		t.Errorf("%d step jobs waiting, want 2 (the first, and the one the step handed over to)", n)
+	}
+}
