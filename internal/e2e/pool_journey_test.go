@@ -40,7 +40,16 @@ func TestDeveloperRequestsAndScalesAPool(t *testing.T) {
 		if err := expectPage(resp, 200, regexp.MustCompile(`^/requests/new\?template=cirros$`)); err != nil {
 			return err
 		}
+		// Changing the number refreshes the form (quota and policy for a
+		// pool): wait for that before typing, as a person would see it.
 		if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#replicas"), "2")); err != nil {
+			return err
+		}
+		if _, err := eval[bool](ctx, `document.querySelector('#replicas').dispatchEvent(new Event('change', {bubbles: true}))`); err != nil {
+			return err
+		}
+		if err := waitUntil(ctx, "the form to show the quota for a pool of 2",
+			`(document.querySelector('[data-testid=quota-VMs]')?.textContent ?? '').includes('+2') && !document.querySelector('.htmx-request')`); err != nil {
 			return err
 		}
 		_, err = submitRequest(ctx, "e2e-herd", key)
