@@ -68,7 +68,8 @@ const (
 // NotifyRolloutScheduled tells an owner that a rollout will rebuild their VM.
 const NotifyRolloutScheduled = "rollout_scheduled"
 
-// Rollout is a rollout with its VMs.
+// Rollout is a rollout, with a summary of its VMs and (from Rollout, not
+// Rollouts) the VMs themselves.
 type Rollout struct {
 	ID            int64
 	TemplateID    int64
@@ -82,7 +83,15 @@ type Rollout struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	FinishedAt    *time.Time
-	Items         []RolloutItem
+	// Counts is how many of its VMs are in each item state.
+	Counts map[string]int
+	// Total is the VMs it rebuilds or rebuilt (not those skipped at start).
+	Total int
+	// Batches is the number of batches; CurrentBatch the lowest with a VM
+	// not yet done, skipped or cancelled (0 when there is none).
+	Batches      int
+	CurrentBatch int
+	Items        []RolloutItem
 }
 
 // RolloutItem is one VM of a rollout.
@@ -102,39 +111,6 @@ type RolloutItem struct {
 	RequestState State
 	Version      int
 	VMStatus     string
-}
-
-// Batches is the number of batches of VMs to rebuild.
-func (r Rollout) Batches() int {
-	n := 0
-	for _, it := range r.Items {
-		n = max(n, it.Batch)
-	}
-	return n
-}
-
-// CurrentBatch is the lowest batch with a VM not yet done, skipped or
-// cancelled (0 when there is none).
-func (r Rollout) CurrentBatch() int {
-	cur := 0
-	for _, it := range r.Items {
-		if it.Batch > 0 && (it.State == ItemPending || it.State == ItemRebuilding || it.State == ItemFailed) &&
-			(cur == 0 || it.Batch < cur) {
-			cur = it.Batch
-		}
-	}
-	return cur
-}
-
-// Count returns how many of the rollout's VMs are in state.
-func (r Rollout) Count(state string) int {
-	n := 0
-	for _, it := range r.Items {
-		if it.State == state {
-			n++
-		}
-	}
-	return n
 }
 
 // Skipped lists the VMs the rollout leaves alone, with why.
@@ -470,12 +446,18 @@ func (s *Store) UpcomingRollout(ctx context.Context, requestID int64) (*RolloutN
 func (s *Store) rollouts(ctx context.Context, where string, args ...any) ([]Rollout, error) {
 	rows, _ := s.pool.Query(ctx, `
 		SELECT ro.id, ro.template_id, tp.name, ro.target_version, ro.batch_size, ro.state, ro.reason, ro.generation,
-		       ro.created_by_login, ro.created_at, ro.updated_at, ro.finished_at
-		FROM rollouts ro JOIN templates tp ON tp.id = ro.template_id `+where, args...)
+		       ro.created_by_login, ro.created_at, ro.updated_at, ro.finished_at,
+		       (SELECT coalesce(jsonb_object_agg(state, n), '{}') FROM
+		          (SELECT state, count(*) AS n FROM rollout_items WHERE rollout_id = ro.id GROUP BY state) c),
+		       s.total, s.batches, s.current
+		FROM rollouts ro JOIN templates tp ON tp.id = ro.template_id,
+		LATERAL (SELECT count(*) FILTER (WHERE batch > 0) AS total, coalesce(max(batch), 0) AS batches,
+		                coalesce(min(batch) FILTER (WHERE batch > 0 AND state IN ('pending', 'rebuilding', 'failed')), 0) AS current
+		         FROM rollout_items WHERE rollout_id = ro.id) s `+where, args...)
 	rs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Rollout, error) {
 		var r Rollout
 		err := row.Scan(&r.ID, &r.TemplateID, &r.TemplateName, &r.TargetVersion, &r.BatchSize, &r.State, &r.Reason,
-			&r.Generation, &r.CreatedBy, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
+			&r.Generation, &r.CreatedBy, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt, &r.Counts, &r.Total, &r.Batches, &r.CurrentBatch)
 		return r, err
 	})
 	if err != nil {

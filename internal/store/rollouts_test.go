@@ -110,8 +110,8 @@ func TestRolloutBatchesPauseOnFailureResumeAndPets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Skipped()) != 1 || r.Skipped()[0].Name != "vm-1" || !strings.Contains(r.Skipped()[0].Reason, "pet") || r.Batches() != 2 {
-		t.Fatalf("skipped %+v, batches %d", r.Skipped(), r.Batches())
+	if len(r.Skipped()) != 1 || r.Skipped()[0].Name != "vm-1" || !strings.Contains(r.Skipped()[0].Reason, "pet") || r.Batches != 2 {
+		t.Fatalf("skipped %+v, batches %d", r.Skipped(), r.Batches)
 	}
 
 	// Batch 1: vm-0, vm-2, vm-3.

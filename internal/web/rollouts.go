@@ -79,12 +79,8 @@ func (s *Server) platformRollouts(w http.ResponseWriter, r *http.Request) error 
 	}
 	v := rolloutsView{Base: s.viewBase(r, "Rollouts")}
 	for _, ro := range rs {
-		full, err := s.store.Rollout(r.Context(), ro.ID)
-		if err != nil {
-			return err
-		}
 		v.Rollouts = append(v.Rollouts, rolloutRow{ID: ro.ID, Template: ro.TemplateName, Version: ro.TargetVersion,
-			State: ro.State, Progress: progressOf(full), By: ro.CreatedBy, Started: fmtTime(ro.CreatedAt)})
+			State: ro.State, Progress: progressOf(ro), By: ro.CreatedBy, Started: fmtTime(ro.CreatedAt)})
 	}
 	ts, err := s.store.Templates(r.Context())
 	if err != nil {
@@ -97,14 +93,8 @@ func (s *Server) platformRollouts(w http.ResponseWriter, r *http.Request) error 
 }
 
 func progressOf(r store.Rollout) string {
-	total := 0
-	for _, it := range r.Items {
-		if it.Batch > 0 {
-			total++
-		}
-	}
-	s := fmt.Sprintf("%d of %d rebuilt", r.Count(store.ItemDone), total)
-	if n := len(r.Skipped()); n > 0 {
+	s := fmt.Sprintf("%d of %d rebuilt", r.Counts[store.ItemDone], r.Total)
+	if n := r.Counts[store.ItemSkipped]; n > 0 {
 		s += fmt.Sprintf(", %d skipped", n)
 	}
 	return s
@@ -204,7 +194,7 @@ func (s *Server) rolloutViewOf(r *http.Request) (rolloutView, error) {
 	v := rolloutView{Base: s.viewBase(r, fmt.Sprintf("Rollout #%d", ro.ID)), R: ro, Skipped: ro.Skipped(),
 		CanPause: ro.State == store.RolloutRunning, CanResume: ro.State == store.RolloutPaused, CanCancel: ro.State.Active()}
 	byBatch := map[int]*rolloutBatch{}
-	cur := ro.CurrentBatch()
+	cur := ro.CurrentBatch
 	for _, it := range ro.Items {
 		if it.Batch == 0 {
 			continue
@@ -216,7 +206,7 @@ func (s *Server) rolloutViewOf(r *http.Request) (rolloutView, error) {
 		}
 		b.Items = append(b.Items, it)
 	}
-	for n := 1; n <= ro.Batches(); n++ {
+	for n := 1; n <= ro.Batches; n++ {
 		b := byBatch[n]
 		if b == nil {
 			continue
@@ -244,9 +234,9 @@ func rolloutSummary(ro store.Rollout, cur int) string {
 	p := progressOf(ro)
 	switch ro.State {
 	case store.RolloutRunning:
-		return fmt.Sprintf("Running: batch %d of %d; %s.", cur, ro.Batches(), p)
+		return fmt.Sprintf("Running: batch %d of %d; %s.", cur, ro.Batches, p)
 	case store.RolloutPaused:
-		return fmt.Sprintf("Paused at batch %d of %d; %s.", cur, ro.Batches(), p)
+		return fmt.Sprintf("Paused at batch %d of %d; %s.", cur, ro.Batches, p)
 	case store.RolloutCancelled:
 		return "Cancelled; " + p + "."
 	}
@@ -335,10 +325,9 @@ type apiRolloutVM struct {
 
 func toAPIRollout(ro store.Rollout) apiRollout {
 	a := apiRollout{ID: ro.ID, Template: ro.TemplateName, TargetVersion: ro.TargetVersion, BatchSize: ro.BatchSize,
-		State: string(ro.State), Reason: ro.Reason, CurrentBatch: ro.CurrentBatch(), Batches: ro.Batches(),
-		CreatedBy: ro.CreatedBy, CreatedAt: ro.CreatedAt, FinishedAt: ro.FinishedAt, Counts: map[string]int{}}
+		State: string(ro.State), Reason: ro.Reason, CurrentBatch: ro.CurrentBatch, Batches: ro.Batches,
+		CreatedBy: ro.CreatedBy, CreatedAt: ro.CreatedAt, FinishedAt: ro.FinishedAt, Counts: ro.Counts}
 	for _, it := range ro.Items {
-		a.Counts[it.State]++
 		a.VMs = append(a.VMs, apiRolloutVM{RequestID: it.RequestID, Name: it.Name, Owner: it.Owner, Team: it.Team,
 			Batch: it.Batch, FromVersion: it.FromVersion, State: it.State, Reason: it.Reason,
 			RequestState: string(it.RequestState), Version: it.Version})
@@ -354,13 +343,7 @@ func (s *Server) apiRollouts(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := []apiRollout{}
 	for _, ro := range rs {
-		full, err := s.store.Rollout(r.Context(), ro.ID)
-		if err != nil {
-			return err
-		}
-		a := toAPIRollout(full)
-		a.VMs = nil
-		out = append(out, a)
+		out = append(out, toAPIRollout(ro))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
