@@ -199,10 +199,15 @@ func (c *Cluster) DeleteVM(ctx context.Context, ns, name, requestID string) erro
 			return fmt.Errorf("delete VirtualMachine %s/%s: %w", ns, name, err)
 		}
 	}
-	// DataVolumes are owned by the VM, but say so explicitly rather than rely
-	// on the garbage collector, which may be slow or (in tests) absent.
+	return c.deleteDataVolumes(ctx, ns, name, requestID)
+}
+
+// deleteDataVolumes deletes the DataVolumes made for a request. They are
+// owned by its VM (or pool members), but say so explicitly rather than rely
+// on the garbage collector, which may be slow or (in tests) absent.
+func (c *Cluster) deleteDataVolumes(ctx context.Context, ns, name, requestID string) error {
 	sel := LabelRequest + "=" + requestID
-	err = c.CDI.CdiV1beta1().DataVolumes(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel})
+	err := c.CDI.CdiV1beta1().DataVolumes(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete DataVolumes of %s/%s: %w", ns, name, err)
 	}

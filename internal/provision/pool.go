@@ -225,12 +225,7 @@ func (c *Cluster) DeletePool(ctx context.Context, ns, name, requestID string) er
 			return fmt.Errorf("delete VirtualMachinePool %s/%s: %w", ns, name, err)
 		}
 	}
-	sel := LabelRequest + "=" + requestID
-	err = c.CDI.CdiV1beta1().DataVolumes(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete DataVolumes of %s/%s: %w", ns, name, err)
-	}
-	return nil
+	return c.deleteDataVolumes(ctx, ns, name, requestID)
 }
 
 // removePoolForRebuild deletes the request's old pool (the one with oldUID,

@@ -307,22 +307,38 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 	if o.State == store.StateRunning {
 		w.failpoint("observe-running")
 	}
+	moved, err := w.record(ctx, key, o)
+	if err != nil {
+		return err
+	}
+	if moved == store.StateRunning && vm != nil {
+		w.Metrics.running(vm.CreationTimestamp.Time)
+	}
+	return nil
+}
+
+// record stores an observation of key's VM or pool, looks again once the
+// stuck deadline has passed while it provisions (in case nothing else
+// changes), and logs and counts a state change. It returns the state the
+// request moved to, or "".
+func (w *Watcher) record(ctx context.Context, key vmKey, o store.Observation) (store.State, error) {
 	moved, err := w.store.Observe(ctx, key.RequestID, o)
 	if err != nil {
-		return fmt.Errorf("record observation: %w", err)
+		return "", fmt.Errorf("record observation: %w", err)
 	}
 	if o.State == store.StateProvisioning && moved != store.StateFailed && w.StuckAfter > 0 {
-		// Look again once the deadline has passed, in case nothing else changes.
 		w.queue.AddAfter(key, w.StuckAfter+time.Second)
 	}
 	if moved != "" {
-		w.Metrics.stateChanged()
-		w.log.Info("request state changed", "request_id", key.RequestID, "vm", nsName, "state", moved, "vm_status", o.Status)
-		if moved == store.StateRunning && vm != nil {
-			w.Metrics.running(vm.CreationTimestamp.Time)
+		kind := "vm"
+		if key.Pool {
+			kind = "pool"
 		}
+		w.Metrics.stateChanged()
+		w.log.Info("request state changed", "request_id", key.RequestID, kind, key.Namespace+"/"+key.Name,
+			"state", moved, kind+"_status", o.Status)
 	}
-	return nil
+	return moved, nil
 }
 
 // newestVersion is the highest of the resourceVersions rvs, or 0 when one

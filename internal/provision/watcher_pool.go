@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,8 +14,6 @@ import (
 	virtv1 "kubevirt.io/api/core/v1"
 	poolv1 "kubevirt.io/api/pool/v1beta1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
-
-	"paddock/internal/store"
 )
 
 // poolIndex indexes VMs and instances by "<namespace>/<pool>" of LabelPool.
@@ -106,16 +103,6 @@ func (w *Watcher) reconcilePool(ctx context.Context, key vmKey) error {
 	o := ObservePool(p, members, vmi, dv)
 	o.StuckAfter = w.StuckAfter
 	w.failpoint("observe")
-	moved, err := w.store.Observe(ctx, key.RequestID, o)
-	if err != nil {
-		return fmt.Errorf("record observation: %w", err)
-	}
-	if o.State == store.StateProvisioning && moved != store.StateFailed && w.StuckAfter > 0 {
-		w.queue.AddAfter(key, w.StuckAfter+time.Second)
-	}
-	if moved != "" {
-		w.Metrics.stateChanged()
-		w.log.Info("request state changed", "request_id", key.RequestID, "pool", nsName, "state", moved, "pool_status", o.Status)
-	}
-	return nil
+	_, err = w.record(ctx, key, o)
+	return err
 }
