@@ -77,146 +77,137 @@ func (s *Store) RequestRebuild(ctx context.Context, id int64, version int, actor
 // rebuildTx is RequestRebuild inside tx; via, when set, says what asked for
 // the rebuild (a rollout) in the request's event.
 func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, version int, actor Actor, via string) (Rebuild, error) {
-	var out Rebuild
-	err := func() error {
-		// Lock order as every writer: team, then request.
-		var teamID int64
-		err := tx.QueryRow(ctx, `SELECT team_id FROM requests WHERE id = $1`, id).Scan(&teamID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
+	// Lock order as every writer: team, then request.
+	t, err := lockTeamOfRequest(ctx, tx, id)
+	if err != nil {
+		return Rebuild{}, err
+	}
+	team, teamID := t.Name, t.ID
+	var (
+		state                      State
+		desired, size, owner, name string
+		requesterID, tplID         int64
+		oldVersion, vcpu, mem      int
+		pet                        bool
+		replicas                   int
+	)
+	err = tx.QueryRow(ctx, `
+		SELECT r.state, r.desired, r.size, u.login, r.name, r.requester_id, r.template_id, r.template_version,
+		       r.vcpu, r.memory_mib, r.pet, r.replicas
+		FROM requests r JOIN users u ON u.id = r.requester_id WHERE r.id = $1 FOR UPDATE OF r`, id).
+		Scan(&state, &desired, &size, &owner, &name, &requesterID, &tplID, &oldVersion, &vcpu, &mem, &pet, &replicas)
+	if err != nil {
+		return Rebuild{}, fmt.Errorf("lock request %d: %w", id, err)
+	}
+	if pet && (actor.UserID == nil || *actor.UserID != requesterID) {
+		return Rebuild{}, fmt.Errorf("%w: %s is a pet; only its owner, %s, may rebuild it", ErrConflict, name, owner)
+	}
+	if !RebuildAllowed(state) || desired == "deleted" {
+		what := state.Label()
+		if state == StateApproved {
+			what = "being provisioned or rebuilt already"
+		} else if desired == "deleted" {
+			what = "being deleted"
 		}
+		return Rebuild{}, fmt.Errorf("%w: cannot rebuild a VM that is %s", ErrConflict, what)
+	}
+	var tplName string
+	var current int
+	var retired bool
+	err = tx.QueryRow(ctx, `SELECT name, current_version, retired_at IS NOT NULL FROM templates WHERE id = $1`, tplID).
+		Scan(&tplName, &current, &retired)
+	if err != nil {
+		return Rebuild{}, fmt.Errorf("load template %d: %w", tplID, err)
+	}
+	v := &ValidationError{}
+	if retired {
+		v.Add("version", "template %s is retired; it builds no more VMs", tplName)
+		return Rebuild{}, v
+	}
+	if version == 0 {
+		version = current
+	}
+	if version < 0 || version > current {
+		v.Add("version", "template %s has no version %d (the latest is v%d)", tplName, version, current)
+		return Rebuild{}, v
+	}
+	newSpec, err := specTx(ctx, tx, tplID, version)
+	if err != nil {
+		return Rebuild{}, err
+	}
+	oldSpec, err := specTx(ctx, tx, tplID, oldVersion)
+	if err != nil {
+		return Rebuild{}, err
+	}
+	if !newSpec.AllowsTeam(team) {
+		v.Add("version", "template %s v%d is not offered to team %s", tplName, version, team)
+		return Rebuild{}, v
+	}
+	sz, ok := newSpec.Size(size)
+	if !ok {
+		names := make([]string, len(newSpec.Sizes))
+		for i, s := range newSpec.Sizes {
+			names[i] = s.Name
+		}
+		v.Add("size", "template %s v%d has no size %q (it offers %s); this VM cannot be rebuilt from it",
+			tplName, version, size, strings.Join(names, ", "))
+		return Rebuild{}, v
+	}
+	// The quota counts this VM already: check the team's use without it
+	// plus the new size, and refuse only what the rebuild makes grow.
+	// A pool is rebuilt whole: its replicas VMs count on both sides.
+	old := Usage{VCPU: vcpu, MemoryMiB: mem, VMs: 1, DiskGiB: oldSpec.RootDiskGiB}.Times(replicas)
+	add := UsageOf(newSpec, sz).Times(replicas)
+	q, err := teamQuota(ctx, tx, teamID)
+	if err != nil {
+		return Rebuild{}, err
+	}
+	if q.Limited() {
+		used, err := teamUsage(ctx, tx, teamID)
 		if err != nil {
-			return fmt.Errorf("load request %d: %w", id, err)
+			return Rebuild{}, err
 		}
-		var team string
-		if err := tx.QueryRow(ctx, `SELECT name FROM teams WHERE id = $1 FOR UPDATE`, teamID).Scan(&team); err != nil {
-			return fmt.Errorf("lock team: %w", err)
-		}
-		var (
-			state                      State
-			desired, size, owner, name string
-			requesterID, tplID         int64
-			oldVersion, vcpu, mem      int
-			pet                        bool
-			replicas                   int
-		)
-		err = tx.QueryRow(ctx, `
-			SELECT r.state, r.desired, r.size, u.login, r.name, r.requester_id, r.template_id, r.template_version,
-			       r.vcpu, r.memory_mib, r.pet, r.replicas
-			FROM requests r JOIN users u ON u.id = r.requester_id WHERE r.id = $1 FOR UPDATE OF r`, id).
-			Scan(&state, &desired, &size, &owner, &name, &requesterID, &tplID, &oldVersion, &vcpu, &mem, &pet, &replicas)
-		if err != nil {
-			return fmt.Errorf("lock request %d: %w", id, err)
-		}
-		if pet && (actor.UserID == nil || *actor.UserID != requesterID) {
-			return fmt.Errorf("%w: %s is a pet; only its owner, %s, may rebuild it", ErrConflict, name, owner)
-		}
-		if !RebuildAllowed(state) || desired == "deleted" {
-			what := state.Label()
-			if state == StateApproved {
-				what = "being provisioned or rebuilt already"
-			} else if desired == "deleted" {
-				what = "being deleted"
-			}
-			return fmt.Errorf("%w: cannot rebuild a VM that is %s", ErrConflict, what)
-		}
-		var tplName string
-		var current int
-		var retired bool
-		err = tx.QueryRow(ctx, `SELECT name, current_version, retired_at IS NOT NULL FROM templates WHERE id = $1`, tplID).
-			Scan(&tplName, &current, &retired)
-		if err != nil {
-			return fmt.Errorf("load template %d: %w", tplID, err)
-		}
-		v := &ValidationError{}
-		if retired {
-			v.Add("version", "template %s is retired; it builds no more VMs", tplName)
-			return v
-		}
-		if version == 0 {
-			version = current
-		}
-		if version < 0 || version > current {
-			v.Add("version", "template %s has no version %d (the latest is v%d)", tplName, version, current)
-			return v
-		}
-		newSpec, err := specTx(ctx, tx, tplID, version)
-		if err != nil {
-			return err
-		}
-		oldSpec, err := specTx(ctx, tx, tplID, oldVersion)
-		if err != nil {
-			return err
-		}
-		if !newSpec.AllowsTeam(team) {
-			v.Add("version", "template %s v%d is not offered to team %s", tplName, version, team)
-			return v
-		}
-		sz, ok := newSpec.Size(size)
-		if !ok {
-			names := make([]string, len(newSpec.Sizes))
-			for i, s := range newSpec.Sizes {
-				names[i] = s.Name
-			}
-			v.Add("size", "template %s v%d has no size %q (it offers %s); this VM cannot be rebuilt from it",
-				tplName, version, size, strings.Join(names, ", "))
-			return v
-		}
-		// The quota counts this VM already: check the team's use without it
-		// plus the new size, and refuse only what the rebuild makes grow.
-		// A pool is rebuilt whole: its replicas VMs count on both sides.
-		old := Usage{VCPU: vcpu, MemoryMiB: mem, VMs: 1, DiskGiB: oldSpec.RootDiskGiB}.Times(replicas)
-		add := UsageOf(newSpec, sz).Times(replicas)
-		q, err := teamQuota(ctx, tx, teamID)
-		if err != nil {
-			return err
-		}
-		if q.Limited() {
-			used, err := teamUsage(ctx, tx, teamID)
-			if err != nil {
-				return err
-			}
-			without := Usage{VCPU: used.VCPU - old.VCPU, MemoryMiB: used.MemoryMiB - old.MemoryMiB,
-				VMs: used.VMs - old.VMs, DiskGiB: used.DiskGiB - old.DiskGiB}
-			grows := map[string]bool{"vCPU": add.VCPU > old.VCPU, "memory": add.MemoryMiB > old.MemoryMiB,
-				"VMs": false, "disk": add.DiskGiB > old.DiskGiB}
-			var blockers []string
-			for _, l := range q.Lines(without, add) {
-				if l.Over() && grows[l.Resource] {
-					blockers = append(blockers, l.Blocker())
-				}
-			}
-			if len(blockers) > 0 {
-				v.Add("quota", "%s", QuotaMessage(team, blockers))
-				return v
+		without := Usage{VCPU: used.VCPU - old.VCPU, MemoryMiB: used.MemoryMiB - old.MemoryMiB,
+			VMs: used.VMs - old.VMs, DiskGiB: used.DiskGiB - old.DiskGiB}
+		grows := map[string]bool{"vCPU": add.VCPU > old.VCPU, "memory": add.MemoryMiB > old.MemoryMiB,
+			"VMs": false, "disk": add.DiskGiB > old.DiskGiB}
+		var blockers []string
+		for _, l := range q.Lines(without, add) {
+			if l.Over() && grows[l.Resource] {
+				blockers = append(blockers, l.Blocker())
 			}
 		}
-		cpu, memMiB := sz.Resources()
-		if _, err := tx.Exec(ctx, `UPDATE requests SET template_version = $2, size = $3, vcpu = $4, memory_mib = $5,
-			desired = 'running', updated_at = now() WHERE id = $1`, id, version, sz.Name, cpu, memMiB); err != nil {
-			return fmt.Errorf("pin request %d to v%d: %w", id, version, err)
+		if len(blockers) > 0 {
+			v.Add("quota", "%s", QuotaMessage(team, blockers))
+			return Rebuild{}, v
 		}
-		reason := fmt.Sprintf("rebuilding from %s v%d", tplName, version)
-		if version != oldVersion {
-			reason += fmt.Sprintf(" (was v%d)", oldVersion)
-		}
-		if newSpec.Image.Ephemeral() {
-			reason += "; the disk starts fresh"
-		}
-		if via != "" {
-			reason += " (" + via + ")"
-		}
-		if _, err := transition(ctx, tx, id, StateApproved, actor, "rebuild", reason, rebuildStates...); err != nil {
-			return err
-		}
-		if err := s.Audit(ctx, tx, actor, AuditVMRebuild, RequestTarget(id), map[string]any{
-			"template": tplName, "from": oldVersion, "to": version, "size": sz.Name, "state": string(state)}); err != nil {
-			return err
-		}
-		out = Rebuild{FromVersion: oldVersion, ToVersion: version, Size: sz.Name}
-		return s.enqueue(ctx, tx, RebuildJob{RequestID: id, Version: version})
-	}()
-	return out, err
+	}
+	cpu, memMiB := sz.Resources()
+	if _, err := tx.Exec(ctx, `UPDATE requests SET template_version = $2, size = $3, vcpu = $4, memory_mib = $5,
+		desired = 'running', updated_at = now() WHERE id = $1`, id, version, sz.Name, cpu, memMiB); err != nil {
+		return Rebuild{}, fmt.Errorf("pin request %d to v%d: %w", id, version, err)
+	}
+	reason := fmt.Sprintf("rebuilding from %s v%d", tplName, version)
+	if version != oldVersion {
+		reason += fmt.Sprintf(" (was v%d)", oldVersion)
+	}
+	if newSpec.Image.Ephemeral() {
+		reason += "; the disk starts fresh"
+	}
+	if via != "" {
+		reason += " (" + via + ")"
+	}
+	if _, err := transition(ctx, tx, id, StateApproved, actor, "rebuild", reason, rebuildStates...); err != nil {
+		return Rebuild{}, err
+	}
+	if err := s.Audit(ctx, tx, actor, AuditVMRebuild, RequestTarget(id), map[string]any{
+		"template": tplName, "from": oldVersion, "to": version, "size": sz.Name, "state": string(state)}); err != nil {
+		return Rebuild{}, err
+	}
+	if err := s.enqueue(ctx, tx, RebuildJob{RequestID: id, Version: version}); err != nil {
+		return Rebuild{}, err
+	}
+	return Rebuild{FromVersion: oldVersion, ToVersion: version, Size: sz.Name}, nil
 }
 
 // SetPet marks a request's VM as a pet (only its owner may rebuild it) or as

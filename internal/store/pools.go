@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -176,19 +175,9 @@ func (s *Store) spec(ctx context.Context, templateID int64, version int) (Templa
 func (s *Store) ScalePool(ctx context.Context, id int64, replicas int, actor Actor) (Scale, error) {
 	var out Scale
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var teamID int64
-		err := tx.QueryRow(ctx, `SELECT team_id FROM requests WHERE id = $1`, id).Scan(&teamID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
-		}
+		team, err := lockTeamOfRequest(ctx, tx, id)
 		if err != nil {
-			return fmt.Errorf("load request %d: %w", id, err)
-		}
-		var team Team
-		err = tx.QueryRow(ctx, `SELECT id, name, namespace, created_at FROM teams WHERE id = $1 FOR UPDATE`, teamID).
-			Scan(&team.ID, &team.Name, &team.Namespace, &team.CreatedAt)
-		if err != nil {
-			return fmt.Errorf("lock team: %w", err)
+			return err
 		}
 		var (
 			state               State
@@ -241,7 +230,7 @@ func (s *Store) ScalePool(ctx context.Context, id int64, replicas int, actor Act
 			return fmt.Errorf("template version %d/%d has no size %q", tplID, tplVersion, size)
 		}
 		add := Usage{VCPU: vcpu, MemoryMiB: mem, VMs: 1, DiskGiB: spec.RootDiskGiB}.Times(replicas - current)
-		quota, blockers, err := quotaCheck(ctx, tx, teamID, add)
+		quota, blockers, err := quotaCheck(ctx, tx, team.ID, add)
 		if err != nil {
 			return err
 		}
@@ -249,7 +238,7 @@ func (s *Store) ScalePool(ctx context.Context, id int64, replicas int, actor Act
 			v.Add("replicas", "%s", QuotaMessage(team.Name, blockers))
 			return v
 		}
-		rule, err := ruleFor(ctx, tx, teamID, tplID)
+		rule, err := ruleFor(ctx, tx, team.ID, tplID)
 		if err != nil {
 			return err
 		}

@@ -52,3 +52,19 @@ func (s *Store) Teams(ctx context.Context) ([]Team, error) {
 	}
 	return ts, nil
 }
+
+// lockTeamOfRequest locks the team of request id (FOR UPDATE) and returns
+// it: every writer that may change a team's usage takes the team, then the
+// request, in that order. A missing request is ErrNotFound.
+func lockTeamOfRequest(ctx context.Context, tx pgx.Tx, id int64) (Team, error) {
+	var t Team
+	err := tx.QueryRow(ctx, `SELECT t.id, t.name, t.namespace, t.created_at FROM requests r JOIN teams t ON t.id = r.team_id
+		WHERE r.id = $1 FOR UPDATE OF t`, id).Scan(&t.ID, &t.Name, &t.Namespace, &t.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return t, ErrNotFound
+	}
+	if err != nil {
+		return t, fmt.Errorf("lock the team of request %d: %w", id, err)
+	}
+	return t, nil
+}
