@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -18,7 +15,6 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
-	"paddock/internal/testdb"
 )
 
 type apiRollout struct {
@@ -77,55 +73,19 @@ func waitRollout(t *testing.T, base, tok string, id int64, limit time.Duration, 
 // ends on the new version, running, exactly one per request.
 func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 	t.Parallel()
-	env := testCluster(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ns, err := env.CreateNamespace(ctx, "rollout")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := env.Kubeconfig(provisionerUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcPath := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kcPath, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dbURL := testdb.NewURL(t)
-	pool, err := openDB(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	st := store.New(pool)
-	if err := seed(ctx, st, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `UPDATE teams SET namespace = $1 WHERE name = 'payments'`, ns); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = pool.Exec(ctx, `DELETE FROM team_quotas`)
-
-	admin, err := provision.NewKubernetesCluster(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := provision.NewSimulator(admin, st, slog.New(slog.DiscardHandler), 0)
-	sim.Namespace = ns
+	ctx := context.Background()
 	// The injected failure: the fifth VM, rebuilt on v2, cannot pull its image.
 	var broken atomic.Value
 	broken.Store("ro-04")
-	sim.Broken = func(vm *virtv1.VirtualMachine) bool {
-		return vm.Name == broken.Load().(string) && vm.Labels[provision.LabelTemplateVersion] == "2"
-	}
-	go sim.Run(ctx)
-	// After the portals stop (cleanups run last first): the test API server
-	// has no garbage collector.
-	t.Cleanup(func() { (&clusterFixture{ns: ns, admin: admin}).deleteVMs(t) })
-	watch := "PADDOCK_WATCH_NAMESPACE=" + ns
+	f := newClusterFixture(t, "rollout", func(sim *provision.Simulator) {
+		sim.Broken = func(vm *virtv1.VirtualMachine) bool {
+			return vm.Name == broken.Load().(string) && vm.Labels[provision.LabelTemplateVersion] == "2"
+		}
+	})
+	ns, admin, pool, dbURL := f.ns, f.admin, f.pool, f.dbURL
+	st := store.New(pool)
 
-	p := startServe(t, dbURL, kcPath, watch)
+	p := f.serve(t)
 	dev := token(t, dbURL, "developer")
 	plat := token(t, dbURL, "platform")
 	const n = 10
@@ -191,7 +151,7 @@ func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 	broken.Store("")
-	p2 := startServe(t, dbURL, kcPath, watch)
+	p2 := f.serve(t)
 	if status, b := call(t, p2.base, plat, "POST", fmt.Sprintf("/api/v1/rollouts/%d/resume", ro.ID), ""); status != 200 {
 		t.Fatalf("resume: %d %s", status, b)
 	}
@@ -199,7 +159,7 @@ func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 	waitRollout(t, p2.base, plat, ro.ID, 3*time.Minute, "in batch 3", func(r apiRollout) bool { return r.CurrentBatch >= 3 || r.State != "running" })
 	_ = p2.cmd.Process.Signal(syscall.SIGKILL)
 	<-p2.done
-	p3 := startServe(t, dbURL, kcPath, watch)
+	p3 := f.serve(t)
 	ro = waitRollout(t, p3.base, plat, ro.ID, 3*time.Minute, "completed", func(r apiRollout) bool { return r.State != "running" })
 	if ro.State != "completed" || ro.Counts["done"] != n {
 		t.Fatalf("rollout ended %s with %v: %q", ro.State, ro.Counts, ro.Reason)

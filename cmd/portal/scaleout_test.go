@@ -122,7 +122,11 @@ type clusterFixture struct {
 	admin  *provision.Cluster
 }
 
-func newClusterFixture(t *testing.T, prefix string) *clusterFixture {
+// newClusterFixture makes a namespace on the test cluster, a seeded
+// database whose team payments uses it, and KubeVirt's stand-in for it;
+// tune, when given, adjusts the stand-in before it starts (a test's
+// injected failures).
+func newClusterFixture(t *testing.T, prefix string, tune ...func(*provision.Simulator)) *clusterFixture {
 	t.Helper()
 	env := testCluster(t)
 	ctx := context.Background()
@@ -166,6 +170,9 @@ func newClusterFixture(t *testing.T, prefix string) *clusterFixture {
 	t.Cleanup(func() { stopSim(); <-simDone })
 	sim := provision.NewSimulator(f.admin, st, slog.New(slog.DiscardHandler), 0)
 	sim.Namespace = ns
+	for _, fn := range tune {
+		fn(sim)
+	}
 	go func() { sim.Run(simCtx); close(simDone) }()
 	return f
 }
