@@ -71,8 +71,8 @@ func envDuration(getenv func(string) string, key string, def time.Duration) time
 }
 
 // commonFlags registers the flags serve and dev share.
-func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defCluster string) {
-	fs.StringVar(&c.Addr, "addr", envOr(getenv, "PADDOCK_ADDR", ":8080"), "listen address (PADDOCK_ADDR)")
+func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defAddr, defCluster string) {
+	fs.StringVar(&c.Addr, "addr", envOr(getenv, "PADDOCK_ADDR", defAddr), "listen address (PADDOCK_ADDR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig file; empty means in-cluster config (KUBECONFIG)")
 	fs.StringVar(&c.Cluster, "cluster", envOr(getenv, "PADDOCK_CLUSTER", defCluster), "kubernetes or simulated (PADDOCK_CLUSTER)")
@@ -102,7 +102,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	var c config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	commonFlags(fs, &c, getenv, "kubernetes")
+	commonFlags(fs, &c, getenv, ":8080", "kubernetes")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", getenv("PADDOCK_METRICS_ADDR"),
 		"serve /metrics on this address instead of the main one, which then answers 404 there (PADDOCK_METRICS_ADDR)")
 	fs.BoolVar(&c.SecureCookies, "secure-cookies", envBool(getenv, "PADDOCK_SECURE_COOKIES", true), "mark session cookies Secure; turn off only for plain-HTTP testing (PADDOCK_SECURE_COOKIES)")
