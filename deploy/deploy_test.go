@@ -188,6 +188,14 @@ func TestManifests(t *testing.T) {
 			t.Errorf("ConfigMap key %s is not a Paddock setting", k)
 		}
 	}
+	// Prometheus scrapes the port the metrics listener is configured on.
+	metricsPort := strings.TrimPrefix(cm.Data["PADDOCK_METRICS_ADDR"], ":")
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool {
+		return p.Name == "metrics" && fmt.Sprint(p.ContainerPort) == metricsPort
+	}) || dep.Spec.Template.Annotations["prometheus.io/port"] != metricsPort {
+		t.Errorf("PADDOCK_METRICS_ADDR %q needs a container port named metrics and the prometheus.io/port annotation",
+			cm.Data["PADDOCK_METRICS_ADDR"])
+	}
 	labels := dep.Spec.Template.Labels
 	for name, sel := range map[string]map[string]string{"pdb": pdb.Spec.Selector.MatchLabels, "service": svc.Spec.Selector} {
 		for k, v := range sel {

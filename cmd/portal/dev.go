@@ -7,21 +7,41 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 
 	"paddock/internal/store"
 	"paddock/templates"
 )
 
-func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// devFlags are the flags only `portal dev` has.
+type devFlags struct {
+	dataDir     string
+	seedN       int
+	allowRemote bool
+}
+
+// parseDev reads the configuration of `portal dev`. Its sign-in page lets
+// anyone in as any seeded user, platform included, so it listens on the
+// loopback interface unless told otherwise.
+func parseDev(args []string, getenv func(string) string, stderr io.Writer) (config, devFlags, error) {
 	var c config
+	var d devFlags
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	commonFlags(fs, &c, getenv, "")
-	dataDir := fs.String("data-dir", ".paddock", "where the private PostgreSQL lives when DATABASE_URL is unset")
-	seedN := fs.Int("seed-history", envInt(getenv, "PADDOCK_SEED_HISTORY", 0),
+	commonFlags(fs, &c, getenv, "127.0.0.1:8080", "")
+	fs.StringVar(&d.dataDir, "data-dir", ".paddock", "where the private PostgreSQL lives when DATABASE_URL is unset")
+	fs.IntVar(&d.seedN, "seed-history", envInt(getenv, "PADDOCK_SEED_HISTORY", 0),
 		"add realistic historical requests until there are this many, for the history and insight pages (PADDOCK_SEED_HISTORY)")
+	fs.BoolVar(&d.allowRemote, "allow-remote", false,
+		"listen on an address other computers can reach; anyone who reaches it can sign in as platform")
 	if err := fs.Parse(args); err != nil {
-		return errUsage
+		return c, d, errUsage
+	}
+	if !d.allowRemote && !loopbackOnly(c.Addr) {
+		return c, d, fmt.Errorf("portal dev lets anyone sign in as any demo user, platform included, so it listens "+
+			"only on the loopback interface (such as 127.0.0.1:8080); %q is reachable from other computers. "+
+			"Pass --allow-remote to listen there anyway", c.Addr)
 	}
 	if c.Cluster == "" {
 		c.Cluster = "simulated"
@@ -36,13 +56,40 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	c.CreateNamespaces = true
 	auth, err := readAuthConfig(getenv)
 	if err != nil {
-		return err
+		return c, d, err
 	}
 	c.Auth = auth
+	return c, d, nil
+}
+
+// loopbackOnly reports whether a listen address is on the loopback
+// interface only. An empty host (":8080") means every interface.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c, d, err := parseDev(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
 	log := newLogger(c.LogFormat, stderr)
+	if !loopbackOnly(c.Addr) {
+		const warning = "the dev sign-in is reachable from other computers (--allow-remote): anyone who can reach it can sign in as platform"
+		log.Warn(warning, "addr", c.Addr)
+		fmt.Fprintf(stdout, "\nWARNING: %s.\n\n", warning)
+	}
 
 	if c.DatabaseURL == "" {
-		db, err := newDevDB(*dataDir, stderr)
+		db, err := newDevDB(d.dataDir, stderr)
 		if err != nil {
 			return err
 		}
@@ -63,8 +110,8 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	err = seed(ctx, store.New(pool), log)
-	if err == nil && *seedN > 0 {
-		err = seedHistory(ctx, store.New(pool), *seedN, log)
+	if err == nil && d.seedN > 0 {
+		err = seedHistory(ctx, store.New(pool), d.seedN, log)
 	}
 	pool.Close()
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 // config is read once from flags and environment and passed down.
 type config struct {
 	Addr             string
+	MetricsAddr      string
 	DatabaseURL      string
 	Kubeconfig       string
 	Cluster          string
@@ -70,8 +71,8 @@ func envDuration(getenv func(string) string, key string, def time.Duration) time
 }
 
 // commonFlags registers the flags serve and dev share.
-func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defCluster string) {
-	fs.StringVar(&c.Addr, "addr", envOr(getenv, "PADDOCK_ADDR", ":8080"), "listen address (PADDOCK_ADDR)")
+func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defAddr, defCluster string) {
+	fs.StringVar(&c.Addr, "addr", envOr(getenv, "PADDOCK_ADDR", defAddr), "listen address (PADDOCK_ADDR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig file; empty means in-cluster config (KUBECONFIG)")
 	fs.StringVar(&c.Cluster, "cluster", envOr(getenv, "PADDOCK_CLUSTER", defCluster), "kubernetes or simulated (PADDOCK_CLUSTER)")
@@ -101,7 +102,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	var c config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	commonFlags(fs, &c, getenv, "kubernetes")
+	commonFlags(fs, &c, getenv, ":8080", "kubernetes")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", getenv("PADDOCK_METRICS_ADDR"),
+		"serve /metrics on this address instead of the main one, which then answers 404 there (PADDOCK_METRICS_ADDR)")
 	fs.BoolVar(&c.SecureCookies, "secure-cookies", envBool(getenv, "PADDOCK_SECURE_COOKIES", true), "mark session cookies Secure; turn off only for plain-HTTP testing (PADDOCK_SECURE_COOKIES)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -277,7 +280,8 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 	srv := web.New(web.Config{DevSignIn: c.DevSignIn, SecureCookies: c.SecureCookies, ClusterName: c.Cluster, Registry: reg,
 		OIDC: c.Auth.OIDC, Proxy: c.Auth.Proxy, TrustedProxies: c.Auth.TrustedProxies,
 		SessionLifetime: c.Auth.SessionLifetime, SessionIdleTimeout: c.Auth.SessionIdleTimeout,
-		SignInRate: c.Auth.SignInRate, APIRate: c.Auth.APIRate, LeaseGrace: c.Guardrails.LeaseGrace}, st, cluster, watcher, log)
+		SignInRate: c.Auth.SignInRate, APIRate: c.Auth.APIRate, LeaseGrace: c.Guardrails.LeaseGrace,
+		SeparateMetrics: c.MetricsAddr != ""}, st, cluster, watcher, log)
 	go srv.Run(ctx)
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
@@ -295,12 +299,30 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
 	}
+	// The series are open to whoever reaches them: a listener of their own
+	// lets a deployment keep them off the address users (and ingresses) see.
+	var metricsSrv *http.Server
+	var metricsLn net.Listener
+	if c.MetricsAddr != "" {
+		metricsLn, err = net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s for metrics: %w", c.MetricsAddr, err)
+		}
+		metricsSrv = &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		log.Info("serving metrics", "addr", metricsLn.Addr().String())
+	}
 	log.Info("listening", "addr", ln.Addr().String())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
+	if metricsSrv != nil {
+		go func() { serveErr <- metricsSrv.Serve(metricsLn) }()
+	}
 
 	select {
 	case <-ctx.Done():
@@ -316,6 +338,9 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 	defer shutCancel()
 	if err := httpSrv.Shutdown(shutCtx); err != nil {
 		log.Warn("http shutdown", "err", err)
+	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutCtx)
 	}
 	if c.Workers > 0 {
 		if err := jobs.Stop(shutCtx); err != nil {

@@ -60,6 +60,9 @@ func (s *Store) upsertExternalUser(ctx context.Context, x ExternalUser) (User, e
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var teamID *int64
 		if x.Team != "" {
+			if err := CheckTeamNamespace(x.Team); err != nil {
+				return err
+			}
 			var tid int64
 			var created bool
 			err := tx.QueryRow(ctx, `

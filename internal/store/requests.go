@@ -196,17 +196,13 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 		}
 		var tpl Template
 		if n.Template != "" {
-			rows, _ := tx.Query(ctx, templateSelect+` WHERE t.name = $1`, n.Template)
-			tpl, err = pgx.CollectExactlyOneRow(rows, scanTemplate)
-			switch {
-			case errors.Is(err, pgx.ErrNoRows), err == nil && tpl.RetiredAt != nil:
-				v.Add("template", "no template named %q", n.Template)
-			case err != nil:
-				return fmt.Errorf("load template: %w", err)
-			case tpl.DeprecatedAt != nil:
-				v.Add("template", "template %q is deprecated and takes no new requests", n.Template)
-			case !tpl.Spec.AllowsTeam(team.Name):
-				v.Add("template", "template %q is not offered to team %s", n.Template, team.Name)
+			var why string
+			tpl, why, err = requestableTemplate(ctx, tx, n.Template, team.Name)
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				v.Add("template", "%s", why)
 			}
 		}
 		size, sizeOK := tpl.Spec.Size(n.Size)
@@ -291,6 +287,35 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 		return Request{}, err
 	}
 	return s.Request(ctx, id)
+}
+
+// RequestableTemplate returns the current version of the named template
+// when members of team may request VMs from it now. Otherwise it returns
+// why not, as the rule for the template field: SubmitRequest and the
+// request form's pre-flight check ask the same question through it.
+func (s *Store) RequestableTemplate(ctx context.Context, name, team string) (Template, string, error) {
+	return requestableTemplate(ctx, s.pool, name, team)
+}
+
+// requestableTemplate is RequestableTemplate on a pool or a transaction. A
+// template that is missing, retired or offered only to other teams gets one
+// answer, so that what a developer is told reveals nothing of the templates
+// other teams have.
+func requestableTemplate(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, name, team string) (Template, string, error) {
+	rows, _ := q.Query(ctx, templateSelect+` WHERE t.name = $1`, name)
+	tpl, err := pgx.CollectExactlyOneRow(rows, scanTemplate)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows), err == nil && (tpl.RetiredAt != nil || !tpl.Spec.AllowsTeam(team)):
+		return Template{}, "does not exist, is not offered to your team, or is retired", nil
+	case err != nil:
+		return Template{}, "", fmt.Errorf("load template %q: %w", name, err)
+	case tpl.DeprecatedAt != nil:
+		// The catalog still shows the team a deprecated template, marked so.
+		return Template{}, "is deprecated and takes no new requests", nil
+	}
+	return tpl, "", nil
 }
 
 // enqueue inserts a River job inside tx.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,8 +19,36 @@ type Team struct {
 	CreatedAt time.Time `db:"created_at"`
 }
 
-// EnsureTeam creates the team if it does not exist and returns it.
+// ErrReservedNamespace is wrapped by the error of every attempt to give a
+// team a namespace that belongs to the cluster, KubeVirt, CDI or Paddock.
+var ErrReservedNamespace = errors.New("reserved namespace")
+
+// ReservedNamespaceRule says, in words for people, which namespaces no team
+// may have.
+const ReservedNamespaceRule = "a team's namespace may not be default, kubevirt, cdi or paddock, nor start with kube-"
+
+// reservedNamespaces are the cluster's default namespace, KubeVirt's, CDI's
+// and the one deploy/ runs Paddock in; every kube-* namespace is the
+// cluster's too (kube-system, kube-public, kube-node-lease).
+var reservedNamespaces = []string{"default", "kubevirt", "cdi", "paddock"}
+
+// CheckTeamNamespace returns an error wrapping ErrReservedNamespace when a
+// team may not have namespace ns: its VMs, and the access its members get
+// to them, would land among the cluster's own workloads or Paddock's.
+// Every path that creates a team or sets its namespace calls it.
+func CheckTeamNamespace(ns string) error {
+	if strings.HasPrefix(ns, "kube-") || slices.Contains(reservedNamespaces, ns) {
+		return fmt.Errorf("%w: namespace %q: %s", ErrReservedNamespace, ns, ReservedNamespaceRule)
+	}
+	return nil
+}
+
+// EnsureTeam creates the team if it does not exist and returns it. A
+// reserved namespace (CheckTeamNamespace) is refused.
 func (s *Store) EnsureTeam(ctx context.Context, name, namespace string) (Team, error) {
+	if err := CheckTeamNamespace(namespace); err != nil {
+		return Team{}, err
+	}
 	rows, _ := s.pool.Query(ctx, `
 		INSERT INTO teams (name, namespace) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name

@@ -41,7 +41,9 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 }
 
 // instrument records each request's latency under its route pattern (not
-// its path, so ids don't explode the series).
+// its path, so ids don't explode the series) and a known method: anyone,
+// signed in or not, chooses the method and path, and each new label value
+// would be a new series kept for the life of the process.
 func (m *metrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -58,8 +60,19 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		m.duration.WithLabelValues(route, r.Method, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+		m.duration.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 	})
+}
+
+// methodLabel is the method as a metric label: the standard methods as
+// they are, anything a client invents as OTHER.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
 }
 
 func (m *metrics) handler() http.Handler {

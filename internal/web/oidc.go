@@ -286,6 +286,16 @@ func (s *Server) signInExternal(r *http.Request, m ClaimMapping, x store.Externa
 	}
 	x.Role, x.Team = role, team
 	u, err := s.store.UpsertExternalUser(ctx, x)
+	if errors.Is(err, store.ErrReservedNamespace) {
+		if err := s.store.Audit(ctx, nil, store.Actor{Name: x.Login}, store.AuditSignInRefused, store.UserTarget(x.Login),
+			map[string]any{"via": via, "reason": "team namespace is reserved", "team": team}); err != nil {
+			return store.User{}, err
+		}
+		return store.User{}, errStatus(http.StatusForbidden, fmt.Sprintf(
+			"Your group %s%s would make you a member of team %q, whose namespace would be %q, but %s: "+
+				"those belong to the cluster, KubeVirt, CDI and Paddock. You were not signed in; "+
+				"ask the platform team to rename the group.", m.TeamPrefix, team, team, team, store.ReservedNamespaceRule))
+	}
 	if errors.Is(err, store.ErrLoginTaken) {
 		return store.User{}, errStatus(http.StatusConflict, fmt.Sprintf(
 			"The user name %q already belongs to another Paddock account, so you were not signed in. Tell the platform team.", x.Login))

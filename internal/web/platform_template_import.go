@@ -3,12 +3,14 @@ package web
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 
 	"paddock/internal/store"
@@ -83,7 +85,9 @@ func (s *Server) templateImport(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v.Files = files
-	v.PlanHash = planHash(plan)
+	if v.PlanHash, err = planHash(plan, specs, v.Note); err != nil {
+		return err
+	}
 	if err := v.describe(plan, parsed); err != nil {
 		return err
 	}
@@ -186,13 +190,28 @@ func applyProblems(err error, parsed []store.ParsedTemplate) []store.FileProblem
 }
 
 // planHash fingerprints what an apply would do, so that the apply step can
-// tell whether it still does what was previewed.
-func planHash(plan []store.PublishResult) string {
+// tell whether it still does what was previewed: the versions it starts
+// from and publishes, and every value it would publish. The files come back
+// from the browser, so names and changed fields alone would let an apply
+// publish values nobody previewed.
+func planHash(plan []store.PublishResult, specs []store.TemplateSpec, note string) (string, error) {
 	h := sha256.New()
 	for _, p := range plan {
 		fmt.Fprintf(h, "%s %d %d %t %s\n", p.Name, p.Previous, p.Version, p.Changed, strings.Join(p.Fields, ","))
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	sorted := slices.Clone(specs)
+	slices.SortFunc(sorted, func(a, b store.TemplateSpec) int { return strings.Compare(a.Name, b.Name) })
+	for _, sp := range sorted {
+		// encoding/json writes struct fields in order and map keys sorted:
+		// equal specs give equal bytes, however their YAML was laid out.
+		b, err := json.Marshal(sp)
+		if err != nil {
+			return "", fmt.Errorf("fingerprint template %s: %w", sp.Name, err)
+		}
+		fmt.Fprintf(h, "%d %s\n", len(b), b)
+	}
+	fmt.Fprintf(h, "note %q\n", note)
+	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
 func (v *importView) describe(plan []store.PublishResult, parsed []store.ParsedTemplate) error {

@@ -91,7 +91,7 @@ func importPage(v importView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if v.Stale {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "<div class=\"alert warn\" role=\"alert\" data-testid=\"stale\">The templates changed since your preview, so nothing was applied. This is what applying would do now; check it and apply again.</div>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "<div class=\"alert warn\" role=\"alert\" data-testid=\"stale\">The templates, or the files sent to apply, are not the ones you previewed, so nothing was applied. Below is a new preview of what applying these files would do now: check it, then apply again.</div>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

@@ -523,6 +523,56 @@ func TestTemplateImport(t *testing.T) {
 	}
 }
 
+// TestTemplateImportAppliesOnlyWhatWasPreviewed: the files come back from
+// the browser at apply time; an apply whose files differ from the previewed
+// ones in any value (here the image) is refused, however the plan's names
+// and changed fields compare, while the same values, laid out differently,
+// apply.
+func TestTemplateImportAppliesOnlyWhatWasPreviewed(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	c := e.browser("platform")
+	ctx := context.Background()
+	cirros, _ := e.st.TemplateByName(ctx, "cirros")
+	withImage := func(image string) string {
+		spec := cirros.Spec
+		spec.Image = store.ImageSource{ContainerDisk: image}
+		y, err := store.TemplateYAML(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(y)
+	}
+	imageA, imageB := withImage("registry.example/cirros:a"), withImage("registry.example/cirros:b")
+	resp, b := e.post(c, "/platform/templates/import", url.Values{"yaml": {imageA}, "note": {"bump"}})
+	plan := regexp.MustCompile(`name="plan" value="([0-9a-f]+)"`).FindStringSubmatch(b)
+	if resp.StatusCode != 200 || plan == nil || !strings.Contains(b, "publish version 2 (now 1)") {
+		t.Fatalf("preview: %d\n%s", resp.StatusCode, b)
+	}
+	apply := func(data string) (*http.Response, string) {
+		return e.post(c, "/platform/templates/import", url.Values{"mode": {"apply"}, "plan": {plan[1]}, "note": {"bump"},
+			"file.name": {"pasted.yaml"}, "file.data": {data}})
+	}
+	versions := e.count(`SELECT count(*) FROM template_versions`)
+	resp, b = apply(imageB)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(b, `data-testid="stale"`) ||
+		!strings.Contains(b, "not the ones you previewed") || !strings.Contains(b, "registry.example/cirros:b") {
+		t.Errorf("apply of another image with the preview's plan: %d\n%s", resp.StatusCode, b)
+	}
+	if n := e.count(`SELECT count(*) FROM template_versions`); n != versions {
+		t.Fatal("an apply of what was not previewed published")
+	}
+	// The same values, in another layout (a comment, keys reordered by a
+	// round trip through the parser), are what was previewed.
+	resp, _ = apply("# reformatted\n" + strings.Replace(imageA, "name: cirros\n", "", 1) + "name: cirros\n")
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("apply of the previewed content: %d", resp.StatusCode)
+	}
+	got, _ := e.st.TemplateByName(ctx, "cirros")
+	if got.Version != 2 || got.Spec.Image.ContainerDisk != "registry.example/cirros:a" {
+		t.Errorf("published v%d with image %q", got.Version, got.Spec.Image.ContainerDisk)
+	}
+}
+
 // TestOnlyThePlatformTeamChangesTemplates calls every route that changes a
 // template as every other role: each is refused, and nothing changes.
 func TestOnlyThePlatformTeamChangesTemplates(t *testing.T) {

@@ -40,20 +40,26 @@ func (s *Server) preflight(r *http.Request, u store.User) (bool, string, error) 
 	if m := store.CheckSSHPublicKey(key); m != "" {
 		return false, "Fix the SSH public key first: it " + m + ".", nil
 	}
-	tpl, err := s.store.TemplateByName(r.Context(), r.PostFormValue("template"))
-	if errors.Is(err, store.ErrNotFound) {
+	tplName := r.PostFormValue("template")
+	if tplName == "" {
 		return false, "Choose a template first.", nil
-	}
-	if err != nil {
-		return false, "", err
-	}
-	size := r.PostFormValue("size")
-	if _, ok := tpl.Spec.Size(size); !ok {
-		return false, "Choose a size first.", nil
 	}
 	team, err := s.store.TeamByID(r.Context(), *u.TeamID)
 	if err != nil {
 		return false, "", err
+	}
+	// The same question as submitting asks, so the check neither lets
+	// through nor tells apart anything that submitting would refuse.
+	tpl, why, err := s.store.RequestableTemplate(r.Context(), tplName, team.Name)
+	if err != nil {
+		return false, "", err
+	}
+	if why != "" {
+		return false, "Choose another template: this one " + why + ".", nil
+	}
+	size := r.PostFormValue("size")
+	if _, ok := tpl.Spec.Size(size); !ok {
+		return false, "Choose a size first.", nil
 	}
 	vm, err := provision.Render(tpl.Spec, store.Request{
 		TeamName: team.Name, Namespace: team.Namespace, RequesterLogin: u.Login, TemplateName: tpl.Name,

@@ -27,7 +27,9 @@ func (s *Server) Router() chi.Router {
 
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
-	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
+	if !s.cfg.SeparateMetrics {
+		r.Method(http.MethodGet, "/metrics", s.metrics.handler())
+	}
 	r.Handle("/static/*", static.Handler())
 
 	// Pages, with a session.

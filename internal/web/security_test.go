@@ -274,6 +274,23 @@ func TestProxySignIn(t *testing.T) {
 		if st, _ := get(e, newBrowser(), hdr("u-3", "dave", "everyone")); st != http.StatusForbidden {
 			t.Errorf("no role: %d", st)
 		}
+		// A team group naming a namespace of the cluster's is refused, saying why.
+		req, _ := http.NewRequest("GET", e.url+"/profile", nil)
+		req.Header = hdr("u-4", "erin", "paddock-devs, team-kube-system")
+		resp, err := newBrowser().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := body(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(b, "team-kube-system") ||
+			!strings.Contains(b, "nor start with kube-") {
+			t.Errorf("team kube-system: %d\n%s", resp.StatusCode, b)
+		}
+		if n := e.count(`SELECT count(*) FROM users WHERE login = 'erin'`) + e.count(`SELECT count(*) FROM teams WHERE namespace = 'kube-system'`); n != 0 {
+			t.Error("a reserved namespace made a user or a team")
+		}
+		if n := e.auditCount(store.AuditSignInRefused); n != 2 {
+			t.Errorf("%d refused sign-ins audited, want 2", n)
+		}
 	})
 	t.Run("untrusted address", func(t *testing.T) {
 		e := setupWith(t, mk("10.0.0.0/8"))

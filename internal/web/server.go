@@ -51,6 +51,10 @@ type Config struct {
 	// Registry receives Paddock's HTTP and database series and is served
 	// at /metrics; nil makes a private one.
 	Registry *prometheus.Registry
+	// SeparateMetrics leaves /metrics out of Handler (it answers 404 there),
+	// for a deployment that serves MetricsHandler on a listener of its own
+	// that only the monitoring system can reach.
+	SeparateMetrics bool
 
 	// LeaseGrace is how long an expired VM is kept before it is deleted, as
 	// the lease keeper is configured; 0 means store.DefaultLeaseGrace.
@@ -115,6 +119,14 @@ func New(cfg Config, st *store.Store, cluster *provision.Cluster, watcher *provi
 		s.page(func(http.ResponseWriter, *http.Request) error { return err })(w, r)
 	}
 	return s
+}
+
+// MetricsHandler serves the Prometheus series alone, for a listener of its
+// own (see Config.SeparateMetrics).
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.handler())
+	return mux
 }
 
 // CloseStreams ends the open live-update streams; call it when the HTTP

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"paddock/internal/testdb"
+)
+
+// TestServeMetricsOnTheirOwnAddress: with PADDOCK_METRICS_ADDR, `portal
+// serve` serves /metrics there and the main address answers 404 for it.
+func TestServeMetricsOnTheirOwnAddress(t *testing.T) {
+	t.Parallel()
+	logs := &lockedLog{}
+	env := envMap(map[string]string{"DATABASE_URL": testdb.NewURL(t), "PADDOCK_CLUSTER": "simulated",
+		"PADDOCK_METRICS_ADDR": "127.0.0.1:0", "PADDOCK_LOG_FORMAT": "text", "PADDOCK_WORKERS": "1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, env, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	addrOf := regexp.MustCompile(`msg="?([a-z ]+)"? addr=(\S+)`)
+	addrs := map[string]string{}
+	for deadline := time.Now().Add(30 * time.Second); len(addrs) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not report both addresses:\n%s", logs.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended: %v\n%s", err, logs.String())
+		default:
+		}
+		for _, m := range addrOf.FindAllStringSubmatch(logs.String(), -1) {
+			addrs[m[1]] = m[2]
+		}
+	}
+	get := func(addr, path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get(addrs["listening"], "/healthz"); code != 200 {
+		t.Errorf("main /healthz: %d", code)
+	}
+	if code, b := get(addrs["listening"], "/metrics"); code != 404 || strings.Contains(b, "paddock_http_request_duration_seconds") {
+		t.Errorf("main /metrics: %d", code)
+	}
+	if code, b := get(addrs["serving metrics"], "/metrics"); code != 200 ||
+		!strings.Contains(b, `paddock_http_request_duration_seconds_count{code="200",method="GET",route="/healthz"}`) {
+		t.Errorf("metrics /metrics: %d\n%s", code, b)
+	}
+}
+
+// lockedLog collects what a server running in the test process logs.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
