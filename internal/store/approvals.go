@@ -295,6 +295,12 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 		case a.Kind == ApprovalRequest && r.state != StatePendingApproval:
 			return fmt.Errorf("%w: the request is %s now", ErrConflict, r.state.Label())
 		case a.Kind == ApprovalRequest && approve:
+			// The version it pins may have been withdrawn while it waited.
+			if msg, err := withdrawnRefusal(ctx, tx, r.tplID, r.tplVersion); err != nil {
+				return err
+			} else if msg != "" {
+				return fmt.Errorf("%w: %s; reject it, and the requester asks again", ErrConflict, msg)
+			}
 			add := Usage{VCPU: r.vcpu, MemoryMiB: r.mem, VMs: 1, DiskGiB: spec.RootDiskGiB}.Times(r.replicas)
 			if _, blockers, err := quotaCheck(ctx, tx, teamID, add); err != nil {
 				return err
@@ -321,6 +327,11 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 		case a.Kind == ApprovalScale && approve:
 			if !slices.Contains(scaleStates, r.state) {
 				return fmt.Errorf("%w: the pool is %s now; reject the scale-up, or wait until it is running", ErrConflict, r.state.Label())
+			}
+			if msg, err := withdrawnRefusal(ctx, tx, r.tplID, r.tplVersion); err != nil {
+				return err
+			} else if msg != "" && a.Replicas > r.replicas {
+				return fmt.Errorf("%w: %s; reject the scale-up, or rebuild the pool from another version first", ErrConflict, msg)
 			}
 			if grow := a.Replicas - r.replicas; grow > 0 {
 				add := Usage{VCPU: r.vcpu, MemoryMiB: r.mem, VMs: 1, DiskGiB: spec.RootDiskGiB}.Times(grow)

@@ -172,10 +172,10 @@ func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, a rebuildArg
 		v.Add("version", "template %s has no version %d (the latest is v%d)", tplName, version, current)
 		return Rebuild{}, v
 	}
-	if withdrawn, note, err := withdrawal(ctx, tx, tplID, version, "FOR SHARE"); err != nil {
+	if msg, err := withdrawnRefusal(ctx, tx, tplID, version); err != nil {
 		return Rebuild{}, err
-	} else if withdrawn {
-		v.Add("version", "%s", withdrawnMessage(tplName, version, note, current))
+	} else if msg != "" {
+		v.Add("version", "%s", msg)
 		return Rebuild{}, v
 	}
 	newSpec, err := specTx(ctx, tx, tplID, version)

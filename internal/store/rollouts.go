@@ -292,10 +292,10 @@ func (s *Store) StartRollout(ctx context.Context, n NewRollout, actor Actor) (in
 			v.Add("version", "template %s has no version %d (the latest is v%d)", n.Template, version, current)
 			return v
 		}
-		if withdrawn, note, err := withdrawal(ctx, tx, tplID, version, "FOR SHARE"); err != nil {
+		if msg, err := withdrawnRefusal(ctx, tx, tplID, version); err != nil {
 			return err
-		} else if withdrawn {
-			v.Add("version", "%s", withdrawnMessage(n.Template, version, note, current))
+		} else if msg != "" {
+			v.Add("version", "%s", msg)
 			return v
 		}
 		var active int64

@@ -661,10 +661,11 @@ func (s *Store) RestoreTemplate(ctx context.Context, name string, actor Actor) e
 // MaxWithdrawNoteLen bounds the note that says why a version was withdrawn.
 const MaxWithdrawNoteLen = 500
 
-// WithdrawVersion withdraws one version of a template: from now on no
-// request, rebuild or rollout may pin to it, and every refusal quotes note.
-// VMs already on it keep running (their owners rebuild them to another
-// version). The current version cannot be withdrawn, since new requests use
+// WithdrawVersion withdraws one version of a template: from now on it
+// builds no VM — no rebuild or rollout pins to it, a request pinned to it
+// while waiting for approval is not approved, a pool on it does not grow —
+// and every refusal quotes note. VMs already on it keep running (their
+// owners rebuild them to another version). The current version cannot be withdrawn, since new requests use
 // it: publish a fixed version first, or deprecate the template. Nor can the
 // target of a rollout under way: cancel the rollout first. Both are errors
 // wrapping ErrConflict; a missing or too long note is a *ValidationError
@@ -687,7 +688,7 @@ func (s *Store) WithdrawVersion(ctx context.Context, name string, version int, n
 		return err
 	}
 	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
-		withdrawn, _, err := withdrawal(ctx, tx, t.id, version, "FOR UPDATE")
+		withdrawn, _, err := withdrawal(ctx, tx, t.id, version)
 		if err != nil {
 			return nil, err
 		}
@@ -720,7 +721,7 @@ func (s *Store) WithdrawVersion(ctx context.Context, name string, version int, n
 // again. It returns ErrConflict when the version is not withdrawn.
 func (s *Store) ReinstateVersion(ctx context.Context, name string, version int, actor Actor) error {
 	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
-		withdrawn, note, err := withdrawal(ctx, tx, t.id, version, "FOR UPDATE")
+		withdrawn, note, err := withdrawal(ctx, tx, t.id, version)
 		if err != nil {
 			return nil, err
 		}
@@ -734,16 +735,14 @@ func (s *Store) ReinstateVersion(ctx context.Context, name string, version int, 
 	})
 }
 
-// withdrawal returns whether a version is withdrawn and why, locking its
-// row with lock ("FOR UPDATE" to change it, "FOR SHARE" to pin to it, so
-// that a VM is never pinned to a version as it is withdrawn). It returns
-// ErrNotFound when there is no such version.
-func withdrawal(ctx context.Context, tx pgx.Tx, templateID int64, version int, lock string) (bool, string, error) {
+// withdrawal locks one version's row for a change and returns whether it
+// is withdrawn and why; ErrNotFound when there is no such version.
+func withdrawal(ctx context.Context, tx pgx.Tx, templateID int64, version int) (bool, string, error) {
 	// The version's row is the lock: a withdrawal row may not exist yet.
 	var note *string
 	err := tx.QueryRow(ctx, `SELECT w.note FROM template_versions v
 		LEFT JOIN template_withdrawals w ON w.template_id = v.template_id AND w.version = v.version
-		WHERE v.template_id = $1 AND v.version = $2 `+lock+` OF v`, templateID, version).Scan(&note)
+		WHERE v.template_id = $1 AND v.version = $2 FOR UPDATE OF v`, templateID, version).Scan(&note)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, "", ErrNotFound
 	}
@@ -756,10 +755,29 @@ func withdrawal(ctx context.Context, tx pgx.Tx, templateID int64, version int, l
 	return true, *note, nil
 }
 
-// withdrawnMessage refuses a withdrawn version, with why and what instead.
-func withdrawnMessage(template string, version int, note string, current int) string {
+// withdrawnRefusal says why no VM may be built from a template version
+// that was withdrawn, or "" when one may (or there is no such version:
+// callers check the range). It holds the version's row (FOR SHARE) until
+// the transaction ends, so that a VM is never built from a version as it
+// is withdrawn.
+func withdrawnRefusal(ctx context.Context, tx pgx.Tx, templateID int64, version int) (string, error) {
+	var name string
+	var current int
+	var note *string
+	err := tx.QueryRow(ctx, `SELECT t.name, t.current_version, w.note
+		FROM template_versions v JOIN templates t ON t.id = v.template_id
+		LEFT JOIN template_withdrawals w ON w.template_id = v.template_id AND w.version = v.version
+		WHERE v.template_id = $1 AND v.version = $2 FOR SHARE OF v`, templateID, version).Scan(&name, &current, &note)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("version %d of template %d: %w", version, templateID, err)
+	case note == nil:
+		return "", nil
+	}
 	return fmt.Sprintf("%s v%d was withdrawn by the platform team (%s); it builds no more VMs: use v%d, the current version",
-		template, version, note, current)
+		name, version, *note, current), nil
 }
 
 type lifecycle struct {

@@ -350,3 +350,46 @@ func TestWithdrawVersion(t *testing.T) {
 		t.Errorf("audit: %q, want %q", changes, want)
 	}
 }
+
+// TestWithdrawnVersionBuildsNoMoreVMsForWhatWasPinnedBefore: a request
+// that waited for approval while its version was withdrawn is not approved
+// into a VM of it, and a pool on it does not grow (it may shrink).
+func TestWithdrawnVersionBuildsNoMoreVMsForWhatWasPinnedBefore(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	actor := store.UserActor(b.grUser(t, "platform", store.RolePlatform))
+	pending, err := b.submit(t, func(n *store.NewRequest) { n.Name, n.Template = "gated-1", "gated" })
+	if err != nil || pending.State != store.StatePendingApproval {
+		t.Fatalf("gated request: %s %v", pending.State, err)
+	}
+	pool, err := b.submit(t, func(n *store.NewRequest) { n.Name, n.Replicas = "pool-1", 2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.provisioned(t, pool)
+	for _, name := range []string{"gated", "ubuntu"} {
+		spec := testTemplate(name, name == "ubuntu")
+		spec.Description = "v2"
+		if _, _, err := b.st.PublishTemplate(ctx, spec, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.st.WithdrawVersion(ctx, name, 1, "broken image", actor); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a := b.grOpenApproval(t, pending.ID)
+	if _, err := b.st.DecideApproval(ctx, a.ID, b.other, true, ""); !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "gated v1 was withdrawn") {
+		t.Errorf("approving a request on a withdrawn version: %v", err)
+	}
+	if _, err := b.st.DecideApproval(ctx, a.ID, b.other, false, "v1 was withdrawn"); err != nil {
+		t.Errorf("rejecting it: %v", err)
+	}
+	_, err = b.st.ScalePool(ctx, pool.ID, 3, store.UserActor(b.dev))
+	if msg := grFieldError(err, "replicas"); !strings.Contains(msg, "ubuntu v1 was withdrawn") {
+		t.Errorf("growing a pool on a withdrawn version: %v", err)
+	}
+	if sc, err := b.st.ScalePool(ctx, pool.ID, 1, store.UserActor(b.dev)); err != nil || sc.To != 1 {
+		t.Errorf("shrinking it: %+v %v", sc, err)
+	}
+}

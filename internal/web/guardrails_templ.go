@@ -579,7 +579,7 @@ func approvalsPage(v approvalsView) templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 47, "<h1>Approvals</h1><p class=\"muted\">Requests and lease extensions that policy did not approve, oldest first. Nobody decides their own.</p>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 47, "<h1>Approvals</h1><p class=\"muted\">Requests, lease extensions, pool scale-ups and rebuilds from older template versions that policy did not approve, oldest first. Nobody decides their own.</p>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
