@@ -665,11 +665,12 @@ const MaxWithdrawNoteLen = 500
 // builds no VM — no rebuild or rollout pins to it, a request pinned to it
 // while waiting for approval is not approved, a pool on it does not grow —
 // and every refusal quotes note. VMs already on it keep running (their
-// owners rebuild them to another version). The current version cannot be withdrawn, since new requests use
-// it: publish a fixed version first, or deprecate the template. Nor can the
-// target of a rollout under way: cancel the rollout first. Both are errors
-// wrapping ErrConflict; a missing or too long note is a *ValidationError
-// naming "note", an unknown version ErrNotFound.
+// owners rebuild them to another version). The current version cannot be
+// withdrawn, since new requests use it: publish a fixed version first, or
+// deprecate the template. Nor can the target of a rollout under way: cancel
+// the rollout first. Both are errors wrapping ErrConflict; a missing or too
+// long note is a *ValidationError naming "note", an unknown version
+// ErrNotFound.
 //
 // Withdrawing is reversible (ReinstateVersion): a version's spec never
 // changes, so reinstating one withdrawn by mistake gives back exactly what
