@@ -22,6 +22,9 @@ const (
 	ApprovalExtension ApprovalKind = "extension"
 	// ApprovalScale is growing a pool beyond what policy approves by itself.
 	ApprovalScale ApprovalKind = "scale"
+	// ApprovalRebuild is rebuilding a VM from a version older than its
+	// template's current one, asked by someone outside the platform team.
+	ApprovalRebuild ApprovalKind = "rebuild"
 )
 
 // Verdicts of an approval.
@@ -38,7 +41,9 @@ type Approval struct {
 	Kind       ApprovalKind
 	ExtendDays int
 	// Replicas is the pool size a scale approval asks for.
-	Replicas      int
+	Replicas int
+	// Version is the template version a rebuild approval asks for.
+	Version       int
 	Reasons       string
 	RequestedByID int64
 	RequestedBy   string
@@ -100,13 +105,13 @@ const MaxCommentLen = 2000
 
 const approvalSelect = `
 	SELECT a.id, a.request_id, a.kind, a.extend_days, a.reasons, a.requested_by, u.login, a.created_at,
-	       coalesce(a.verdict, ''), a.decider, a.decided_at, a.comment, a.replicas
+	       coalesce(a.verdict, ''), a.decider, a.decided_at, a.comment, a.replicas, a.version
 	FROM approvals a JOIN users u ON u.id = a.requested_by`
 
 func scanApproval(row pgx.CollectableRow) (Approval, error) {
 	var a Approval
 	err := row.Scan(&a.ID, &a.RequestID, &a.Kind, &a.ExtendDays, &a.Reasons, &a.RequestedByID, &a.RequestedBy,
-		&a.CreatedAt, &a.Verdict, &a.DecidedBy, &a.DecidedAt, &a.Comment, &a.Replicas)
+		&a.CreatedAt, &a.Verdict, &a.DecidedBy, &a.DecidedAt, &a.Comment, &a.Replicas, &a.Version)
 	return a, err
 }
 
@@ -115,8 +120,9 @@ func (s *Store) openApproval(ctx context.Context, tx pgx.Tx, requestID int64, ki
 	if by.UserID == nil {
 		return 0, errors.New("an approval needs a requesting user")
 	}
-	// n is the days of an extension, or the replicas of a scale-up.
-	days, replicas := 0, 0
+	// n is the days of an extension, the replicas of a scale-up, or the
+	// version of a rebuild.
+	days, replicas, version := 0, 0, 0
 	what := "Approval needed for a new VM"
 	switch kind {
 	case ApprovalExtension:
@@ -125,10 +131,13 @@ func (s *Store) openApproval(ctx context.Context, tx pgx.Tx, requestID int64, ki
 	case ApprovalScale:
 		replicas = n
 		what = fmt.Sprintf("Approval needed to grow a pool to %d VMs", n)
+	case ApprovalRebuild:
+		version = n
+		what = fmt.Sprintf("Approval needed to rebuild a VM from template version %d", n)
 	}
 	var id int64
-	err := tx.QueryRow(ctx, `INSERT INTO approvals (request_id, kind, extend_days, replicas, reasons, requested_by)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, requestID, kind, days, replicas, reasons, *by.UserID).Scan(&id)
+	err := tx.QueryRow(ctx, `INSERT INTO approvals (request_id, kind, extend_days, replicas, version, reasons, requested_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, requestID, kind, days, replicas, version, reasons, *by.UserID).Scan(&id)
 	if isUniqueViolation(err, "approvals_open") {
 		return 0, fmt.Errorf("%w: something for this request is already waiting for approval", ErrConflict)
 	}
@@ -169,7 +178,7 @@ func (s *Store) Approval(ctx context.Context, id int64) (Approval, error) {
 func (s *Store) ApprovalQueue(ctx context.Context) ([]Approval, error) {
 	return s.approvals(ctx, ` JOIN requests r ON r.id = a.request_id
 		WHERE a.verdict IS NULL AND (a.kind = 'request' AND r.state = 'pending_approval'
-			OR a.kind IN ('extension', 'scale') AND r.state NOT IN ('deleted', 'rejected', 'pending_approval'))
+			OR a.kind IN ('extension', 'scale', 'rebuild') AND r.state NOT IN ('deleted', 'rejected', 'pending_approval'))
 		ORDER BY a.created_at, a.id LIMIT 500`)
 }
 
@@ -286,6 +295,12 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 		case a.Kind == ApprovalRequest && r.state != StatePendingApproval:
 			return fmt.Errorf("%w: the request is %s now", ErrConflict, r.state.Label())
 		case a.Kind == ApprovalRequest && approve:
+			// The version it pins may have been withdrawn while it waited.
+			if msg, err := withdrawnRefusal(ctx, tx, r.tplID, r.tplVersion); err != nil {
+				return err
+			} else if msg != "" {
+				return fmt.Errorf("%w: %s; reject it, and the requester asks again", ErrConflict, msg)
+			}
 			add := Usage{VCPU: r.vcpu, MemoryMiB: r.mem, VMs: 1, DiskGiB: spec.RootDiskGiB}.Times(r.replicas)
 			if _, blockers, err := quotaCheck(ctx, tx, teamID, add); err != nil {
 				return err
@@ -313,6 +328,11 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			if !slices.Contains(scaleStates, r.state) {
 				return fmt.Errorf("%w: the pool is %s now; reject the scale-up, or wait until it is running", ErrConflict, r.state.Label())
 			}
+			if msg, err := withdrawnRefusal(ctx, tx, r.tplID, r.tplVersion); err != nil {
+				return err
+			} else if msg != "" && a.Replicas > r.replicas {
+				return fmt.Errorf("%w: %s; reject the scale-up, or rebuild the pool from another version first", ErrConflict, msg)
+			}
 			if grow := a.Replicas - r.replicas; grow > 0 {
 				add := Usage{VCPU: r.vcpu, MemoryMiB: r.mem, VMs: 1, DiskGiB: spec.RootDiskGiB}.Times(grow)
 				if _, blockers, err := quotaCheck(ctx, tx, teamID, add); err != nil {
@@ -323,6 +343,26 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 				}
 			}
 			if err := s.applyScale(ctx, tx, requestID, r.state, r.replicas, a.Replicas, actor, "; "+said); err != nil {
+				return err
+			}
+		case a.Kind == ApprovalRebuild && approve:
+			// Everything is checked again now: the VM's state, the version
+			// (withdrawn since?), its sizes and the team's quota.
+			_, err := s.rebuildTx(ctx, tx, requestID, rebuildArgs{version: a.Version, actor: actor,
+				askedBy: &a.RequestedByID, via: said, older: true})
+			var verr *ValidationError
+			if errors.As(err, &verr) {
+				return fmt.Errorf("%w: the VM cannot be rebuilt from v%d now: %s; reject it", ErrConflict, a.Version, joinMessages(verr))
+			}
+			if err != nil {
+				return err
+			}
+		case a.Kind == ApprovalRebuild:
+			if err := addEvent(ctx, tx, requestID, actor, "rebuild_rejected", r.state, r.state,
+				fmt.Sprintf("rebuilding from v%d %s", a.Version, said)); err != nil {
+				return err
+			}
+			if err := notify(ctx, tx, requestID); err != nil {
 				return err
 			}
 		case a.Kind == ApprovalScale:
@@ -361,6 +401,8 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			what = fmt.Sprintf("The lease extension of %d days was %s", a.ExtendDays, said)
 		case ApprovalScale:
 			what = fmt.Sprintf("Growing the pool to %d VMs was %s", a.Replicas, said)
+		case ApprovalRebuild:
+			what = fmt.Sprintf("Rebuilding the VM from v%d was %s", a.Version, said)
 		}
 		if err := s.addNotification(ctx, tx, kind, requestID, what); err != nil {
 			return err

@@ -54,6 +54,11 @@ type Rebuild struct {
 	FromVersion, ToVersion int
 	// Size is the request's size; vCPU and memory may change with the version.
 	Size string
+	// Pending is true when the rebuild waits for a person (ApprovalID), for
+	// Reason: nothing was rebuilt yet.
+	Pending    bool
+	ApprovalID int64
+	Reason     string
 }
 
 // RequestRebuild rebuilds a request's VM from version of its template (0
@@ -62,21 +67,57 @@ type Rebuild struct {
 // row locked, as SubmitRequest does), pins the request to the version, sets
 // the desired state to running, moves the request back to approved with the
 // reason, and enqueues the RebuildJob. A pet is rebuilt only by its owner.
+//
+// A version older than the current one was replaced for a reason: only the
+// platform team (by the actor's role) rebuilds to it at once. For anyone
+// else, once every check passes, an approval of kind rebuild is opened
+// instead and the VM stays as it is (Rebuild.Pending). A withdrawn version
+// is refused to everyone.
+//
 // It returns a *ValidationError for a version or size that does not fit, and
 // an error wrapping ErrConflict when the request's state does not allow it.
 func (s *Store) RequestRebuild(ctx context.Context, id int64, version int, actor Actor) (Rebuild, error) {
 	var out Rebuild
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		older := false
+		if actor.UserID != nil {
+			var role Role
+			if err := tx.QueryRow(ctx, `SELECT role FROM users WHERE id = $1`, *actor.UserID).Scan(&role); err != nil {
+				return fmt.Errorf("role of user %d: %w", *actor.UserID, err)
+			}
+			older = role == RolePlatform
+		}
 		var err error
-		out, err = s.rebuildTx(ctx, tx, id, version, actor, "")
+		out, err = s.rebuildTx(ctx, tx, id, rebuildArgs{version: version, actor: actor, older: older})
 		return err
 	})
 	return out, err
 }
 
-// rebuildTx is RequestRebuild inside tx; via, when set, says what asked for
-// the rebuild (a rollout) in the request's event.
-func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, version int, actor Actor, via string) (Rebuild, error) {
+// rebuildArgs is what rebuildTx is asked to do, and on whose behalf.
+type rebuildArgs struct {
+	// version is the version to rebuild from; 0 means the current one.
+	version int
+	// actor does the rebuild: the event and the audit entry name them.
+	actor Actor
+	// askedBy is who asked for it, when not the actor (an approval): a pet
+	// is rebuilt only when its owner asked.
+	askedBy *int64
+	// via, when set, says what asked for the rebuild (a rollout, an
+	// approval) in the request's event.
+	via string
+	// older allows a version older than the current one at once; without
+	// it such a rebuild opens an approval.
+	older bool
+}
+
+// rebuildTx is RequestRebuild inside tx.
+func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, a rebuildArgs) (Rebuild, error) {
+	version, actor := a.version, a.actor
+	asker := actor.UserID
+	if a.askedBy != nil {
+		asker = a.askedBy
+	}
 	// Lock order as every writer: team, then request.
 	t, err := lockTeamOfRequest(ctx, tx, id)
 	if err != nil {
@@ -99,7 +140,7 @@ func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, version int,
 	if err != nil {
 		return Rebuild{}, fmt.Errorf("lock request %d: %w", id, err)
 	}
-	if pet && (actor.UserID == nil || *actor.UserID != requesterID) {
+	if pet && (asker == nil || *asker != requesterID) {
 		return Rebuild{}, fmt.Errorf("%w: %s is a pet; only its owner, %s, may rebuild it", ErrConflict, name, owner)
 	}
 	if !RebuildAllowed(state) || desired == "deleted" {
@@ -129,6 +170,12 @@ func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, version int,
 	}
 	if version < 0 || version > current {
 		v.Add("version", "template %s has no version %d (the latest is v%d)", tplName, version, current)
+		return Rebuild{}, v
+	}
+	if msg, err := withdrawnRefusal(ctx, tx, tplID, version); err != nil {
+		return Rebuild{}, err
+	} else if msg != "" {
+		v.Add("version", "%s", msg)
 		return Rebuild{}, v
 	}
 	newSpec, err := specTx(ctx, tx, tplID, version)
@@ -182,6 +229,9 @@ func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, version int,
 			return Rebuild{}, v
 		}
 	}
+	if version < current && !a.older {
+		return s.askRebuild(ctx, tx, id, state, tplName, version, current, oldVersion, actor)
+	}
 	cpu, memMiB := sz.Resources()
 	if _, err := tx.Exec(ctx, `UPDATE requests SET template_version = $2, size = $3, vcpu = $4, memory_mib = $5,
 		desired = 'running', updated_at = now() WHERE id = $1`, id, version, sz.Name, cpu, memMiB); err != nil {
@@ -194,8 +244,8 @@ func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, version int,
 	if newSpec.Image.Ephemeral() {
 		reason += "; the disk starts fresh"
 	}
-	if via != "" {
-		reason += " (" + via + ")"
+	if a.via != "" {
+		reason += " (" + a.via + ")"
 	}
 	if _, err := transition(ctx, tx, id, StateApproved, actor, "rebuild", reason, rebuildStates...); err != nil {
 		return Rebuild{}, err
@@ -208,6 +258,38 @@ func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, version int,
 		return Rebuild{}, err
 	}
 	return Rebuild{FromVersion: oldVersion, ToVersion: version, Size: sz.Name}, nil
+}
+
+// askRebuild opens the approval for a rebuild to an older version, with
+// the reason stored for the approver, and records that it was asked.
+func (s *Store) askRebuild(ctx context.Context, tx pgx.Tx, id int64, state State, tplName string, version, current, from int, actor Actor) (Rebuild, error) {
+	reason := fmt.Sprintf("rebuild to %s v%d, older than the current v%d", tplName, version, current)
+	aid, err := s.openApproval(ctx, tx, id, ApprovalRebuild, version, reason, actor)
+	if err != nil {
+		return Rebuild{}, err
+	}
+	if err := addEvent(ctx, tx, id, actor, "rebuild_requested", state, state,
+		fmt.Sprintf("asked to rebuild from %s v%d (is v%d): needs approval: %s", tplName, version, from, reason)); err != nil {
+		return Rebuild{}, err
+	}
+	if err := s.Audit(ctx, tx, actor, AuditVMRebuild, RequestTarget(id), map[string]any{
+		"template": tplName, "from": from, "to": version, "state": string(state), "decision": "pending_approval",
+		"approval": aid, "reason": reason}); err != nil {
+		return Rebuild{}, err
+	}
+	if err := notify(ctx, tx, id); err != nil {
+		return Rebuild{}, err
+	}
+	return Rebuild{FromVersion: from, ToVersion: version, Pending: true, ApprovalID: aid, Reason: reason}, nil
+}
+
+// joinMessages is the messages of a validation error in one sentence.
+func joinMessages(v *ValidationError) string {
+	msgs := make([]string, len(v.Fields))
+	for i, f := range v.Fields {
+		msgs[i] = f.Message
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // SetPet marks a request's VM as a pet (only its owner may rebuild it) or as

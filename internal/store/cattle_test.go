@@ -107,9 +107,9 @@ func TestRebuildRefusals(t *testing.T) {
 	if msg := grFieldError(func() error { _, err := b.st.RequestRebuild(ctx, r.ID, 2, store.UserActor(b.dev)); return err }(), "size"); !strings.Contains(msg, `no size "small"`) {
 		t.Errorf("size: %q", msg)
 	}
-	// Back to v1 is fine.
-	if _, err := b.st.RequestRebuild(ctx, r.ID, 1, store.UserActor(b.dev)); err != nil {
-		t.Errorf("rebuild to v1: %v", err)
+	// Back to v1 passes every check, and is asked of a person.
+	if got, err := b.st.RequestRebuild(ctx, r.ID, 1, store.UserActor(b.dev)); err != nil || !got.Pending {
+		t.Errorf("rebuild to v1: %+v %v", got, err)
 	}
 	// A pending request cannot be rebuilt.
 	p, err := b.submit(t, func(n *store.NewRequest) { n.Name, n.Template = "gated-1", "gated" })
@@ -197,5 +197,88 @@ func TestTeamManifests(t *testing.T) {
 	}
 	if len(rs) != 2 || rs[0].Name != "web-a" || rs[1].Name != "web-b" || rs[0].VM.Manifest == "" {
 		t.Errorf("manifests: %d", len(rs))
+	}
+}
+
+// TestRebuildToAnOlderVersionNeedsApprovalUnlessPlatform: a version older
+// than the current one was replaced for a reason. A developer who rebuilds
+// to it asks a person (the VM stays as it is until approved, and the
+// approver sees why); the platform team rebuilds to it at once; the current
+// version needs nobody.
+func TestRebuildToAnOlderVersionNeedsApprovalUnlessPlatform(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	platform := b.grUser(t, "platform", store.RolePlatform)
+	old := b.running(t, "web-1", "small") // on v1
+	spec := testTemplate("ubuntu", true)
+	spec.Image.ContainerDisk = "quay.io/containerdisks/ubuntu:24.10"
+	if _, _, err := b.st.PublishTemplate(ctx, spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	jobs := func(id int64) int {
+		return countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'rebuild' AND (args->>'request_id')::bigint = $1`, id)
+	}
+
+	got, err := b.st.RequestRebuild(ctx, old.ID, 1, store.UserActor(b.dev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const reason = "rebuild to ubuntu v1, older than the current v2"
+	if !got.Pending || got.ApprovalID == 0 || got.Reason != reason {
+		t.Errorf("developer to v1: %+v, want pending with %q", got, reason)
+	}
+	a := b.grOpenApproval(t, old.ID)
+	if a.Kind != store.ApprovalRebuild || a.Version != 1 || a.Reasons != reason || a.RequestedBy != "developer" {
+		t.Errorf("approval: %+v", a)
+	}
+	if r, _ := b.st.Request(ctx, old.ID); r.State != store.StateRunning || r.TemplateVersion != 1 || jobs(old.ID) != 0 {
+		t.Errorf("before approval: %s v%d, %d rebuild jobs", r.State, r.TemplateVersion, jobs(old.ID))
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM audit_log WHERE action = 'vm_rebuild' AND target = $1
+		AND details->>'decision' = 'pending_approval' AND details->>'to' = '1'`, store.RequestTarget(old.ID)); n != 1 {
+		t.Errorf("%d audit entries for the asked rebuild", n)
+	}
+	q, err := b.st.ApprovalQueue(ctx)
+	if err != nil || len(q) != 1 || q[0].ID != a.ID {
+		t.Errorf("queue: %d approvals, %v", len(q), err)
+	}
+	if _, err := b.st.DecideApproval(ctx, a.ID, b.other, true, "the v2 image breaks our agent"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := b.st.Request(ctx, old.ID)
+	if r.State != store.StateApproved || r.TemplateVersion != 1 || jobs(old.ID) != 1 ||
+		!strings.Contains(r.StateReason, "approved by manager: the v2 image breaks our agent") {
+		t.Errorf("after approval: %s v%d %q, %d rebuild jobs", r.State, r.TemplateVersion, r.StateReason, jobs(old.ID))
+	}
+
+	// Rejected: the VM keeps its version, and the event says why.
+	cur := b.running(t, "web-2", "small") // on v2
+	got, err = b.st.RequestRebuild(ctx, cur.ID, 1, store.UserActor(b.dev))
+	if err != nil || !got.Pending {
+		t.Fatalf("developer to v1 again: %+v %v", got, err)
+	}
+	if _, err := b.st.DecideApproval(ctx, got.ApprovalID, b.other, false, "v1 has the CVE"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := b.st.Request(ctx, cur.ID); r.State != store.StateRunning || r.TemplateVersion != 2 || jobs(cur.ID) != 0 {
+		t.Errorf("after rejection: %s v%d, %d rebuild jobs", r.State, r.TemplateVersion, jobs(cur.ID))
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND kind = 'rebuild_rejected' AND reason LIKE '%v1 has the CVE%'`, cur.ID); n != 1 {
+		t.Errorf("%d rejection events", n)
+	}
+
+	// The platform team rebuilds to an older version at once.
+	got, err = b.st.RequestRebuild(ctx, cur.ID, 1, store.UserActor(platform))
+	if err != nil || got.Pending || got.ToVersion != 1 {
+		t.Errorf("platform to v1: %+v %v", got, err)
+	}
+	if r, _ := b.st.Request(ctx, cur.ID); r.State != store.StateApproved || r.TemplateVersion != 1 || jobs(cur.ID) != 1 {
+		t.Errorf("after the platform's rebuild: %s v%d", r.State, r.TemplateVersion)
+	}
+
+	// The current version needs nobody.
+	latest := b.running(t, "web-3", "small")
+	if got, err := b.st.RequestRebuild(ctx, latest.ID, 0, store.UserActor(b.dev)); err != nil || got.Pending || got.ToVersion != 2 {
+		t.Errorf("developer to the current version: %+v %v", got, err)
 	}
 }

@@ -221,6 +221,13 @@ func (s *Store) ScalePool(ctx context.Context, id int64, replicas int, actor Act
 		if replicas < current {
 			return s.applyScale(ctx, tx, id, state, current, replicas, actor, "")
 		}
+		// Growing builds VMs from the pool's version: not from a withdrawn one.
+		if msg, err := withdrawnRefusal(ctx, tx, tplID, tplVersion); err != nil {
+			return err
+		} else if msg != "" {
+			v.Add("replicas", "%s; rebuild the pool from another version before growing it", msg)
+			return v
+		}
 		spec, err := specTx(ctx, tx, tplID, tplVersion)
 		if err != nil {
 			return err

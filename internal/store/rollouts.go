@@ -292,6 +292,12 @@ func (s *Store) StartRollout(ctx context.Context, n NewRollout, actor Actor) (in
 			v.Add("version", "template %s has no version %d (the latest is v%d)", n.Template, version, current)
 			return v
 		}
+		if msg, err := withdrawnRefusal(ctx, tx, tplID, version); err != nil {
+			return err
+		} else if msg != "" {
+			v.Add("version", "%s", msg)
+			return v
+		}
 		var active int64
 		err = tx.QueryRow(ctx, `SELECT id FROM rollouts WHERE template_id = $1 AND state IN ('running', 'paused')`, tplID).Scan(&active)
 		if err == nil {
@@ -741,7 +747,7 @@ func (s *Store) rolloutRebuild(ctx context.Context, tx pgx.Tx, rolloutID, reques
 	if err != nil {
 		return false, fmt.Errorf("savepoint: %w", err)
 	}
-	_, err = s.rebuildTx(ctx, sp, requestID, version, actor, via)
+	_, err = s.rebuildTx(ctx, sp, requestID, rebuildArgs{version: version, actor: actor, via: via, older: true})
 	if err == nil {
 		if err := sp.Commit(ctx); err != nil {
 			return false, fmt.Errorf("release savepoint: %w", err)

@@ -174,7 +174,16 @@ type TemplateVersion struct {
 	CreatedBy string
 	// Note says why the version was published, in the publisher's words.
 	Note string
+	// WithdrawnAt is set when the platform team withdrew the version: it
+	// builds no more VMs. WithdrawnBy (a login) and WithdrawnNote say who
+	// and why.
+	WithdrawnAt   *time.Time
+	WithdrawnBy   string
+	WithdrawnNote string
 }
+
+// Withdrawn reports whether the version was withdrawn.
+func (tv TemplateVersion) Withdrawn() bool { return tv.WithdrawnAt != nil }
 
 // MaxVersionNoteLen bounds the note published with a version.
 const MaxVersionNoteLen = 500
@@ -444,13 +453,17 @@ func (s *Store) TemplateByName(ctx context.Context, name string) (Template, erro
 }
 
 const versionSelect = `
-	SELECT v.template_id, v.version, v.spec, v.created_at, coalesce(u.login, ''), v.note
-	FROM template_versions v LEFT JOIN users u ON u.id = v.created_by`
+	SELECT v.template_id, v.version, v.spec, v.created_at, coalesce(u.login, ''), v.note,
+	       w.withdrawn_at, coalesce(wu.login, ''), coalesce(w.note, '')
+	FROM template_versions v LEFT JOIN users u ON u.id = v.created_by
+	LEFT JOIN template_withdrawals w ON w.template_id = v.template_id AND w.version = v.version
+	LEFT JOIN users wu ON wu.id = w.withdrawn_by`
 
 func scanVersion(row pgx.CollectableRow) (TemplateVersion, error) {
 	var tv TemplateVersion
 	var raw []byte
-	if err := row.Scan(&tv.TemplateID, &tv.Version, &raw, &tv.CreatedAt, &tv.CreatedBy, &tv.Note); err != nil {
+	if err := row.Scan(&tv.TemplateID, &tv.Version, &raw, &tv.CreatedAt, &tv.CreatedBy, &tv.Note,
+		&tv.WithdrawnAt, &tv.WithdrawnBy, &tv.WithdrawnNote); err != nil {
 		return tv, err
 	}
 	if err := json.Unmarshal(raw, &tv.Spec); err != nil {
@@ -645,8 +658,132 @@ func (s *Store) RestoreTemplate(ctx context.Context, name string, actor Actor) e
 	})
 }
 
+// MaxWithdrawNoteLen bounds the note that says why a version was withdrawn.
+const MaxWithdrawNoteLen = 500
+
+// WithdrawVersion withdraws one version of a template: from now on it
+// builds no VM — no rebuild or rollout pins to it, a request pinned to it
+// while waiting for approval is not approved, a pool on it does not grow —
+// and every refusal quotes note. VMs already on it keep running (their
+// owners rebuild them to another version). The current version cannot be
+// withdrawn, since new requests use it: publish a fixed version first, or
+// deprecate the template. Nor can the target of a rollout under way: cancel
+// the rollout first. Both are errors wrapping ErrConflict; a missing or too
+// long note is a *ValidationError naming "note", an unknown version
+// ErrNotFound.
+//
+// Withdrawing is reversible (ReinstateVersion): a version's spec never
+// changes, so reinstating one withdrawn by mistake gives back exactly what
+// was published, where republishing it would make a new version that VMs on
+// the old one count as outdated.
+func (s *Store) WithdrawVersion(ctx context.Context, name string, version int, note string, actor Actor) error {
+	note = strings.TrimSpace(note)
+	v := &ValidationError{}
+	switch {
+	case note == "":
+		v.Add("note", "is required: say why the version must build no more VMs")
+	case len(note) > MaxWithdrawNoteLen:
+		v.Add("note", "must be at most %d characters", MaxWithdrawNoteLen)
+	}
+	if err := v.OrNil(); err != nil {
+		return err
+	}
+	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
+		withdrawn, _, err := withdrawal(ctx, tx, t.id, version)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case withdrawn:
+			return nil, fmt.Errorf("%w: %s v%d is already withdrawn", ErrConflict, name, version)
+		case version == t.current:
+			return nil, fmt.Errorf("%w: v%d is the current version of %s, which new requests use: publish a fixed version "+
+				"(or republish an older one) first, then withdraw v%d; to stop new VMs of %s altogether, deprecate it",
+				ErrConflict, version, name, version, name)
+		}
+		var rollout int64
+		err = tx.QueryRow(ctx, `SELECT id FROM rollouts WHERE template_id = $1 AND target_version = $2 AND state IN ('running', 'paused')`,
+			t.id, version).Scan(&rollout)
+		if err == nil {
+			return nil, fmt.Errorf("%w: rollout #%d is moving VMs of %s to v%d; cancel it first", ErrConflict, rollout, name, version)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("rollout to %s v%d: %w", name, version, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO template_withdrawals (template_id, version, withdrawn_by, note) VALUES ($1, $2, $3, $4)`,
+			t.id, version, actor.UserID, note); err != nil {
+			return nil, fmt.Errorf("withdraw %s v%d: %w", name, version, err)
+		}
+		return map[string]any{"change": "withdraw", "version": version, "note": note}, nil
+	})
+}
+
+// ReinstateVersion undoes WithdrawVersion: the version may be pinned to
+// again. It returns ErrConflict when the version is not withdrawn.
+func (s *Store) ReinstateVersion(ctx context.Context, name string, version int, actor Actor) error {
+	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
+		withdrawn, note, err := withdrawal(ctx, tx, t.id, version)
+		if err != nil {
+			return nil, err
+		}
+		if !withdrawn {
+			return nil, fmt.Errorf("%w: %s v%d is not withdrawn", ErrConflict, name, version)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM template_withdrawals WHERE template_id = $1 AND version = $2`, t.id, version); err != nil {
+			return nil, fmt.Errorf("reinstate %s v%d: %w", name, version, err)
+		}
+		return map[string]any{"change": "reinstate", "version": version, "withdrawn_note": note}, nil
+	})
+}
+
+// withdrawal locks one version's row for a change and returns whether it
+// is withdrawn and why; ErrNotFound when there is no such version.
+func withdrawal(ctx context.Context, tx pgx.Tx, templateID int64, version int) (bool, string, error) {
+	// The version's row is the lock: a withdrawal row may not exist yet.
+	var note *string
+	err := tx.QueryRow(ctx, `SELECT w.note FROM template_versions v
+		LEFT JOIN template_withdrawals w ON w.template_id = v.template_id AND w.version = v.version
+		WHERE v.template_id = $1 AND v.version = $2 FOR UPDATE OF v`, templateID, version).Scan(&note)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, "", ErrNotFound
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("lock version %d of template %d: %w", version, templateID, err)
+	}
+	if note == nil {
+		return false, "", nil
+	}
+	return true, *note, nil
+}
+
+// withdrawnRefusal says why no VM may be built from a template version
+// that was withdrawn, or "" when one may (or there is no such version:
+// callers check the range). It holds the version's row (FOR SHARE) until
+// the transaction ends, so that a VM is never built from a version as it
+// is withdrawn.
+func withdrawnRefusal(ctx context.Context, tx pgx.Tx, templateID int64, version int) (string, error) {
+	var name string
+	var current int
+	var note *string
+	err := tx.QueryRow(ctx, `SELECT t.name, t.current_version, w.note
+		FROM template_versions v JOIN templates t ON t.id = v.template_id
+		LEFT JOIN template_withdrawals w ON w.template_id = v.template_id AND w.version = v.version
+		WHERE v.template_id = $1 AND v.version = $2 FOR SHARE OF v`, templateID, version).Scan(&name, &current, &note)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("version %d of template %d: %w", version, templateID, err)
+	case note == nil:
+		return "", nil
+	}
+	return fmt.Sprintf("%s v%d was withdrawn by the platform team (%s); it builds no more VMs: use v%d, the current version",
+		name, version, *note, current), nil
+}
+
 type lifecycle struct {
 	id         int64
+	current    int
 	deprecated bool
 	retired    bool
 }
@@ -656,8 +793,8 @@ type lifecycle struct {
 func (s *Store) changeTemplate(ctx context.Context, name string, actor Actor, fn func(pgx.Tx, lifecycle) (map[string]any, error)) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		var t lifecycle
-		err := tx.QueryRow(ctx, `SELECT id, deprecated_at IS NOT NULL, retired_at IS NOT NULL FROM templates WHERE name = $1 FOR UPDATE`,
-			name).Scan(&t.id, &t.deprecated, &t.retired)
+		err := tx.QueryRow(ctx, `SELECT id, current_version, deprecated_at IS NOT NULL, retired_at IS NOT NULL FROM templates WHERE name = $1 FOR UPDATE`,
+			name).Scan(&t.id, &t.current, &t.deprecated, &t.retired)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}

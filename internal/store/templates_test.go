@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -238,5 +240,156 @@ func TestApplyTemplatesIsAllOrNothing(t *testing.T) {
 	}
 	if _, err := b.st.ApplyTemplates(ctx, []store.TemplateSpec{fresh, fresh}, actor, "", true); err == nil {
 		t.Error("the same template twice in one apply")
+	}
+}
+
+// TestWithdrawVersion: a withdrawn version builds no VM — no rebuild (by
+// anyone, approved or not) and no rollout pins to it — while VMs on it keep
+// running; the current version and a rollout's target cannot be withdrawn;
+// withdrawing and reinstating are audited with who and why.
+func TestWithdrawVersion(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	platform := b.grUser(t, "platform", store.RolePlatform)
+	actor := store.UserActor(platform)
+	onV1 := b.running(t, "web-1", "small")
+	spec := testTemplate("ubuntu", true)
+	spec.Description = "v2"
+	if _, _, err := b.st.PublishTemplate(ctx, spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Asked before the withdrawal, decided after it.
+	asked, err := b.st.RequestRebuild(ctx, b.running(t, "web-2", "small").ID, 1, store.UserActor(b.dev))
+	if err != nil || !asked.Pending {
+		t.Fatalf("ask for v1: %+v %v", asked, err)
+	}
+
+	var verr *store.ValidationError
+	if err := b.st.WithdrawVersion(ctx, "ubuntu", 1, " ", actor); !errors.As(err, &verr) || verr.For("note") == "" {
+		t.Errorf("withdraw without a note: %v", err)
+	}
+	if err := b.st.WithdrawVersion(ctx, "ubuntu", 9, "x", actor); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("withdraw a missing version: %v", err)
+	}
+	if err := b.st.WithdrawVersion(ctx, "ubuntu", 2, "x", actor); !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "current version") {
+		t.Errorf("withdraw the current version: %v", err)
+	}
+	const note = "its image has CVE-2026-1234"
+	if err := b.st.WithdrawVersion(ctx, "ubuntu", 1, note, actor); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.WithdrawVersion(ctx, "ubuntu", 1, note, actor); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("withdraw twice: %v", err)
+	}
+	tpl, _ := b.st.TemplateByName(ctx, "ubuntu")
+	tvs, err := b.st.TemplateVersions(ctx, tpl.ID)
+	if err != nil || len(tvs) != 2 || tvs[0].Withdrawn() || !tvs[1].Withdrawn() || tvs[1].WithdrawnBy != "platform" || tvs[1].WithdrawnNote != note {
+		t.Fatalf("versions: %+v %v", tvs, err)
+	}
+
+	// Refused to everyone, with why; the VM on it is untouched.
+	for _, who := range []store.User{platform, b.dev} {
+		_, err := b.st.RequestRebuild(ctx, onV1.ID, 1, store.UserActor(who))
+		if msg := grFieldError(err, "version"); !strings.Contains(msg, "ubuntu v1 was withdrawn") || !strings.Contains(msg, note) {
+			t.Errorf("%s rebuilding to v1: %v", who.Login, err)
+		}
+	}
+	if r, _ := b.st.Request(ctx, onV1.ID); r.State != store.StateRunning || r.TemplateVersion != 1 {
+		t.Errorf("VM on the withdrawn version: %s v%d", r.State, r.TemplateVersion)
+	}
+	if _, err := b.st.DecideApproval(ctx, asked.ApprovalID, b.other, true, ""); !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "withdrawn") {
+		t.Errorf("approving a rebuild to the withdrawn version: %v", err)
+	}
+	_, err = b.st.StartRollout(ctx, store.NewRollout{Template: "ubuntu", Version: 1}, actor)
+	if msg := grFieldError(err, "version"); !strings.Contains(msg, "withdrawn") {
+		t.Errorf("rollout to v1: %v", err)
+	}
+	// New requests pin the current version, which is never withdrawn.
+	if r, err := b.submit(t, func(n *store.NewRequest) { n.Name = "web-3" }); err != nil || r.TemplateVersion != 2 {
+		t.Errorf("request after the withdrawal: v%d %v", r.TemplateVersion, err)
+	}
+
+	// The target of a rollout under way stays until the rollout is cancelled.
+	id, err := b.st.StartRollout(ctx, store.NewRollout{Template: "ubuntu", Version: 2}, actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Description = "v3"
+	if _, _, err := b.st.PublishTemplate(ctx, spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.WithdrawVersion(ctx, "ubuntu", 2, "x", actor); !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "cancel it first") {
+		t.Errorf("withdraw a rollout's target: %v", err)
+	}
+	if err := b.st.CancelRollout(ctx, id, actor); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.WithdrawVersion(ctx, "ubuntu", 2, "x", actor); err != nil {
+		t.Errorf("withdraw after the rollout was cancelled: %v", err)
+	}
+
+	// Reinstated, v1 builds VMs again.
+	if err := b.st.ReinstateVersion(ctx, "ubuntu", 1, actor); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.ReinstateVersion(ctx, "ubuntu", 1, actor); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("reinstate twice: %v", err)
+	}
+	if _, err := b.st.RequestRebuild(ctx, onV1.ID, 1, actor); err != nil {
+		t.Errorf("platform rebuilding to the reinstated v1: %v", err)
+	}
+	es := b.audit(t, store.AuditFilter{})
+	var changes []string
+	for _, e := range es {
+		if e.Target == "template:ubuntu" && e.Actor == "platform" {
+			changes = append(changes, fmt.Sprintf("%v v%v", e.Details["change"], e.Details["version"]))
+		}
+	}
+	slices.Sort(changes)
+	if want := []string{"reinstate v1", "withdraw v1", "withdraw v2"}; !slices.Equal(changes, want) {
+		t.Errorf("audit: %q, want %q", changes, want)
+	}
+}
+
+// TestWithdrawnVersionBuildsNoMoreVMsForWhatWasPinnedBefore: a request
+// that waited for approval while its version was withdrawn is not approved
+// into a VM of it, and a pool on it does not grow (it may shrink).
+func TestWithdrawnVersionBuildsNoMoreVMsForWhatWasPinnedBefore(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	actor := store.UserActor(b.grUser(t, "platform", store.RolePlatform))
+	pending, err := b.submit(t, func(n *store.NewRequest) { n.Name, n.Template = "gated-1", "gated" })
+	if err != nil || pending.State != store.StatePendingApproval {
+		t.Fatalf("gated request: %s %v", pending.State, err)
+	}
+	pool, err := b.submit(t, func(n *store.NewRequest) { n.Name, n.Replicas = "pool-1", 2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.provisioned(t, pool)
+	for _, name := range []string{"gated", "ubuntu"} {
+		spec := testTemplate(name, name == "ubuntu")
+		spec.Description = "v2"
+		if _, _, err := b.st.PublishTemplate(ctx, spec, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.st.WithdrawVersion(ctx, name, 1, "broken image", actor); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a := b.grOpenApproval(t, pending.ID)
+	if _, err := b.st.DecideApproval(ctx, a.ID, b.other, true, ""); !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "gated v1 was withdrawn") {
+		t.Errorf("approving a request on a withdrawn version: %v", err)
+	}
+	if _, err := b.st.DecideApproval(ctx, a.ID, b.other, false, "v1 was withdrawn"); err != nil {
+		t.Errorf("rejecting it: %v", err)
+	}
+	_, err = b.st.ScalePool(ctx, pool.ID, 3, store.UserActor(b.dev))
+	if msg := grFieldError(err, "replicas"); !strings.Contains(msg, "ubuntu v1 was withdrawn") {
+		t.Errorf("growing a pool on a withdrawn version: %v", err)
+	}
+	if sc, err := b.st.ScalePool(ctx, pool.ID, 1, store.UserActor(b.dev)); err != nil || sc.To != 1 {
+		t.Errorf("shrinking it: %+v %v", sc, err)
 	}
 }

@@ -120,6 +120,7 @@ type apiApproval struct {
 	Team        string     `json:"team"`
 	ExtendDays  int        `json:"extendDays,omitempty"`
 	Replicas    int        `json:"replicas,omitempty"`
+	Version     int        `json:"version,omitempty"`
 	Reasons     string     `json:"reasons"`
 	RequestedBy string     `json:"requestedBy"`
 	CreatedAt   time.Time  `json:"createdAt"`
@@ -131,7 +132,7 @@ type apiApproval struct {
 
 func toAPIApproval(a store.Approval) apiApproval {
 	return apiApproval{ID: a.ID, Kind: string(a.Kind), RequestID: a.RequestID, Request: a.Request.Name, Team: a.Request.TeamName,
-		ExtendDays: a.ExtendDays, Replicas: a.Replicas, Reasons: a.Reasons, RequestedBy: a.RequestedBy, CreatedAt: a.CreatedAt,
+		ExtendDays: a.ExtendDays, Replicas: a.Replicas, Version: a.Version, Reasons: a.Reasons, RequestedBy: a.RequestedBy, CreatedAt: a.CreatedAt,
 		Verdict: a.Verdict, DecidedBy: a.DecidedBy, DecidedAt: a.DecidedAt, Comment: a.Comment}
 }
 

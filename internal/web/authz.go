@@ -163,6 +163,11 @@ func rebuildRefusal(u store.User, r store.Request) error {
 	return errStatus(http.StatusForbidden, fmt.Sprintf("Only the VM's owner, %s, or the platform team may rebuild it.", r.RequesterLogin))
 }
 
+// olderAtOnce reports whether u rebuilds a VM from an older template version
+// without approval: the platform team, who replaced it. The store decides
+// the same by the user's role; this only labels the form.
+func olderAtOnce(u store.User) bool { return u.Role == store.RolePlatform }
+
 // canMarkPet reports whether u may mark r's VM as a pet or as cattle: its
 // owner only.
 func canMarkPet(u store.User, r store.Request) bool { return u.ID == r.RequesterID }

@@ -151,6 +151,8 @@ var routeMatrix = []routeCase{
 	{"GET /platform/templates/{name}/diff", "/platform/templates/{tpl}/diff", "", templaters},
 	{"GET /platform/templates/{name}/versions/{version}", "/platform/templates/{tpl}/versions/1", "", templaters},
 	{"POST /platform/templates/{name}/versions/{version}/republish", "/platform/templates/{tpl}/versions/1/republish", "", templaters},
+	{"POST /platform/templates/{name}/versions/{version}/withdraw", "/platform/templates/{tpl}/versions/1/withdraw", "note=broken", templaters},
+	{"POST /platform/templates/{name}/versions/{version}/reinstate", "/platform/templates/{tpl}/versions/1/reinstate", "", templaters},
 	{"POST /platform/templates/{name}/deprecate", "/platform/templates/{tpl}/deprecate", "note=old", templaters},
 	{"POST /platform/templates/{name}/restore", "/platform/templates/{tpl}/restore", "", templaters},
 	{"POST /platform/templates/{name}/retire", "/platform/templates/{tpl}/retire", "", templaters},

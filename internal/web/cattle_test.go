@@ -90,7 +90,7 @@ func TestRebuildFormWhoMayAndWhatItSays(t *testing.T) {
 	owner := e.browser("developer")
 	resp, b := e.get(owner, path)
 	for _, want := range []string{`data-testid="rebuild-form"`, `<option value="2" selected>v2 (latest)</option>`,
-		`<option value="1">v1 (this VM&#39;s)</option>`, "starts with a fresh disk", `data-testid="pet-toggle">Mark as pet<`} {
+		`<option value="1">v1 (this VM&#39;s, needs approval)</option>`, "starts with a fresh disk", `data-testid="pet-toggle">Mark as pet<`} {
 		if resp.StatusCode != 200 || !strings.Contains(b, want) {
 			t.Errorf("owner's page lacks %s", want)
 		}
@@ -213,6 +213,145 @@ func TestRebuildAndPetAPI(t *testing.T) {
 	r2 := e.cattleRunning("api-2")
 	if resp, b := e.apiDo(plat, "POST", fmt.Sprintf("/api/v1/requests/%d/rebuild", r2.ID), `{"version":1}`, nil); resp.StatusCode != 202 {
 		t.Errorf("platform rebuilds cattle: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestRebuildToAnOlderVersionWaitsForApproval: a developer who rebuilds to
+// a version that the current one replaced, by form or API, opens an
+// approval with the reason; the VM is rebuilt only once a manager approves.
+// The platform team rebuilds to it at once.
+func TestRebuildToAnOlderVersionWaitsForApproval(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	r := e.cattleRunning("web-1")
+	e.cattleV2()
+	path := "/requests/" + strconv.FormatInt(r.ID, 10)
+	owner, manager := e.browser("developer"), e.browser("manager")
+
+	if _, b := e.get(owner, path); !strings.Contains(b, `data-testid="rebuild-older"`) {
+		t.Error("the owner's form does not say that older versions need approval")
+	}
+	if resp, _ := e.post(owner, path+"/rebuild", url.Values{"version": {"1"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("owner's rebuild to v1: %d", resp.StatusCode)
+	}
+	if got := e.cattleState(r.ID); got.State != store.StateRunning || got.TemplateVersion != 1 {
+		t.Errorf("before approval: %s v%d", got.State, got.TemplateVersion)
+	}
+	if n := e.count(`SELECT count(*) FROM river_job WHERE kind = 'rebuild'`); n != 0 {
+		t.Errorf("%d rebuild jobs before approval", n)
+	}
+	const reason = "rebuild to ubuntu-2404 v1, older than the current v2"
+	if _, b := e.get(owner, path); !strings.Contains(b, `data-testid="rebuild-pending"`) || !strings.Contains(b, reason) {
+		t.Error("the VM's page does not show the rebuild waiting for approval")
+	}
+	_, b := e.get(manager, "/approvals")
+	if !strings.Contains(b, "Rebuild web-1 from ubuntu-2404 v1, an older version (it is on v1)") || !strings.Contains(b, reason) {
+		t.Error("the queue does not show the rebuild and why")
+	}
+	var id int64
+	if err := e.st.Pool().QueryRow(context.Background(), `SELECT id FROM approvals WHERE request_id = $1 AND kind = 'rebuild'`, r.ID).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if resp, b := e.post(manager, fmt.Sprintf("/approvals/%d/approve", id), url.Values{"comment": {"ok"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("approve: %d %s", resp.StatusCode, b)
+	}
+	if got := e.cattleState(r.ID); got.State != store.StateApproved || got.TemplateVersion != 1 {
+		t.Errorf("after approval: %s v%d", got.State, got.TemplateVersion)
+	}
+
+	// The API says that it waits, and for which approval.
+	r2 := e.cattleRunning("web-2") // on v2
+	api := fmt.Sprintf("/api/v1/requests/%d/rebuild", r2.ID)
+	resp, b := e.apiDo(e.token("developer"), "POST", api, `{"version":1}`, nil)
+	if resp.StatusCode != 202 || !strings.Contains(b, `"approvalId"`) || !strings.Contains(b, `"approvalReason": "`+reason+`"`) ||
+		!strings.Contains(b, `"state": "running"`) || !strings.Contains(b, `"templateVersion": 2`) {
+		t.Errorf("developer's API rebuild to v1: %d %s", resp.StatusCode, b)
+	}
+	_, b = e.apiDo(e.token("manager"), "GET", "/api/v1/approvals", "", nil)
+	if !strings.Contains(b, `"kind": "rebuild"`) || !strings.Contains(b, `"version": 1`) {
+		t.Errorf("API approvals: %s", b)
+	}
+	// The platform team does not wait.
+	r3 := e.cattleRunning("web-3")
+	resp, b = e.apiDo(e.token("platform"), "POST", fmt.Sprintf("/api/v1/requests/%d/rebuild", r3.ID), `{"version":1}`, nil)
+	if resp.StatusCode != 202 || strings.Contains(b, "approvalId") || !strings.Contains(b, `"state": "approved"`) || !strings.Contains(b, `"templateVersion": 1`) {
+		t.Errorf("platform's API rebuild to v1: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestWithdrawnVersion: the platform team withdraws a version on its page
+// (with a reason, audited, reversible); it is then offered to nobody and
+// refused, with the reason, to rebuilds by form and API, to rollouts and to
+// publishing it again, while the VM on it is told.
+func TestWithdrawnVersion(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	r := e.cattleRunning("web-1") // on v1
+	e.cattleV2()
+	platform, owner := e.browser("platform"), e.browser("developer")
+	tpl := "/platform/templates/ubuntu-2404"
+	const note = "its image leaks SSH host keys"
+
+	if resp, _ := e.post(owner, tpl+"/versions/1/withdraw", url.Values{"note": {note}}); resp.StatusCode != 403 {
+		t.Errorf("a developer withdraws: %d", resp.StatusCode)
+	}
+	if resp, b := e.post(platform, tpl+"/versions/1/withdraw", url.Values{"note": {""}}); resp.StatusCode != 422 || !strings.Contains(b, "is required") {
+		t.Errorf("withdraw without a note: %d", resp.StatusCode)
+	}
+	if resp, b := e.post(platform, tpl+"/versions/2/withdraw", url.Values{"note": {note}}); resp.StatusCode != 409 || !strings.Contains(b, "current version") {
+		t.Errorf("withdraw the current version: %d %s", resp.StatusCode, b)
+	}
+	if resp, _ := e.post(platform, tpl+"/versions/1/withdraw", url.Values{"note": {note}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("withdraw v1: %d", resp.StatusCode)
+	}
+	if _, b := e.get(platform, tpl); !strings.Contains(b, `data-testid="withdrawn-1"`) || !strings.Contains(b, note) || strings.Contains(b, `data-testid="withdrawn-2"`) {
+		t.Error("the template page does not show v1 as withdrawn, with why")
+	}
+	if _, b := e.get(platform, tpl+"/versions/1"); !strings.Contains(b, `data-testid="reinstate"`) || strings.Contains(b, `data-testid="republish"`) {
+		t.Error("the version page does not offer to reinstate, or offers to publish it again")
+	}
+	if n := e.count(`SELECT count(*) FROM audit_log WHERE target = 'template:ubuntu-2404' AND actor = 'platform'
+		AND details->>'change' = 'withdraw' AND details->>'version' = '1' AND details->>'note' = '` + note + `'`); n != 1 {
+		t.Errorf("%d audit entries for the withdrawal", n)
+	}
+
+	// Offered to nobody; refused, with why, to the form, the API and rollouts.
+	path := "/requests/" + strconv.FormatInt(r.ID, 10)
+	_, b := e.get(owner, path)
+	if strings.Contains(b, `<option value="1"`) || !strings.Contains(b, `data-testid="version-withdrawn"`) || !strings.Contains(b, note) {
+		t.Error("the VM's page offers v1, or does not say that its version was withdrawn")
+	}
+	for _, who := range []string{"developer", "platform"} {
+		resp, b := e.post(e.browser(who), path+"/rebuild", url.Values{"version": {"1"}})
+		if resp.StatusCode != 422 || !strings.Contains(b, "withdrawn") || !strings.Contains(b, note) {
+			t.Errorf("%s's form rebuild to v1: %d", who, resp.StatusCode)
+		}
+		resp, b = e.apiDo(e.token(who), "POST", "/api/v1"+path+"/rebuild", `{"version":1}`, nil)
+		if resp.StatusCode != 422 || !strings.Contains(b, "withdrawn") || !strings.Contains(b, `"field": "version"`) {
+			t.Errorf("%s's API rebuild to v1: %d %s", who, resp.StatusCode, b)
+		}
+	}
+	resp, b := e.apiDo(e.token("platform"), "POST", "/api/v1/rollouts", `{"template":"ubuntu-2404","version":1}`, nil)
+	if resp.StatusCode != 422 || !strings.Contains(b, "withdrawn") {
+		t.Errorf("API rollout to v1: %d %s", resp.StatusCode, b)
+	}
+	if _, b := e.get(platform, "/platform/rollouts/new?template=ubuntu-2404"); strings.Contains(b, `<option value="1"`) {
+		t.Error("the rollout form offers v1")
+	}
+	if resp, b := e.post(platform, tpl+"/versions/1/republish", nil); resp.StatusCode != 409 || !strings.Contains(b, "withdrawn") {
+		t.Errorf("publish v1 again: %d", resp.StatusCode)
+	}
+	if got := e.cattleState(r.ID); got.State != store.StateRunning || got.TemplateVersion != 1 {
+		t.Errorf("the VM on v1 changed: %s v%d", got.State, got.TemplateVersion)
+	}
+
+	// Reinstated, it is offered again.
+	if resp, _ := e.post(platform, tpl+"/versions/1/reinstate", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("reinstate v1: %d", resp.StatusCode)
+	}
+	if _, b := e.get(owner, path); !strings.Contains(b, `<option value="1"`) {
+		t.Error("a reinstated version is not offered")
+	}
+	if n := e.count(`SELECT count(*) FROM audit_log WHERE target = 'template:ubuntu-2404' AND details->>'change' = 'reinstate'`); n != 1 {
+		t.Errorf("%d audit entries for the reinstatement", n)
 	}
 }
 

@@ -131,6 +131,9 @@ func approvalItemOf(u store.User, a store.Approval, now time.Time) approvalItem 
 	switch a.Kind {
 	case store.ApprovalExtension:
 		it.What = fmt.Sprintf("Lease extension by %d days (the lease ends %s)", a.ExtendDays, fmtTime(r.ExpiresAt))
+	case store.ApprovalRebuild:
+		it.What = fmt.Sprintf("Rebuild %s from %s v%d, an older version (it is on v%d); size %s. The VM is deleted and made again.",
+			r.Name, r.TemplateName, a.Version, r.TemplateVersion, r.Size)
 	case store.ApprovalScale:
 		it.What = fmt.Sprintf("Grow pool from %d to %d VMs: %s v%d, size %s (%d vCPU, %s each)",
 			r.Replicas, a.Replicas, r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB))

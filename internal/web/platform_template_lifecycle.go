@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
@@ -48,5 +49,48 @@ func (s *Server) afterLifecycle(w http.ResponseWriter, r *http.Request, name, sa
 		return err
 	}
 	http.Redirect(w, r, "/platform/templates/"+url.PathEscape(name)+"?saved="+saved, http.StatusSeeOther)
+	return nil
+}
+
+// templateWithdraw withdraws one version of a template: it builds no more
+// VMs. A missing note shows the version page again with the problem at the
+// note field; the current version and a rollout's target are refused (409)
+// with what to do instead.
+func (s *Server) templateWithdraw(w http.ResponseWriter, r *http.Request) error {
+	t, tv, err := s.templateAndVersion(r, chi.URLParam(r, "version"))
+	if err != nil {
+		return err
+	}
+	u, _ := userFrom(r.Context())
+	note := r.PostFormValue("note")
+	err = s.store.WithdrawVersion(r.Context(), t.Name, tv.Version, note, store.UserActor(u))
+	var verr *store.ValidationError
+	if errors.As(err, &verr) {
+		v, err := s.versionView(r, t, tv)
+		if err != nil {
+			return err
+		}
+		v.Errors, v.Note = verr, note
+		return render(w, r, http.StatusUnprocessableEntity, versionPage(v))
+	}
+	return s.afterVersionChange(w, r, t.Name, tv.Version, "withdrawn", err)
+}
+
+// templateReinstate undoes a withdrawal.
+func (s *Server) templateReinstate(w http.ResponseWriter, r *http.Request) error {
+	t, tv, err := s.templateAndVersion(r, chi.URLParam(r, "version"))
+	if err != nil {
+		return err
+	}
+	u, _ := userFrom(r.Context())
+	return s.afterVersionChange(w, r, t.Name, tv.Version, "reinstated",
+		s.store.ReinstateVersion(r.Context(), t.Name, tv.Version, store.UserActor(u)))
+}
+
+func (s *Server) afterVersionChange(w http.ResponseWriter, r *http.Request, name string, version int, saved string, err error) error {
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/platform/templates/"+url.PathEscape(name)+"/versions/"+strconv.Itoa(version)+"?saved="+saved, http.StatusSeeOther)
 	return nil
 }

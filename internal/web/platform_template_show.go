@@ -37,6 +37,8 @@ type versionRow struct {
 	VMs       int
 	Running   int
 	Current   bool
+	// Withdrawn says who withdrew the version, when and why; "" when not.
+	Withdrawn string
 }
 
 func (s *Server) templateShow(w http.ResponseWriter, r *http.Request) error {
@@ -86,7 +88,7 @@ func (s *Server) templateView(r *http.Request, verr *store.ValidationError, note
 			by = "templates as code"
 		}
 		v.Versions = append(v.Versions, versionRow{Version: tv.Version, Published: fmtTime(tv.CreatedAt), By: by, Note: tv.Note,
-			VMs: u.VMs, Running: u.Running, Current: tv.Version == t.Version})
+			VMs: u.VMs, Running: u.Running, Current: tv.Version == t.Version, Withdrawn: withdrawnText(tv)})
 		v.VMs += u.VMs
 		if tv.Version != t.Version {
 			v.Outdated += u.VMs
@@ -99,7 +101,19 @@ func (s *Server) templateView(r *http.Request, verr *store.ValidationError, note
 	return v, nil
 }
 
-// versionView shows one version's YAML.
+// withdrawnText says who withdrew tv, when and why; "" when it was not.
+func withdrawnText(tv store.TemplateVersion) string {
+	if !tv.Withdrawn() {
+		return ""
+	}
+	by := tv.WithdrawnBy
+	if by == "" {
+		by = "the platform team"
+	}
+	return fmt.Sprintf("Withdrawn by %s at %s: %s", by, fmtTime(*tv.WithdrawnAt), tv.WithdrawnNote)
+}
+
+// versionView shows one version's YAML, and its withdrawal.
 type versionView struct {
 	Base    base
 	T       store.Template
@@ -108,6 +122,14 @@ type versionView struct {
 	Path    string
 	Usage   store.VersionUsage
 	Current bool
+	// VersionPath is the version's own page; WithdrawnText says who
+	// withdrew it and why.
+	VersionPath   string
+	WithdrawnText string
+	Saved         string
+	// Errors and Note are the withdrawal form's problems and input.
+	Errors *store.ValidationError
+	Note   string
 }
 
 // templateVersionShow shows one version as YAML, or with ?download=1 sends it
@@ -117,23 +139,42 @@ func (s *Server) templateVersionShow(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	b, err := store.TemplateYAML(tv.Spec)
-	if err != nil {
-		return err
-	}
 	if r.URL.Query().Get("download") == "1" {
+		b, err := store.TemplateYAML(tv.Spec)
+		if err != nil {
+			return err
+		}
 		w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
 		w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.yaml"`, t.Name))
 		_, err = w.Write(b)
 		return err
 	}
-	usage, err := s.store.TemplateUsage(r.Context(), t.ID)
+	v, err := s.versionView(r, t, tv)
 	if err != nil {
 		return err
 	}
-	v := versionView{Base: s.viewBase(r, fmt.Sprintf("%s version %d", t.Name, tv.Version)), T: t, V: tv, YAML: string(b),
-		Path: "/platform/templates/" + url.PathEscape(t.Name), Usage: usage[tv.Version], Current: tv.Version == t.Version}
+	switch r.URL.Query().Get("saved") {
+	case "withdrawn":
+		v.Saved = fmt.Sprintf("Withdrawn: v%d builds no more VMs; VMs on it keep running.", tv.Version)
+	case "reinstated":
+		v.Saved = fmt.Sprintf("Reinstated: v%d may be used again.", tv.Version)
+	}
 	return render(w, r, http.StatusOK, versionPage(v))
+}
+
+func (s *Server) versionView(r *http.Request, t store.Template, tv store.TemplateVersion) (versionView, error) {
+	b, err := store.TemplateYAML(tv.Spec)
+	if err != nil {
+		return versionView{}, err
+	}
+	usage, err := s.store.TemplateUsage(r.Context(), t.ID)
+	if err != nil {
+		return versionView{}, err
+	}
+	path := "/platform/templates/" + url.PathEscape(t.Name)
+	return versionView{Base: s.viewBase(r, fmt.Sprintf("%s version %d", t.Name, tv.Version)), T: t, V: tv, YAML: string(b),
+		Path: path, Usage: usage[tv.Version], Current: tv.Version == t.Version,
+		VersionPath: path + "/versions/" + strconv.Itoa(tv.Version), WithdrawnText: withdrawnText(tv)}, nil
 }
 
 func (s *Server) templateAndVersion(r *http.Request, version string) (store.Template, store.TemplateVersion, error) {
@@ -154,6 +195,11 @@ func (s *Server) templateRollback(w http.ResponseWriter, r *http.Request) error 
 	t, tv, err := s.templateAndVersion(r, chi.URLParam(r, "version"))
 	if err != nil {
 		return err
+	}
+	if tv.Withdrawn() {
+		// Publishing it again would undo the withdrawal under a new number.
+		return errStatus(http.StatusConflict, fmt.Sprintf("Version %d was withdrawn (%s), so it is not published again. Reinstate it on its page if it was withdrawn by mistake.",
+			tv.Version, tv.WithdrawnNote))
 	}
 	u, _ := userFrom(r.Context())
 	res, err := s.store.PublishTemplateChange(r.Context(), store.Publish{Spec: tv.Spec, Actor: store.UserActor(u),

@@ -26,6 +26,12 @@ type cattleView struct {
 	CanPet  bool
 	// Rollout tells the owner of a rollout that will rebuild the VM.
 	Rollout string
+	// Pending says which rebuild waits for approval; Withdrawn that the
+	// VM's own version was withdrawn, and why.
+	Pending   string
+	Withdrawn string
+	// Older explains the versions that need approval, when the form offers any.
+	Older string
 }
 
 type versionChoice struct {
@@ -35,8 +41,9 @@ type versionChoice struct {
 }
 
 // cattleOf builds the rebuild and pet controls for u on req, whose current
-// template version's image is ephemeral or not.
-func (s *Server) cattleOf(ctx context.Context, u store.User, req store.Request, ephemeral bool) (cattleView, error) {
+// template version's image is ephemeral or not, with the request's
+// approvals (a rebuild may wait for one).
+func (s *Server) cattleOf(ctx context.Context, u store.User, req store.Request, ephemeral bool, approvals []store.Approval) (cattleView, error) {
 	v := cattleView{Pet: req.Pet, CanPet: canMarkPet(u, req), CanRebuild: canRebuild(u, req)}
 	if req.State.Terminal() {
 		return cattleView{}, nil
@@ -46,26 +53,47 @@ func (s *Server) cattleOf(ctx context.Context, u store.User, req store.Request, 
 		return v, err
 	}
 	v.Rollout = rolloutNotice(n, v.CanPet && !v.Pet)
-	v.Show = v.Pet || v.CanPet || v.CanRebuild || v.Rollout != ""
-	if err := rebuildRefusal(u, req); err != nil && req.Pet && u.Role == store.RolePlatform {
-		v.Refusal = err.Error()
-	}
-	if !store.RebuildAllowed(req.State) || !v.CanRebuild {
-		v.CanRebuild = false
-		return v, nil
+	for _, a := range approvals {
+		if a.Open() && a.Kind == store.ApprovalRebuild {
+			v.Pending = fmt.Sprintf("A rebuild from v%d is waiting for approval (asked by %s: %s).", a.Version, a.RequestedBy, a.Reasons)
+		}
 	}
 	tvs, err := s.store.TemplateVersions(ctx, req.TemplateID)
 	if err != nil {
 		return v, err
 	}
-	for i, tv := range tvs {
-		c := versionChoice{Version: tv.Version, Label: "v" + strconv.Itoa(tv.Version), Selected: i == 0}
+	for _, tv := range tvs {
+		if tv.Version == req.TemplateVersion && tv.Withdrawn() {
+			v.Withdrawn = fmt.Sprintf("This VM's template version, v%d, was withdrawn by the platform team: %s. It keeps running; rebuild it from another version.",
+				tv.Version, tv.WithdrawnNote)
+		}
+	}
+	v.Show = v.Pet || v.CanPet || v.CanRebuild || v.Rollout != "" || v.Pending != "" || v.Withdrawn != ""
+	if err := rebuildRefusal(u, req); err != nil && req.Pet && u.Role == store.RolePlatform {
+		v.Refusal = err.Error()
+	}
+	if !store.RebuildAllowed(req.State) || !v.CanRebuild || len(tvs) == 0 {
+		v.CanRebuild = false
+		return v, nil
+	}
+	// A withdrawn version builds no VM, so it is not offered; an older one
+	// waits for approval unless the platform team asks.
+	current := tvs[0].Version
+	for _, tv := range tvs {
+		if tv.Withdrawn() {
+			continue
+		}
+		c := versionChoice{Version: tv.Version, Label: "v" + strconv.Itoa(tv.Version), Selected: tv.Version == current}
 		var notes []string
-		if i == 0 {
+		if tv.Version == current {
 			notes = append(notes, "latest")
 		}
 		if tv.Version == req.TemplateVersion {
 			notes = append(notes, "this VM's")
+		}
+		if tv.Version < current && !olderAtOnce(u) {
+			notes = append(notes, "needs approval")
+			v.Older = fmt.Sprintf("v%d replaced the older versions: rebuilding from one of them waits for an approver.", current)
 		}
 		if len(notes) > 0 {
 			c.Label += " (" + strings.Join(notes, ", ") + ")"
@@ -131,7 +159,8 @@ func (s *Server) requestPet(w http.ResponseWriter, r *http.Request) error {
 }
 
 // apiRebuild is POST /api/v1/requests/{id}/rebuild {"version": N}; no
-// body, or version 0, rebuilds from the latest version. 202 with the request.
+// body, or version 0, rebuilds from the latest version. 202 with the request
+// (and the approval, when the rebuild waits for one).
 func (s *Server) apiRebuild(w http.ResponseWriter, r *http.Request) error {
 	req, err := s.visibleRequest(r)
 	if err != nil {
@@ -152,10 +181,29 @@ func (s *Server) apiRebuild(w http.ResponseWriter, r *http.Request) error {
 	if in.Version < 0 {
 		return &store.ValidationError{Fields: []store.FieldError{{Field: "version", Message: "must be a version number, or 0 for the latest"}}}
 	}
-	if _, err := s.store.RequestRebuild(r.Context(), req.ID, in.Version, store.UserActor(u)); err != nil {
+	rb, err := s.store.RequestRebuild(r.Context(), req.ID, in.Version, store.UserActor(u))
+	if err != nil {
 		return err
 	}
-	return s.writeAccepted(w, r, req.ID)
+	got, err := s.store.Request(r.Context(), req.ID)
+	if err != nil {
+		return err
+	}
+	out := apiRebuildResult{apiRequest: toAPIRequest(got, "")}
+	if rb.Pending {
+		out.ApprovalID, out.ApprovalReason = rb.ApprovalID, rb.Reason
+	}
+	writeJSON(w, http.StatusAccepted, out)
+	return nil
+}
+
+// apiRebuildResult is the answer to POST /api/v1/requests/{id}/rebuild: the
+// request, and when the rebuild waits for approval (an older version, asked
+// by someone outside the platform team), the approval and why.
+type apiRebuildResult struct {
+	apiRequest
+	ApprovalID     int64  `json:"approvalId,omitempty"`
+	ApprovalReason string `json:"approvalReason,omitempty"`
 }
 
 // apiPet is POST /api/v1/requests/{id}/pet {"pet": true|false}: the owner

@@ -90,7 +90,7 @@ func (s *Server) liveView(ctx context.Context, req store.Request) (liveView, err
 		return liveView{}, err
 	}
 	v.Lease = leaseOf(u, req, v.Approvals, tv.Spec.MaxLeaseDays, s.leaseGrace(), time.Now())
-	if v.Cattle, err = s.cattleOf(ctx, u, req, v.Ephemeral); err != nil {
+	if v.Cattle, err = s.cattleOf(ctx, u, req, v.Ephemeral, v.Approvals); err != nil {
 		return liveView{}, err
 	}
 	if v.Pool, err = s.poolOf(ctx, u, req, tv.Spec, v.Approvals); err != nil {
@@ -276,6 +276,10 @@ func eventTitle(e store.Event) string {
 		return "Lease extension rejected"
 	case "rebuild":
 		return "Rebuild started → approved"
+	case "rebuild_requested":
+		return "Rebuild from an older version asked"
+	case "rebuild_rejected":
+		return "Rebuild rejected"
 	case "rebuild_deleted":
 		return "Old VM deleted for the rebuild"
 	case "pet":

@@ -127,8 +127,15 @@ func (s *Server) rolloutPlanView(r *http.Request, template, version, batchSize s
 	if err != nil {
 		return v, err
 	}
-	for n := v.Plan.CurrentVersion; n >= 1; n-- {
-		v.Versions = append(v.Versions, n)
+	tvs, err := s.store.TemplateVersions(r.Context(), v.Plan.TemplateID)
+	if err != nil {
+		return v, err
+	}
+	for _, tv := range tvs {
+		// A withdrawn version builds no VM: it is no rollout's target.
+		if !tv.Withdrawn() {
+			v.Versions = append(v.Versions, tv.Version)
+		}
 	}
 	for _, c := range v.Plan.Candidates {
 		if c.Pet {

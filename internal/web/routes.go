@@ -113,6 +113,8 @@ func (s *Server) Router() chi.Router {
 				r.Get("/platform/templates/{name}/diff", s.page(s.templateDiff))
 				r.Get("/platform/templates/{name}/versions/{version}", s.page(s.templateVersionShow))
 				r.Post("/platform/templates/{name}/versions/{version}/republish", s.page(s.templateRollback))
+				r.Post("/platform/templates/{name}/versions/{version}/withdraw", s.page(s.templateWithdraw))
+				r.Post("/platform/templates/{name}/versions/{version}/reinstate", s.page(s.templateReinstate))
 				r.Post("/platform/templates/{name}/deprecate", s.page(s.templateDeprecate))
 				r.Post("/platform/templates/{name}/restore", s.page(s.templateRestore))
 				r.Post("/platform/templates/{name}/retire", s.page(s.templateRetire))
