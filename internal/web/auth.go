@@ -180,9 +180,29 @@ func (s *Server) signOutEverywhere(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
-// safeNext allows only local paths as a post-sign-in destination.
+// safeNext returns next if it is a path on this site, else "/": it is
+// where the browser goes after sign-in, and a link to the sign-in page
+// must not send people off-site (an open redirect). It judges next as a
+// browser will read it: the WHATWG URL parser drops every ASCII tab, CR
+// and LF, so "/\t/evil.example" is "//evil.example", a link to another
+// host; and it treats a backslash as a slash, so "/\evil" is one too.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.Contains(next, `\`) {
+	next = strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\r' || r == '\n' {
+			return -1
+		}
+		return r
+	}, next)
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
 		return "/"
 	}
 	return next
