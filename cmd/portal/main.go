@@ -5,6 +5,7 @@
 //	portal migrate                apply database migrations and exit
 //	portal dev                    a complete local setup for newcomers
 //	portal token create --user L  print a new API token for user L
+//	portal users disable --user L offboard user L (see users.go)
 package main
 
 import (
@@ -39,6 +40,9 @@ Usage:
   portal migrate [flags]                 apply database migrations and exit
   portal dev [flags]                     run locally with demo data (simulated cluster)
   portal token create --user LOGIN       print a new API token for a user
+  portal users disable --user LOGIN [--reason TEXT]
+                                         offboard a user: disable, revoke tokens, end sessions
+  portal users enable --user LOGIN       let a disabled user sign in again
   portal templates export [--dir DIR]    write every current template as YAML
   portal templates apply -f FILE|DIR [--dry-run] [--diff] [-m NOTE] [--user LOGIN]
   portal approval-rules export|apply -f FILE [--prune] [--dry-run]
@@ -62,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdDev(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
 		return cmdToken(ctx, args[1:], getenv, stdout, stderr)
+	case "users":
+		return cmdUsers(ctx, args[1:], getenv, stdout, stderr)
 	case "templates":
 		return cmdTemplates(ctx, args[1:], getenv, stdout, stderr)
 	case "approval-rules":

@@ -51,6 +51,9 @@ func cmdToken(ctx context.Context, args []string, getenv func(string) string, st
 		exp = &t
 	}
 	tok, err := st.CreateTokenBy(ctx, store.Actor{Name: "cli"}, u.ID, *name, exp)
+	if errors.Is(err, store.ErrUserDisabled) {
+		return fmt.Errorf("%s is disabled; `portal users enable --user %s` first if they are back", *login, *login)
+	}
 	if err != nil {
 		return err
 	}

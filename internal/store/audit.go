@@ -20,6 +20,8 @@ const (
 	AuditSignOutAll     = "sign_out_everywhere"
 	AuditUserCreate     = "user_create"
 	AuditRoleChange     = "role_change"
+	AuditUserDisable    = "user_disable"
+	AuditUserEnable     = "user_enable"
 	AuditTokenCreate    = "token_create"
 	AuditTokenRevoke    = "token_revoke"
 	AuditRequestSubmit  = "request_submit"

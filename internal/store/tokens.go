@@ -48,7 +48,8 @@ func (s *Store) CreateToken(ctx context.Context, userID int64, name string, expi
 
 // CreateTokenBy is CreateToken on behalf of actor (for example the
 // command-line tool run by an operator). An actor without a name is the
-// owner. The creation is audited with the token's name and expiry.
+// owner. The creation is audited with the token's name and expiry. A
+// disabled user gets no token (ErrUserDisabled).
 func (s *Store) CreateTokenBy(ctx context.Context, actor Actor, userID int64, name string, expiresAt *time.Time) (string, error) {
 	name = strings.TrimSpace(name)
 	if v := CheckToken(name, expiresAt); len(v.Fields) > 0 {
@@ -63,12 +64,22 @@ func (s *Store) CreateTokenBy(ctx context.Context, actor Actor, userID int64, na
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var id int64
 		var login string
-		err := tx.QueryRow(ctx, `INSERT INTO api_tokens (user_id, name, hash, expires_at)
-			SELECT id, $2, $3, $4 FROM users WHERE id = $1 RETURNING id, (SELECT login FROM users WHERE id = $1)`,
-			userID, name, sum[:], expiresAt).Scan(&id, &login)
+		var disabled bool
+		// FOR SHARE orders this against DisableUser, which would otherwise
+		// miss a token created while it runs.
+		err := tx.QueryRow(ctx, `SELECT login, disabled_at IS NOT NULL FROM users WHERE id = $1 FOR SHARE`, userID).
+			Scan(&login, &disabled)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
+		if err != nil {
+			return fmt.Errorf("find token owner: %w", err)
+		}
+		if disabled {
+			return ErrUserDisabled
+		}
+		err = tx.QueryRow(ctx, `INSERT INTO api_tokens (user_id, name, hash, expires_at) VALUES ($1, $2, $3, $4) RETURNING id`,
+			userID, name, sum[:], expiresAt).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("store token: %w", err)
 		}
@@ -142,7 +153,7 @@ func (s *Store) RevokeToken(ctx context.Context, u User, tokenID int64) error {
 }
 
 // UserByToken returns the owner of a valid (unexpired, unrevoked) token, with
-// the owner's current role.
+// the owner's current role. A disabled owner's token is not valid.
 func (s *Store) UserByToken(ctx context.Context, plain string) (User, error) {
 	if !strings.HasPrefix(plain, tokenPrefix) || len(plain) > 200 {
 		return User{}, ErrNotFound
@@ -151,7 +162,7 @@ func (s *Store) UserByToken(ctx context.Context, plain string) (User, error) {
 	rows, _ := s.pool.Query(ctx, `
 		UPDATE api_tokens k SET last_used_at = now()
 		FROM users u LEFT JOIN teams t ON t.id = u.team_id
-		WHERE k.hash = $1 AND u.id = k.user_id AND k.revoked_at IS NULL
+		WHERE k.hash = $1 AND u.id = k.user_id AND k.revoked_at IS NULL AND u.disabled_at IS NULL
 		  AND (k.expires_at IS NULL OR k.expires_at > now())
 		RETURNING `+userColumns, sum[:])
 	u, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[User])

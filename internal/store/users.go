@@ -27,9 +27,13 @@ type User struct {
 	Role        Role   `db:"role"`
 	TeamID      *int64 `db:"team_id"`
 	TeamName    string `db:"team_name"`
+	// Disabled users are offboarded: no session or API token of theirs
+	// authenticates, and they cannot sign in (see DisableUser).
+	Disabled bool `db:"disabled"`
 }
 
-const userColumns = `u.id, u.login, u.display_name, u.email, u.role, u.team_id, coalesce(t.name, '') AS team_name`
+const userColumns = `u.id, u.login, u.display_name, u.email, u.role, u.team_id, coalesce(t.name, '') AS team_name,
+	u.disabled_at IS NOT NULL AS disabled`
 
 // EnsureUser creates the user if the login is new, and returns it. An
 // existing user is left as it is, so seeding twice changes nothing.

@@ -22,7 +22,8 @@ const sessionUserID = "user_id"
 // withUser loads the signed-in user (if any) into the request context. The
 // session must still be mapped to its user in user_sessions: signing out
 // everywhere deletes the mapping, which ends the session even if a request
-// in flight writes the scs row back.
+// in flight writes the scs row back. A disabled user's session is ended
+// here too.
 func (s *Server) withUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -63,8 +64,14 @@ func (s *Server) startSession(r *http.Request, u store.User, via string, details
 		return err
 	}
 	s.sessions.Put(ctx, sessionUserID, u.ID)
-	return s.store.StartSession(ctx, u, sessionKey(s.sessions.Token(ctx)), via,
+	err := s.store.StartSession(ctx, u, sessionKey(s.sessions.Token(ctx)), via,
 		time.Now().Add(s.cfg.SessionLifetime), details)
+	if err != nil {
+		// Unmapped, the session would not sign anyone in (see withUser);
+		// it should not even look as if it did.
+		s.sessions.Remove(ctx, sessionUserID)
+	}
+	return err
 }
 
 func userFrom(ctx context.Context) (store.User, bool) {
@@ -89,7 +96,7 @@ func (s *Server) requireUser(next http.Handler) http.Handler {
 }
 
 // requireToken authenticates API calls by their bearer token; the token acts
-// with its owner's current role.
+// with its owner's current role, and not at all once its owner is disabled.
 func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")
@@ -102,7 +109,7 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 		u, err := s.store.UserByToken(r.Context(), strings.TrimSpace(tok))
 		if errors.Is(err, store.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="paddock", error="invalid_token"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{Error: "the token is unknown, expired or revoked"})
+			writeJSON(w, http.StatusUnauthorized, apiError{Error: "the token is unknown, expired or revoked, or its owner's account is disabled"})
 			return
 		}
 		if err != nil {
@@ -127,7 +134,8 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) error {
 	return render(w, r, http.StatusOK, signInPageView(vm))
 }
 
-// devSignIn signs in as the chosen seeded user (portal dev only).
+// devSignIn signs in as the chosen seeded user (portal dev only); a
+// disabled user is refused, as at any other sign-in (startSession).
 func (s *Server) devSignIn(w http.ResponseWriter, r *http.Request) error {
 	if !s.cfg.DevSignIn {
 		return errNotFound
@@ -172,9 +180,29 @@ func (s *Server) signOutEverywhere(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
-// safeNext allows only local paths as a post-sign-in destination.
+// safeNext returns next if it is a path on this site, else "/": it is
+// where the browser goes after sign-in, and a link to the sign-in page
+// must not send people off-site (an open redirect). It judges next as a
+// browser will read it: the WHATWG URL parser drops every ASCII tab, CR
+// and LF, so "/\t/evil.example" is "//evil.example", a link to another
+// host; and it treats a backslash as a slash, so "/\evil" is one too.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.Contains(next, `\`) {
+	next = strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\r' || r == '\n' {
+			return -1
+		}
+		return r
+	}, next)
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
 		return "/"
 	}
 	return next

@@ -32,6 +32,8 @@ func classify(err error) (int, string) {
 		return he.status, he.msg
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, errNotFound.Error()
+	case errors.Is(err, store.ErrUserDisabled):
+		return http.StatusForbidden, "This Paddock account is disabled, so you are not signed in. If you think this is a mistake, ask the platform team."
 	case errors.Is(err, store.ErrConflict):
 		_, after, _ := strings.Cut(err.Error(), "conflict: ")
 		return http.StatusConflict, "This cannot be done now: " + after + "."

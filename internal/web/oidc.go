@@ -269,13 +269,17 @@ func (s *Server) userinfoGroups(ctx context.Context, tok *oauth2.Token, subject 
 }
 
 // signInExternal maps an identity provider's groups to a role and team,
-// creates or updates the user, and starts their session. Someone whose
-// groups give no role is refused, and the refusal is audited.
+// creates or updates the user, and starts their session. The groups decide
+// at once: a lower role is stored (and so applies to every session and
+// token of the user), and someone whose groups give no role is refused and,
+// if they had an account, offboarded (disabled, tokens revoked, signed out
+// everywhere; see store.RefuseExternalUser). An account an administrator
+// disabled is refused whatever the groups say. Every refusal is audited.
 func (s *Server) signInExternal(r *http.Request, m ClaimMapping, x store.ExternalUser, groups []string, via string) (store.User, error) {
 	ctx := r.Context()
 	role, team, ok := m.resolve(groups)
 	if !ok {
-		if err := s.store.Audit(ctx, nil, store.Actor{Name: x.Login}, store.AuditSignInRefused, store.UserTarget(x.Login),
+		if err := s.store.RefuseExternalUser(ctx, x,
 			map[string]any{"via": via, "reason": "no group grants a role", "groups": groups}); err != nil {
 			return store.User{}, err
 		}
@@ -299,6 +303,13 @@ func (s *Server) signInExternal(r *http.Request, m ClaimMapping, x store.Externa
 	if errors.Is(err, store.ErrLoginTaken) {
 		return store.User{}, errStatus(http.StatusConflict, fmt.Sprintf(
 			"The user name %q already belongs to another Paddock account, so you were not signed in. Tell the platform team.", x.Login))
+	}
+	if errors.Is(err, store.ErrUserDisabled) {
+		if err := s.store.Audit(ctx, nil, store.Actor{Name: x.Login}, store.AuditSignInRefused, store.UserTarget(x.Login),
+			map[string]any{"via": via, "reason": "account disabled by an administrator"}); err != nil {
+			return store.User{}, err
+		}
+		return store.User{}, err
 	}
 	if err != nil {
 		return store.User{}, err

@@ -1,6 +1,9 @@
 package web
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/netip"
 
@@ -35,7 +38,9 @@ func DefaultProxyConfig() ProxyConfig {
 // proxyIssuer is the issuer recorded for people the proxy vouches for.
 const proxyIssuer = "proxy"
 
-const sessProxySubject = "proxy_subject"
+// sessProxyIdentity holds, in a session the proxy's headers signed in, a
+// digest of those headers (see proxyIdentity).
+const sessProxyIdentity = "proxy_identity"
 
 // trustedPeer reports whether the connection comes from a trusted proxy.
 func (s *Server) trustedPeer(r *http.Request) bool {
@@ -52,9 +57,15 @@ func (s *Server) trustedPeer(r *http.Request) bool {
 	return false
 }
 
-// withProxyUser signs in the person named by a trusted proxy's headers, once
-// per session: later requests of the same person reuse the session, and a
-// different person on the same browser gets a new one.
+// withProxyUser signs in the person named by a trusted proxy's headers.
+// The proxy asserts who the person is and what groups they are in on every
+// request, so the session is a cache of that assertion, not a grant: while
+// the headers stay the same, later requests reuse the session; as soon as
+// any of them changes (another person, new groups, a new login) they are
+// resolved again, as a new sign-in. A demoted person therefore loses the
+// pages of their old role on their very next request, a promoted one gains
+// the new ones, and one whose groups no longer grant a role is refused,
+// offboarded and signed out.
 func (s *Server) withProxyUser(next http.Handler) http.Handler {
 	p := s.cfg.Proxy
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -75,7 +86,8 @@ func (s *Server) withProxyUser(next http.Handler) http.Handler {
 		}
 		subject := r.Header.Get(p.UserHeader)
 		ctx := r.Context()
-		if subject == "" || (s.sessions.GetInt64(ctx, sessionUserID) != 0 && s.sessions.GetString(ctx, sessProxySubject) == subject) {
+		identity := proxyIdentity(r, p)
+		if subject == "" || (s.sessions.GetInt64(ctx, sessionUserID) != 0 && s.sessions.GetString(ctx, sessProxyIdentity) == identity) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -90,10 +102,29 @@ func (s *Server) withProxyUser(next http.Handler) http.Handler {
 			Issuer: proxyIssuer, Subject: subject, Login: login, DisplayName: login, Email: r.Header.Get(p.EmailHeader),
 		}, splitGroups(r.Header.Get(p.GroupsHeader)), "proxy")
 		if err != nil {
+			// Whoever this browser was signed in as, the proxy now says
+			// it is someone Paddock refuses: nothing of the old session
+			// may outlive this answer.
+			_ = s.sessions.Destroy(ctx)
 			s.page(func(http.ResponseWriter, *http.Request) error { return err })(w, r)
 			return
 		}
-		s.sessions.Put(ctx, sessProxySubject, subject)
+		s.sessions.Put(ctx, sessProxyIdentity, identity)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// proxyIdentity digests the proxy's identity headers, so that the session
+// can tell cheaply whether they changed since it was signed in.
+func proxyIdentity(r *http.Request, p *ProxyConfig) string {
+	h := sha256.New()
+	for _, name := range []string{p.UserHeader, p.LoginHeader, p.EmailHeader, p.GroupsHeader} {
+		v := ""
+		if name != "" {
+			v = r.Header.Get(name)
+		}
+		// Length-prefixed, so that no two lists of values digest alike.
+		fmt.Fprintf(h, "%d:%s;", len(v), v)
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
