@@ -1,12 +1,12 @@
 package provision_test
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -39,21 +39,24 @@ func TestKubeWatcherIgnoresCopiesOfARequestsLabel(t *testing.T) {
 	r := h.submit("cirros", "nano", "web-1")
 	r = h.wait(r.ID, store.StateRunning, hasIP)
 	before := len(h.events(r.ID))
-	unchanged := func(step string) {
-		t.Helper()
+	changed := func() string {
 		got, err := h.st.Request(h.ctx, r.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.State != store.StateRunning || got.VM.IP != r.VM.IP || got.VM.UID != r.VM.UID || got.VM.Status != "Running" {
-			t.Errorf("%s: request is %s, VM %s %q ip %s; want running, VM %s ip %s", step, got.State,
+			return fmt.Sprintf("request is %s, VM %s %q ip %s; want running, VM %s ip %s", got.State,
 				got.VM.UID, got.VM.Status, got.VM.IP, r.VM.UID, r.VM.IP)
 		}
 		if evs := h.events(r.ID); len(evs) != before {
-			t.Errorf("%s: new events %+v", step, evs[before:])
+			return fmt.Sprintf("new events %+v", evs[before:])
 		}
+		return ""
 	}
-	ignored := func(ns, name string, since time.Time) { t.Helper(); h.ignored(ns, name, since) }
+	ignored := func(ns, name string, since time.Time, step string) {
+		t.Helper()
+		h.ignored(ns, name, since, step, changed)
+	}
 
 	// In another namespace, under the request's name: running, stopped,
 	// deleted (no controller runs there: the test plays it, as admin).
@@ -66,8 +69,7 @@ func TestKubeWatcherIgnoresCopiesOfARequestsLabel(t *testing.T) {
 	}
 	setVMStatus(t, h, admin, created, virtv1.VirtualMachineStatusRunning)
 	runInstance(t, h, admin, created, "10.99.0.1")
-	ignored(other, "web-1", since)
-	unchanged("a copy in another namespace runs")
+	ignored(other, "web-1", since, "a copy in another namespace runs")
 
 	since = time.Now()
 	halted := `{"spec":{"runStrategy":"Halted"}}`
@@ -82,15 +84,13 @@ func TestKubeWatcherIgnoresCopiesOfARequestsLabel(t *testing.T) {
 		t.Fatal(err)
 	}
 	setVMStatus(t, h, admin, got, virtv1.VirtualMachineStatusStopped)
-	ignored(other, "web-1", since)
-	unchanged("the copy in another namespace stops")
+	ignored(other, "web-1", since, "the copy in another namespace stops")
 
 	since = time.Now()
 	if err := admin.Virt.KubevirtV1().VirtualMachines(other).Delete(h.ctx, "web-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ignored(other, "web-1", since)
-	unchanged("the copy in another namespace is deleted")
+	ignored(other, "web-1", since, "the copy in another namespace is deleted")
 
 	// In the request's namespace under another name: the stand-in for
 	// virt-controller runs it like any VM, and gives it its own IP.
@@ -100,23 +100,20 @@ func TestKubeWatcherIgnoresCopiesOfARequestsLabel(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVMStatus(t, h, admin, ns, "web-1-copy", virtv1.VirtualMachineStatusRunning)
-	ignored(ns, "web-1-copy", since)
-	unchanged("a copy in the namespace runs")
+	ignored(ns, "web-1-copy", since, "a copy in the namespace runs")
 
 	since = time.Now()
 	if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Patch(h.ctx, "web-1-copy", types.MergePatchType, []byte(halted), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitVMStatus(t, h, admin, ns, "web-1-copy", virtv1.VirtualMachineStatusStopped)
-	ignored(ns, "web-1-copy", since)
-	unchanged("the copy in the namespace stops")
+	ignored(ns, "web-1-copy", since, "the copy in the namespace stops")
 
 	since = time.Now()
 	if err := admin.Virt.KubevirtV1().VirtualMachines(ns).Delete(h.ctx, "web-1-copy", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ignored(ns, "web-1-copy", since)
-	unchanged("the copy in the namespace is deleted")
+	ignored(ns, "web-1-copy", since, "the copy in the namespace is deleted")
 
 	if n := counterValue(t, h, "paddock_watch_foreign_objects_total", "kind", "VirtualMachine"); n < 6 {
 		t.Errorf("paddock_watch_foreign_objects_total{kind=VirtualMachine} = %v, want at least 6", n)
@@ -159,21 +156,24 @@ func TestKubeWatcherIgnoresCopiesOfAPoolsLabels(t *testing.T) {
 		}
 		return out
 	}
-	unchanged := func(step string) {
-		t.Helper()
+	changed := func() string {
 		got, err := h.st.Request(h.ctx, r.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.State != store.StateRunning || got.VM.Status != r.VM.Status || !slices.Equal(members(got), members(r)) {
-			t.Errorf("%s: request is %s (%s), members %v; want running (%s), members %v", step, got.State,
+			return fmt.Sprintf("request is %s (%s), members %v; want running (%s), members %v", got.State,
 				got.VM.Status, members(got), r.VM.Status, members(r))
 		}
 		if evs := h.events(r.ID); len(evs) != before {
-			t.Errorf("%s: new events %+v", step, evs[before:])
+			return fmt.Sprintf("new events %+v", evs[before:])
 		}
+		return ""
 	}
-	ignored := func(ns, name string, since time.Time) { t.Helper(); h.ignored(ns, name, since) }
+	ignored := func(ns, name string, since time.Time, step string) {
+		t.Helper()
+		h.ignored(ns, name, since, step, changed)
+	}
 	spec := templateNamed(t, "cirros")
 
 	// A VM with the pool's labels but no owner: the stand-in runs it.
@@ -185,8 +185,7 @@ func TestKubeWatcherIgnoresCopiesOfAPoolsLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVMStatus(t, h, admin, ns, "workers-7", virtv1.VirtualMachineStatusRunning)
-	ignored(ns, "workers-7", since)
-	unchanged("a VM with the pool's labels runs")
+	ignored(ns, "workers-7", since, "a VM with the pool's labels runs")
 
 	// A pool of the same name and labels in another namespace.
 	dr := r
@@ -199,14 +198,12 @@ func TestKubeWatcherIgnoresCopiesOfAPoolsLabels(t *testing.T) {
 	if _, err := admin.Virt.PoolV1beta1().VirtualMachinePools(other).Create(h.ctx, decoy, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ignored(other, "workers", since)
-	unchanged("a copy of the pool in another namespace exists")
+	ignored(other, "workers", since, "a copy of the pool in another namespace exists")
 	since = time.Now()
 	if err := admin.Virt.PoolV1beta1().VirtualMachinePools(other).Delete(h.ctx, "workers", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ignored(other, "workers", since)
-	unchanged("the copy of the pool is deleted")
+	ignored(other, "workers", since, "the copy of the pool is deleted")
 
 	if n := counterValue(t, h, "paddock_watch_foreign_objects_total", "kind", "VirtualMachinePool"); n < 2 {
 		t.Errorf("paddock_watch_foreign_objects_total{kind=VirtualMachinePool} = %v, want at least 2", n)
@@ -214,17 +211,25 @@ func TestKubeWatcherIgnoresCopiesOfAPoolsLabels(t *testing.T) {
 }
 
 // ignored waits until the watcher has reported ns/name as foreign since
-// since, then a little longer for the events queued behind that one.
-func (h *harness) ignored(ns, name string, since time.Time) {
+// since, then a little longer for the events queued behind that one,
+// failing the test at step as soon as changed, which describes how the
+// request differs from before, reports a difference.
+func (h *harness) ignored(ns, name string, since time.Time, step string, changed func() string) {
 	h.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(h.warnings.about("object", ns+"/"+name, since)) == 0 {
+		if d := changed(); d != "" {
+			h.t.Fatalf("%s: %s", step, d)
+		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("the watcher did not report %s/%s as foreign", ns, name)
+			h.t.Fatalf("%s: the watcher did not report %s/%s as foreign", step, ns, name)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
+	if d := changed(); d != "" {
+		h.t.Fatalf("%s: %s", step, d)
+	}
 }
 
 func templateNamed(t *testing.T, name string) store.TemplateSpec {
@@ -323,19 +328,12 @@ func counterValue(t *testing.T, h *harness, name, label, value string) float64 {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			if hasLabel(m, label, value) {
-				return m.GetCounter().GetValue()
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
 			}
 		}
 	}
 	return 0
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
 }
