@@ -45,6 +45,12 @@ const provisionerUser = "paddock-provisioner-test"
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if kubeEnv != nil {
+		if wholePackage() {
+			if err := rbacMatchesAudit(kubeEnv); err != nil {
+				fmt.Fprintf(os.Stderr, "--- FAIL: RBAC against the audit log of the real-cluster tests\n%v\n", err)
+				code = 1
+			}
+		}
 		_ = kubeEnv.Stop()
 	}
 	os.Exit(code)
