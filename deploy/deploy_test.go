@@ -1,6 +1,8 @@
 // Package deploy holds Paddock's Kustomize manifests; its test checks that
-// they parse, that the Deployment is production-shaped, and that the RBAC
-// grants exactly what the provisioner uses.
+// they parse, that the Deployment is production-shaped, and that the RBAC is
+// narrow. Whether the RBAC grants exactly what the provisioner uses is
+// checked by internal/provision's tests, against the requests its
+// real-cluster tests made (the test API server's audit log).
 package deploy
 
 import (
@@ -21,8 +23,6 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
-
-	"paddock/internal/provision"
 )
 
 type kustomization struct {
@@ -50,42 +50,50 @@ func load(t *testing.T) (kustomization, []runtime.Object) {
 	}
 	var objs []runtime.Object
 	for _, f := range k.Resources {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatalf("resource %s: %v", f, err)
-		}
-		dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
-		for {
-			doc, err := dec.Read()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if len(bytes.TrimSpace(doc)) == 0 {
-				continue
-			}
-			j, err := yaml.YAMLToJSONStrict(doc)
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(j, nil, nil)
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			// Strict: re-encoding must not lose fields (catches typos in field names).
-			var generic, typed map[string]any
-			_ = yaml.Unmarshal(j, &generic)
-			tj, _ := yaml.Marshal(obj)
-			_ = yaml.Unmarshal(tj, &typed)
-			if missing := lostKeys(generic, typed, ""); len(missing) > 0 {
-				t.Errorf("%s: unknown fields %v", f, missing)
-			}
-			objs = append(objs, obj)
-		}
+		objs = append(objs, decodeFile(t, f)...)
 	}
 	return k, objs
+}
+
+// decodeFile decodes every object of the manifest file f, strictly.
+func decodeFile(t *testing.T, f string) []runtime.Object {
+	t.Helper()
+	raw, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatalf("resource %s: %v", f, err)
+	}
+	var objs []runtime.Object
+	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	for {
+		doc, err := dec.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		j, err := yaml.YAMLToJSONStrict(doc)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(j, nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		// Strict: re-encoding must not lose fields (catches typos in field names).
+		var generic, typed map[string]any
+		_ = yaml.Unmarshal(j, &generic)
+		tj, _ := yaml.Marshal(obj)
+		_ = yaml.Unmarshal(tj, &typed)
+		if missing := lostKeys(generic, typed, ""); len(missing) > 0 {
+			t.Errorf("%s: unknown fields %v", f, missing)
+		}
+		objs = append(objs, obj)
+	}
+	return objs
 }
 
 func lostKeys(a, b map[string]any, prefix string) []string {
@@ -206,47 +214,54 @@ func TestManifests(t *testing.T) {
 	}
 }
 
-// TestRBACIsExactlyWhatTheCodeUses compares the shipped ClusterRole with
-// provision.Permissions in both directions.
-func TestRBACIsExactlyWhatTheCodeUses(t *testing.T) {
-	_, objs := load(t)
-	granted := map[provision.Permission]bool{}
-	for _, o := range objs {
-		role, ok := o.(*rbacv1.ClusterRole)
-		if !ok {
-			continue
-		}
-		for _, r := range role.Rules {
-			for _, g := range r.APIGroups {
-				for _, res := range r.Resources {
-					for _, v := range r.Verbs {
-						if g == "*" || res == "*" || v == "*" {
-							t.Errorf("wildcard in rule %+v", r)
+// TestRBACIsNarrow: no rule of the shipped roles uses a wildcard, and
+// creating namespaces is only in the optional role, which is not deployed
+// by default and binds the same ServiceAccount as the default role.
+func TestRBACIsNarrow(t *testing.T) {
+	k, objs := load(t)
+	const optional = "rbac-create-namespaces.yaml"
+	if slices.Contains(k.Resources, optional) {
+		t.Errorf("%s is in kustomization.yaml; it is optional", optional)
+	}
+	grants := func(objs []runtime.Object) (map[string]bool, []*rbacv1.ClusterRoleBinding) {
+		granted := map[string]bool{}
+		var bindings []*rbacv1.ClusterRoleBinding
+		for _, o := range objs {
+			switch v := o.(type) {
+			case *rbacv1.ClusterRole:
+				for _, r := range v.Rules {
+					if len(r.ResourceNames) > 0 || len(r.NonResourceURLs) > 0 {
+						t.Errorf("%s: rule %+v names resources or URLs", v.Name, r)
+					}
+					for _, g := range r.APIGroups {
+						for _, res := range r.Resources {
+							for _, verb := range r.Verbs {
+								if g == "*" || strings.Contains(res, "*") || verb == "*" {
+									t.Errorf("%s: wildcard in rule %+v", v.Name, r)
+								}
+								granted[fmt.Sprintf("%s %s.%s", verb, res, g)] = true
+							}
 						}
-						granted[provision.Permission{Group: g, Resource: res, Verb: v}] = true
 					}
 				}
+			case *rbacv1.Role:
+				t.Errorf("Role %s: Paddock's roles are ClusterRoles (teams' namespaces are not known in advance)", v.Name)
+			case *rbacv1.ClusterRoleBinding:
+				bindings = append(bindings, v)
 			}
 		}
+		return granted, bindings
 	}
-	used := map[provision.Permission]bool{}
-	for _, p := range provision.Permissions {
-		used[p] = true
-		if !granted[p] {
-			t.Errorf("the code uses %s but deploy/rbac.yaml does not grant it", fmtPerm(p))
-		}
+	base, baseBindings := grants(objs)
+	if base["create namespaces."] {
+		t.Error("the default ClusterRole may create namespaces; that belongs in " + optional)
 	}
-	for p := range granted {
-		if !used[p] {
-			t.Errorf("deploy/rbac.yaml grants %s, which the code does not use", fmtPerm(p))
-		}
+	extra, extraBindings := grants(decodeFile(t, optional))
+	if len(extra) != 1 || !extra["create namespaces."] {
+		t.Errorf("%s grants %v, want only create namespaces", optional, extra)
 	}
-}
-
-func fmtPerm(p provision.Permission) string {
-	g := p.Group
-	if g == "" {
-		g = "core"
+	if len(baseBindings) != 1 || len(extraBindings) != 1 ||
+		!slices.Equal(baseBindings[0].Subjects, extraBindings[0].Subjects) {
+		t.Errorf("%s does not bind the ServiceAccount rbac.yaml binds", optional)
 	}
-	return fmt.Sprintf("%s %s/%s", p.Verb, g, p.Resource)
 }

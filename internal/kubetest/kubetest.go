@@ -10,6 +10,9 @@
 // server verifies, and authorization is RBAC. Env.Config is an admin
 // (system:masters); Env.ConfigFor gives any other user, and
 // Env.ApplyPaddockRBAC binds a user to exactly the rules of deploy/rbac.yaml.
+// The API server keeps an audit log of every request but the admins';
+// Env.AuditedCalls reads what a user asked for, to hold against what its
+// roles grant (GrantedCalls, CompareGrants).
 //
 // No kubelet, scheduler or controllers run: nothing turns a VirtualMachine
 // into a VirtualMachineInstance, and no namespace is ever finalized away.
@@ -185,6 +188,9 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 	e.env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(binDir, "etcd"), DataDir: filepath.Join(tmpDir, "etcd")}
 	// Tests don't need their data to survive a power cut.
 	e.env.ControlPlane.Etcd.Configure().Set("unsafe-no-fsync", "true")
+	if err := e.configureAudit(); err != nil {
+		return nil, err
+	}
 
 	// kubevirt-webhooks spends seconds initializing KubeVirt's packages
 	// before main runs: launch it first, and let it wait for its kubeconfig.

@@ -20,6 +20,11 @@ import (
 // RBACFile is deploy/rbac.yaml, relative to the repository root.
 const RBACFile = "deploy/rbac.yaml"
 
+// CreateNamespacesRBACFile is the optional role that lets Paddock create a
+// team's missing namespace (PADDOCK_CREATE_NAMESPACES), relative to the
+// repository root.
+const CreateNamespacesRBACFile = "deploy/rbac-create-namespaces.yaml"
+
 // ApplyPaddockRBAC makes user hold exactly the permissions Paddock ships:
 // it creates (or updates) every object in deploy/rbac.yaml as written —
 // namespaces as needed, the ServiceAccount, ClusterRoles/Roles and their
@@ -31,6 +36,16 @@ const RBACFile = "deploy/rbac.yaml"
 // itself from ServiceAccountConfig.
 func (e *Env) ApplyPaddockRBAC(ctx context.Context, user string) error {
 	b, err := os.ReadFile(filepath.Join(e.RepoRoot, RBACFile))
+	if err != nil {
+		return fmt.Errorf("kubetest: %w", err)
+	}
+	return e.ApplyRBAC(ctx, b, user)
+}
+
+// ApplyRBACFile is ApplyPaddockRBAC for the manifest file (relative to the
+// repository root), e.g. CreateNamespacesRBACFile on top of RBACFile.
+func (e *Env) ApplyRBACFile(ctx context.Context, file, user string) error {
+	b, err := os.ReadFile(filepath.Join(e.RepoRoot, file))
 	if err != nil {
 		return fmt.Errorf("kubetest: %w", err)
 	}

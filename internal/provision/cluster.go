@@ -135,6 +135,11 @@ func (c *Cluster) ensureNamespace(ctx context.Context, ns string) error {
 	_, err = c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name: ns, Labels: map[string]string{LabelManagedBy: ManagedByValue},
 	}}, metav1.CreateOptions{})
+	if apierrors.IsForbidden(err) {
+		// Creating namespaces needs deploy/rbac-create-namespaces.yaml,
+		// which is not deployed by default.
+		return fmt.Errorf("namespace %q (Paddock may not create it: %v): %w", ns, err, ErrNoNamespace)
+	}
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", ns, err)
 	}

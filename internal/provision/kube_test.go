@@ -45,6 +45,12 @@ const provisionerUser = "paddock-provisioner-test"
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if kubeEnv != nil {
+		if wholePackage() {
+			if err := rbacMatchesAudit(kubeEnv); err != nil {
+				fmt.Fprintf(os.Stderr, "--- FAIL: RBAC against the audit log of the real-cluster tests\n%v\n", err)
+				code = 1
+			}
+		}
 		_ = kubeEnv.Stop()
 	}
 	os.Exit(code)
@@ -91,6 +97,14 @@ func newKubeHarness(t *testing.T, cfg *rest.Config) (*harness, string) {
 // test alone: for a test that spends most of its time waiting.
 func newKubeHarnessOn(t *testing.T, env *kubetest.Env, cfg *rest.Config) (*harness, string) {
 	t.Helper()
+	return newKubeHarnessWatching(t, env, cfg, false)
+}
+
+// newKubeHarnessWatching is newKubeHarnessOn with the watcher watching
+// every namespace when all is set, as in production (tests that share the
+// API server keep to their own namespace otherwise).
+func newKubeHarnessWatching(t *testing.T, env *kubetest.Env, cfg *rest.Config, all bool) (*harness, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	ns, err := env.CreateNamespace(ctx, "paddock-test")
@@ -117,7 +131,11 @@ func newKubeHarnessOn(t *testing.T, env *kubetest.Env, cfg *rest.Config) (*harne
 	sim := provision.NewSimulator(admin, st, slog.New(slog.DiscardHandler), 0)
 	sim.Namespace = ns
 	go sim.Run(ctx)
-	h := startHarnessIn(t, ctx, st, cluster, ns)
+	watchNS := ns
+	if all {
+		watchNS = metav1.NamespaceAll
+	}
+	h := startHarnessWatching(t, ctx, st, cluster, ns, watchNS)
 	return h, ns
 }
 

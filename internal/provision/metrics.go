@@ -15,6 +15,7 @@ type Metrics struct {
 	informerSynced     prometheus.GaugeFunc
 	observationsWriten prometheus.Counter
 	jobFailures        *prometheus.CounterVec
+	foreignObjects     *prometheus.CounterVec
 }
 
 var durationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600}
@@ -32,6 +33,8 @@ func NewMetrics(reg prometheus.Registerer, watcher *Watcher) *Metrics {
 			Help: "Provisioning attempts that failed, by kind: transient (retried) or permanent (request failed)."}, []string{"kind"}),
 		jobFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "paddock", Name: "job_failures_total",
 			Help: "Background job attempts that returned an error (each is retried until its attempts run out), by job kind."}, []string{"kind"}),
+		foreignObjects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "paddock", Name: "watch_foreign_objects_total",
+			Help: "Objects carrying Paddock's labels that the watcher ignored because they are not the VM or pool recorded for the request (nor of it), by kind; counted each time one is looked at."}, []string{"kind"}),
 		observationsWriten: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "paddock", Name: "watcher_state_changes_total",
 			Help: "Request state changes the watcher recorded from the cluster."}),
 	}
@@ -42,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer, watcher *Watcher) *Metrics {
 		}
 		return 0
 	})
-	reg.MustRegister(m.submitToApproved, m.approvedToCreated, m.createdToRunning, m.provisionFailures, m.informerSynced, m.observationsWriten, m.jobFailures)
+	reg.MustRegister(m.submitToApproved, m.approvedToCreated, m.createdToRunning, m.provisionFailures, m.informerSynced, m.observationsWriten, m.jobFailures, m.foreignObjects)
 	return m
 }
 
@@ -85,4 +88,11 @@ func (m *Metrics) JobFailed(kind string) {
 		return
 	}
 	m.jobFailures.WithLabelValues(kind).Inc()
+}
+
+func (m *Metrics) foreign(kind string) {
+	if m == nil {
+		return
+	}
+	m.foreignObjects.WithLabelValues(kind).Inc()
 }

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,6 +37,10 @@ type harness struct {
 	limit   time.Duration // how long wait waits; 20 s unless set
 	team    store.Team
 	dev     store.User
+	// metrics is where the watcher's and workers' series are registered.
+	metrics *prometheus.Registry
+	// warnings holds what the watcher and workers logged at Warn and above.
+	warnings *warnings
 }
 
 // newSimHarness runs the provisioner against the simulated cluster.
@@ -61,15 +67,26 @@ func startHarness(t *testing.T, ctx context.Context, st *store.Store, cluster *p
 // startHarnessIn runs workers and a watcher scoped to namespace ns, the
 // namespace of the team "payments".
 func startHarnessIn(t *testing.T, ctx context.Context, st *store.Store, cluster *provision.Cluster, ns string) *harness {
+	return startHarnessWatching(t, ctx, st, cluster, ns, ns)
+}
+
+// startHarnessWatching is startHarnessIn with the watcher scoped to
+// watchNS instead ("" for every namespace).
+func startHarnessWatching(t *testing.T, ctx context.Context, st *store.Store, cluster *provision.Cluster, ns, watchNS string) *harness {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
+	warned := &warnings{}
+	var handler slog.Handler = warned
 	if os.Getenv("PADDOCK_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		handler = slog.NewMultiHandler(warned, slog.NewTextHandler(os.Stderr, nil))
 	}
-	watcher := provision.NewNamespacedWatcher(st, cluster, log, ns)
+	log := slog.New(handler)
+	watcher := provision.NewNamespacedWatcher(st, cluster, log, watchNS)
+	reg := prometheus.NewRegistry()
+	metrics := provision.NewMetrics(reg, watcher)
+	watcher.Metrics = metrics
 	go func() { _ = watcher.Run(ctx, 2) }()
 	workers := river.NewWorkers()
-	(&provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log}).Register(workers)
+	(&provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log, Metrics: metrics}).Register(workers)
 	jobs, err := river.NewClient(riverpgxv5.New(st.Pool()), &river.Config{
 		Logger: log, Workers: workers, FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond,
 		Queues: map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 5}},
@@ -86,7 +103,7 @@ func startHarnessIn(t *testing.T, ctx context.Context, st *store.Store, cluster 
 		defer cancel()
 		_ = jobs.Stop(stopCtx)
 	})
-	h := &harness{t: t, ctx: ctx, st: st, cluster: cluster, watcher: watcher}
+	h := &harness{t: t, ctx: ctx, st: st, cluster: cluster, watcher: watcher, metrics: reg, warnings: warned}
 	h.team, err = st.EnsureTeam(ctx, "payments", ns)
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +170,44 @@ func (h *harness) events(id int64) []store.Event {
 }
 
 func hasIP(r store.Request) bool { return r.VM != nil && r.VM.IP != "" }
+
+// warnings is a log handler that keeps the records at Warn and above.
+type warnings struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.recs = append(w.recs, r.Clone())
+	return nil
+}
+
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+// about returns the records logged since since with attribute key equal to value.
+func (w *warnings) about(key, value string, since time.Time) []slog.Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []slog.Record
+	for _, r := range w.recs {
+		if r.Time.Before(since) {
+			continue
+		}
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == key && a.Value.String() == value {
+				out = append(out, r)
+				return false
+			}
+			return true
+		})
+	}
+	return out
+}
 
 func TestSimulatedJourneyAndDayTwoActions(t *testing.T) {
 	h := newSimHarness(t)

@@ -2,13 +2,14 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/errors"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -252,15 +253,38 @@ func (w *Watcher) processNext(ctx context.Context) bool {
 }
 
 func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
+	rec, err := w.store.WatchedObject(ctx, key.RequestID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		w.foreign(key, w.kindAt(key), "no such request")
+		return nil
+	case err != nil:
+		return err
+	case !rec.Recorded():
+		// The provisioner asks for a look once it has recorded what it made.
+		return nil
+	case key.Namespace != rec.Namespace || key.Name != rec.Name || key.Pool != rec.Pool:
+		// Anyone who may create a VM may copy Paddock's labels onto it.
+		w.foreign(key, w.kindAt(key), "not the request's recorded object")
+		return nil
+	}
 	if key.Pool {
-		return w.reconcilePool(ctx, key)
+		return w.reconcilePool(ctx, key, rec)
 	}
 	nsName := key.Namespace + "/" + key.Name
-	var vm *virtv1.VirtualMachine
+	rid := strconv.FormatInt(key.RequestID, 10)
+	// ours reports whether a VM in the request's place is the request's: the
+	// one recorded, or before its UID is known, one with the request's label.
+	ours := func(vm *virtv1.VirtualMachine) bool {
+		if rec.UID != "" {
+			return string(vm.UID) == rec.UID
+		}
+		return vm.Labels[LabelRequest] == rid
+	}
+	var vm, squatter *virtv1.VirtualMachine
 	if obj, ok, _ := w.vms.GetStore().GetByKey(nsName); ok {
-		vm = obj.(*virtv1.VirtualMachine)
-		if vm.Labels[LabelRequest] != strconv.FormatInt(key.RequestID, 10) {
-			vm = nil // a VM of the same name made for another request
+		if got := obj.(*virtv1.VirtualMachine); ours(got) {
+			vm = got
 		}
 	}
 	if vm == nil {
@@ -270,28 +294,38 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 		got, err := w.cluster.Virt.KubevirtV1().VirtualMachines(key.Namespace).Get(getCtx, key.Name, metav1.GetOptions{})
 		cancel()
 		switch {
-		case errors.IsNotFound(err):
+		case apierrors.IsNotFound(err):
 		case err != nil:
 			return fmt.Errorf("confirm VM %s is gone: %w", nsName, err)
-		case got.Labels[LabelRequest] == strconv.FormatInt(key.RequestID, 10):
+		case ours(got):
 			// It exists: the informer will deliver it and this key comes
 			// back. Recording its status now, ahead of the cache, would let
 			// the cache move the request back when it catches up (a watch
 			// resumed after an outage replays each status the VM went
 			// through: running, then provisioning again, then running).
 			return nil
+		case got.Labels[LabelRequest] == rid:
+			// Another VM with the request's label took the recorded one's
+			// place: the recorded one is gone.
+			squatter = got
 		}
 	}
 	var vmi *virtv1.VirtualMachineInstance
-	if obj, ok, _ := w.vmis.GetStore().GetByKey(nsName); ok {
-		vmi = obj.(*virtv1.VirtualMachineInstance)
-	}
 	var dv *cdiv1.DataVolume
-	if obj, ok, _ := w.dvs.GetStore().GetByKey(key.Namespace + "/" + DataVolumeName(key.Name)); ok {
-		dv = obj.(*cdiv1.DataVolume)
+	if vm != nil {
+		if obj, ok, _ := w.vmis.GetStore().GetByKey(nsName); ok {
+			vmi = ownedBy(w, key, obj.(*virtv1.VirtualMachineInstance), vm, "VirtualMachineInstance")
+		}
+		if obj, ok, _ := w.dvs.GetStore().GetByKey(key.Namespace + "/" + DataVolumeName(key.Name)); ok {
+			dv = ownedBy(w, key, obj.(*cdiv1.DataVolume), vm, "DataVolume")
+		}
 	}
 	o := Observe(vm, vmi, dv)
 	o.StuckAfter = w.StuckAfter
+	o.Namespace, o.Name, o.UID = key.Namespace, key.Name, rec.UID
+	if vm != nil {
+		o.UID = string(vm.UID)
+	}
 	var rvs []string
 	if vm != nil {
 		rvs = append(rvs, vm.ResourceVersion)
@@ -307,9 +341,12 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 	if o.State == store.StateRunning {
 		w.failpoint("observe-running")
 	}
-	moved, err := w.record(ctx, key, o)
+	moved, applied, err := w.record(ctx, key, o)
 	if err != nil {
 		return err
+	}
+	if applied && squatter != nil {
+		w.foreign(key, "VirtualMachine", "another VM took the recorded one's place")
 	}
 	if moved == store.StateRunning && vm != nil {
 		w.Metrics.running(vm.CreationTimestamp.Time)
@@ -317,14 +354,72 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 	return nil
 }
 
+// ownedBy returns obj, an instance or DataVolume found in owner's place, if
+// owner (the request's VM or pool member) controls it, and otherwise nil,
+// counting obj as foreign unless it is a leftover of an earlier VM of the
+// same name (one being replaced by a rebuild).
+func ownedBy[T metav1.Object](w *Watcher, key vmKey, obj T, owner metav1.Object, kind string) T {
+	if metav1.IsControlledBy(obj, owner) {
+		return obj
+	}
+	var none T
+	if ref := metav1.GetControllerOf(obj); ref == nil || ref.Name != owner.GetName() {
+		w.foreign(vmKey{Namespace: obj.GetNamespace(), Name: obj.GetName(), RequestID: key.RequestID}, kind,
+			"not controlled by the request's "+owner.GetNamespace()+"/"+owner.GetName())
+	}
+	return none
+}
+
+// foreign counts and logs an object that carries a request's label but is
+// not the request's, which the watcher ignores.
+func (w *Watcher) foreign(key vmKey, kind, why string) {
+	w.Metrics.foreign(kind)
+	w.log.Warn("watcher: ignored an object labelled with a request it does not belong to",
+		"request_id", key.RequestID, "kind", kind, "object", key.Namespace+"/"+key.Name, "why", why)
+}
+
+// kindAt names the kind of the object that brought key to the watcher, as
+// far as the caches still hold it.
+func (w *Watcher) kindAt(key vmKey) string {
+	nsName := key.Namespace + "/" + key.Name
+	rid := strconv.FormatInt(key.RequestID, 10)
+	labelled := func(inf cache.SharedIndexInformer, k string) bool {
+		obj, ok, _ := inf.GetStore().GetByKey(k)
+		m, isMeta := obj.(metav1.Object)
+		return ok && isMeta && m.GetLabels()[LabelRequest] == rid
+	}
+	if key.Pool {
+		if labelled(w.pools, nsName) {
+			return "VirtualMachinePool"
+		}
+		if objs, _ := w.vms.GetIndexer().ByIndex(poolIndex, nsName); len(objs) > 0 {
+			return "VirtualMachine"
+		}
+		return "VirtualMachinePool"
+	}
+	switch {
+	case labelled(w.vmis, nsName) && !labelled(w.vms, nsName):
+		return "VirtualMachineInstance"
+	case labelled(w.dvs, key.Namespace+"/"+DataVolumeName(key.Name)) && !labelled(w.vms, nsName):
+		return "DataVolume"
+	}
+	return "VirtualMachine"
+}
+
 // record stores an observation of key's VM or pool, looks again once the
 // stuck deadline has passed while it provisions (in case nothing else
 // changes), and logs and counts a state change. It returns the state the
-// request moved to, or "".
-func (w *Watcher) record(ctx context.Context, key vmKey, o store.Observation) (store.State, error) {
+// request moved to, or "", and whether the store took the observation: it
+// does not when what is recorded for the request changed since the watcher
+// read it (a rebuild recorded its new VM), and the watcher then looks again.
+func (w *Watcher) record(ctx context.Context, key vmKey, o store.Observation) (store.State, bool, error) {
 	moved, err := w.store.Observe(ctx, key.RequestID, o)
+	if errors.Is(err, store.ErrNotRecorded) {
+		w.queue.AddRateLimited(key)
+		return "", false, nil
+	}
 	if err != nil {
-		return "", fmt.Errorf("record observation: %w", err)
+		return "", false, fmt.Errorf("record observation: %w", err)
 	}
 	if o.State == store.StateProvisioning && moved != store.StateFailed && w.StuckAfter > 0 {
 		w.queue.AddAfter(key, w.StuckAfter+time.Second)
@@ -338,7 +433,7 @@ func (w *Watcher) record(ctx context.Context, key vmKey, o store.Observation) (s
 		w.log.Info("request state changed", "request_id", key.RequestID, kind, key.Namespace+"/"+key.Name,
 			"state", moved, kind+"_status", o.Status)
 	}
-	return moved, nil
+	return moved, true, nil
 }
 
 // newestVersion is the highest of the resourceVersions rvs, or 0 when one

@@ -14,6 +14,8 @@ import (
 	virtv1 "kubevirt.io/api/core/v1"
 	poolv1 "kubevirt.io/api/pool/v1beta1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+
+	"paddock/internal/store"
 )
 
 // poolIndex indexes VMs and instances by "<namespace>/<pool>" of LabelPool.
@@ -52,12 +54,20 @@ func (w *Watcher) KickPool(namespace, name string, requestID int64) {
 
 // reconcilePool observes a pool with its members, their instances and
 // disks (all from the caches), as one observation of the pool's request.
-func (w *Watcher) reconcilePool(ctx context.Context, key vmKey) error {
+// rec is the pool recorded for the request; only members it controls count,
+// and only instances and disks those members control.
+func (w *Watcher) reconcilePool(ctx context.Context, key vmKey, rec store.Watched) error {
 	nsName := key.Namespace + "/" + key.Name
 	rid := strconv.FormatInt(key.RequestID, 10)
-	var p *poolv1.VirtualMachinePool
+	ours := func(p *poolv1.VirtualMachinePool) bool {
+		if rec.UID != "" {
+			return string(p.UID) == rec.UID
+		}
+		return p.Labels[LabelRequest] == rid
+	}
+	var p, squatter *poolv1.VirtualMachinePool
 	if obj, ok, _ := w.pools.GetStore().GetByKey(nsName); ok {
-		if got := obj.(*poolv1.VirtualMachinePool); got.Labels[LabelRequest] == rid {
+		if got := obj.(*poolv1.VirtualMachinePool); ours(got) {
 			p = got
 		}
 	}
@@ -70,24 +80,35 @@ func (w *Watcher) reconcilePool(ctx context.Context, key vmKey) error {
 		case errors.IsNotFound(err):
 		case err != nil:
 			return fmt.Errorf("confirm pool %s is gone: %w", nsName, err)
-		case got.Labels[LabelRequest] == rid:
+		case ours(got):
 			p = got
+		case got.Labels[LabelRequest] == rid:
+			squatter = got
 		}
 	}
 	var members []*virtv1.VirtualMachine
-	objs, err := w.vms.GetIndexer().ByIndex(poolIndex, nsName)
-	if err != nil {
-		return err
-	}
-	for _, obj := range objs {
-		if vm := obj.(*virtv1.VirtualMachine); vm.Labels[LabelRequest] == rid {
-			members = append(members, vm)
+	byName := map[string]*virtv1.VirtualMachine{}
+	if p != nil {
+		objs, err := w.vms.GetIndexer().ByIndex(poolIndex, nsName)
+		if err != nil {
+			return err
+		}
+		for _, obj := range objs {
+			vm := obj.(*virtv1.VirtualMachine)
+			if vm.Labels[LabelRequest] != rid {
+				continue
+			}
+			if m := ownedBy(w, key, vm, p, "VirtualMachine"); m != nil {
+				members = append(members, m)
+				byName[m.Name] = m
+			}
 		}
 	}
 	vmi := func(name string) *virtv1.VirtualMachineInstance {
-		if obj, ok, _ := w.vmis.GetStore().GetByKey(key.Namespace + "/" + name); ok {
+		m := byName[name]
+		if obj, ok, _ := w.vmis.GetStore().GetByKey(key.Namespace + "/" + name); ok && m != nil {
 			if v := obj.(*virtv1.VirtualMachineInstance); v.Labels[LabelRequest] == rid {
-				return v
+				return ownedBy(w, key, v, m, "VirtualMachineInstance")
 			}
 		}
 		return nil
@@ -95,14 +116,22 @@ func (w *Watcher) reconcilePool(ctx context.Context, key vmKey) error {
 	dv := func(member string) *cdiv1.DataVolume {
 		// KubeVirt appends the member's index to each DataVolume template's name.
 		idx := strings.TrimPrefix(member, key.Name+"-")
-		if obj, ok, _ := w.dvs.GetStore().GetByKey(key.Namespace + "/" + DataVolumeName(key.Name) + "-" + idx); ok {
-			return obj.(*cdiv1.DataVolume)
+		m := byName[member]
+		if obj, ok, _ := w.dvs.GetStore().GetByKey(key.Namespace + "/" + DataVolumeName(key.Name) + "-" + idx); ok && m != nil {
+			return ownedBy(w, key, obj.(*cdiv1.DataVolume), m, "DataVolume")
 		}
 		return nil
 	}
 	o := ObservePool(p, members, vmi, dv)
 	o.StuckAfter = w.StuckAfter
+	o.Namespace, o.Name, o.UID = key.Namespace, key.Name, rec.UID
+	if p != nil {
+		o.UID = string(p.UID)
+	}
 	w.failpoint("observe")
-	_, err = w.record(ctx, key, o)
+	_, applied, err := w.record(ctx, key, o)
+	if applied && squatter != nil {
+		w.foreign(key, "VirtualMachinePool", "another pool took the recorded one's place")
+	}
 	return err
 }

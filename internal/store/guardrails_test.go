@@ -672,7 +672,8 @@ func TestLeaseExtendingAnExpiredVMBringsItBack(t *testing.T) {
 		t.Fatalf("sweep: %+v %v", sw, err)
 	}
 	// The cluster reports the VM stopped: it stays expired.
-	if _, err := b.st.Observe(ctx, r.ID, store.Observation{Status: "Stopped", State: store.StateStopped}); err != nil {
+	if _, err := b.st.Observe(ctx, r.ID, store.Observation{Status: "Stopped", State: store.StateStopped,
+		Namespace: "payments", Name: "web-1"}); err != nil {
 		t.Fatal(err)
 	}
 	r, _ = b.st.Request(ctx, r.ID)

@@ -212,7 +212,8 @@ func TestObservePoolMembers(t *testing.T) {
 		{Name: "web-1-10", Status: "Starting"},
 		{Name: "web-1-2", Status: "Running", IP: "10.0.0.2", Ready: true},
 	}
-	o := store.Observation{Pool: true, Status: "1/2 ready", State: store.StateProvisioning, Members: members}
+	o := store.Observation{Pool: true, Status: "1/2 ready", State: store.StateProvisioning, Members: members,
+		Namespace: r.Namespace, Name: r.Name, UID: "uid-" + r.Name}
 	if _, err := b.st.Observe(ctx, r.ID, o); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +235,8 @@ func TestObservePoolMembers(t *testing.T) {
 		t.Fatalf("members = %+v, status %q", got.Members, got.VM.Status)
 	}
 	// The pool deleted outside Paddock.
-	if moved, err := b.st.Observe(ctx, r.ID, store.Observation{Pool: true, Gone: true}); err != nil || moved != store.StateDeleted {
+	if moved, err := b.st.Observe(ctx, r.ID, store.Observation{Pool: true, Gone: true,
+		Namespace: r.Namespace, Name: r.Name, UID: "uid-" + r.Name}); err != nil || moved != store.StateDeleted {
 		t.Fatalf("observe gone: %s, %v", moved, err)
 	}
 	got, _ = b.st.Request(ctx, r.ID)

@@ -247,7 +247,7 @@ func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
 	}); err != nil || calls != 0 {
 		t.Fatalf("second provision: calls=%d err=%v", calls, err)
 	}
-	obs := store.Observation{Status: "Running", IP: "10.0.0.7", State: store.StateRunning}
+	obs := store.Observation{Status: "Running", IP: "10.0.0.7", State: store.StateRunning, Namespace: r.Namespace, Name: r.Name, UID: "u1"}
 	for range 3 {
 		if _, err := b.st.Observe(ctx, r.ID, obs); err != nil {
 			t.Fatal(err)
@@ -264,7 +264,7 @@ func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
 		t.Errorf("running events = %d", n)
 	}
 	// Gone without a delete request is drift.
-	if moved, err := b.st.Observe(ctx, r.ID, store.Observation{Gone: true}); err != nil || moved != store.StateDeleted {
+	if moved, err := b.st.Observe(ctx, r.ID, store.Observation{Gone: true, Namespace: r.Namespace, Name: r.Name, UID: "u1"}); err != nil || moved != store.StateDeleted {
 		t.Fatal(moved, err)
 	}
 	evs, _ := b.st.Events(ctx, r.ID)
@@ -392,7 +392,8 @@ func TestObserveIgnoresStaleObservations(t *testing.T) {
 	}
 	observe := func(version int64, state store.State, status string) store.State {
 		t.Helper()
-		moved, err := b.st.Observe(ctx, r.ID, store.Observation{Status: status, State: state, Version: version})
+		moved, err := b.st.Observe(ctx, r.ID, store.Observation{Status: status, State: state, Version: version,
+			Namespace: r.Namespace, Name: r.Name, UID: "u1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -418,5 +419,70 @@ func TestObserveIgnoresStaleObservations(t *testing.T) {
 	}
 	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND to_state = 'running'`, r.ID); n != 1 {
 		t.Errorf("running events = %d", n)
+	}
+}
+
+// TestObserveBelievesOnlyTheRecordedObject: anything can carry a request's
+// label, so an observation counts only when it is of the VM recorded for
+// the request; the VM's UID is recorded from the first observation that
+// does, and from then on a VM of another UID in its place does not count.
+func TestObserveBelievesOnlyTheRecordedObject(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	r, err := b.submit(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func(ns, name, uid string) store.Observation {
+		return store.Observation{Status: "Running", IP: "10.0.0.9", State: store.StateRunning, Namespace: ns, Name: name, UID: uid}
+	}
+	// Before anything is recorded, nothing counts.
+	if moved, err := b.st.Observe(ctx, r.ID, running(r.Namespace, r.Name, "u1")); err != nil || moved != "" {
+		t.Fatalf("observe before provisioning: %q %v", moved, err)
+	}
+	if err := b.st.Provision(ctx, r.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+		return store.VM{Namespace: r.Namespace, Name: r.Name, Manifest: "kind: VirtualMachine\n"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []store.Observation{
+		running("elsewhere", r.Name, "u9"),
+		running(r.Namespace, r.Name+"-copy", "u9"),
+		{Pool: true, State: store.StateStopped, Namespace: r.Namespace, Name: r.Name, UID: "u9"},
+		{Gone: true, Namespace: "elsewhere", Name: r.Name},
+		{Gone: true, Namespace: r.Namespace, Name: r.Name, UID: "u9"},
+	} {
+		if moved, err := b.st.Observe(ctx, r.ID, o); !errors.Is(err, store.ErrNotRecorded) || moved != "" {
+			t.Errorf("observe %+v: %q %v, want ErrNotRecorded", o, moved, err)
+		}
+	}
+	if got, _ := b.st.WatchedObject(ctx, r.ID); got != (store.Watched{Namespace: r.Namespace, Name: r.Name}) {
+		t.Fatalf("recorded before its first observation: %+v", got)
+	}
+	if moved, err := b.st.Observe(ctx, r.ID, running(r.Namespace, r.Name, "u1")); err != nil || moved != store.StateRunning {
+		t.Fatalf("observe the recorded VM: %q %v", moved, err)
+	}
+	if got, _ := b.st.WatchedObject(ctx, r.ID); got.UID != "u1" {
+		t.Fatalf("UID not recorded: %+v", got)
+	}
+	// Another VM in its place, running or gone, is not the request's.
+	stopped := store.Observation{Status: "Stopped", State: store.StateStopped, Namespace: r.Namespace, Name: r.Name, UID: "u2"}
+	for _, o := range []store.Observation{stopped, {Gone: true, Namespace: r.Namespace, Name: r.Name, UID: "u2"}} {
+		if moved, err := b.st.Observe(ctx, r.ID, o); !errors.Is(err, store.ErrNotRecorded) || moved != "" {
+			t.Errorf("observe %+v: %q %v, want ErrNotRecorded", o, moved, err)
+		}
+	}
+	got, err := b.st.Request(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != store.StateRunning || got.VM.IP != "10.0.0.9" || got.VM.UID != "u1" {
+		t.Fatalf("after observations of other objects: %s %+v", got.State, got.VM)
+	}
+	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND from_state <> to_state`, r.ID); n != 4 {
+		t.Errorf("%d state changes, want 4 (submitted, approved, provisioning, running)", n)
+	}
+	if _, err := b.st.WatchedObject(ctx, r.ID+1000); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("no such request: %v", err)
 	}
 }

@@ -104,12 +104,69 @@ type Observation struct {
 	// its member VMs as seen (stored, replacing the previous list).
 	Pool    bool
 	Members []PoolMember
+	// Namespace, Name and UID say which VM (or pool) was observed; for one
+	// that is gone, the UID it had ("" when none was known). Anything that
+	// carries a request's label can be made by hand, so an observation of
+	// an object other than the one recorded for the request is refused
+	// with ErrNotRecorded and changes nothing.
+	Namespace, Name, UID string
+}
+
+// ErrNotRecorded is returned by Observe for an observation of an object
+// other than the VM or pool recorded for the request (another namespace,
+// name, kind or UID).
+var ErrNotRecorded = errors.New("not the object recorded for the request")
+
+// Watched is what Paddock recorded of the VM or pool it made for a
+// request: the only object whose observations count for the request.
+type Watched struct {
+	Namespace, Name string
+	// UID is the object's UID, "" until known.
+	UID string
+	// Pool is set when the object is a VirtualMachinePool.
+	Pool bool
+}
+
+// Recorded reports whether a VM or pool has been recorded (the request
+// may still be waiting to be provisioned).
+func (w Watched) Recorded() bool { return w.Name != "" }
+
+// matches reports whether o is an observation of w: same place and kind,
+// and the same UID once one is recorded. Before it is, any object there
+// will do but one said to be gone, whose UID then is not w's.
+func (w Watched) matches(o Observation) bool {
+	if o.Namespace != w.Namespace || o.Name != w.Name || o.Pool != w.Pool {
+		return false
+	}
+	return o.UID == w.UID || w.UID == "" && !o.Gone
+}
+
+// WatchedObject returns the VM or pool recorded for request id (zero,
+// not Recorded, while there is none yet), or ErrNotFound when there is no
+// such request.
+func (s *Store) WatchedObject(ctx context.Context, id int64) (Watched, error) {
+	var w Watched
+	var ns, name, uid *string
+	err := s.pool.QueryRow(ctx, `SELECT r.pool, v.namespace, v.name, v.uid
+		FROM requests r LEFT JOIN vms v ON v.request_id = r.id WHERE r.id = $1`, id).Scan(&w.Pool, &ns, &name, &uid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Watched{}, ErrNotFound
+	}
+	if err != nil {
+		return Watched{}, fmt.Errorf("recorded VM of request %d: %w", id, err)
+	}
+	if name != nil {
+		w.Namespace, w.Name, w.UID = *ns, *name, *uid
+	}
+	return w, nil
 }
 
 // Observe records what the cluster shows for a request's VM. The VM row and
 // the request state change only when something differs, so a replayed or
 // duplicated observation writes nothing. It returns the state the request
-// moved to, or "" when it did not change.
+// moved to, or "" when it did not change. An observation of anything but
+// the object recorded for the request fails with ErrNotRecorded; one made
+// before anything is recorded changes nothing.
 func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, error) {
 	var moved State
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -133,6 +190,27 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 		}
 		if state.Terminal() {
 			return nil
+		}
+		rec := Watched{}
+		err = tx.QueryRow(ctx, `SELECT v.namespace, v.name, v.uid, r.pool FROM vms v JOIN requests r ON r.id = v.request_id
+			WHERE v.request_id = $1`, id).Scan(&rec.Namespace, &rec.Name, &rec.UID, &rec.Pool)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Nothing recorded yet: the provisioner asks for a fresh look
+			// once it has recorded what it made.
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("recorded VM of request %d: %w", id, err)
+		}
+		if !rec.matches(o) {
+			return fmt.Errorf("request %d: %s/%s (uid %q): %w", id, o.Namespace, o.Name, o.UID, ErrNotRecorded)
+		}
+		if rec.UID == "" && o.UID != "" {
+			// Recorded before its UID was known: from now on only this
+			// object counts.
+			if _, err := tx.Exec(ctx, `UPDATE vms SET uid = $2 WHERE request_id = $1`, id, o.UID); err != nil {
+				return fmt.Errorf("record uid: %w", err)
+			}
 		}
 		if o.Version > 0 && !o.Gone {
 			var seen int64

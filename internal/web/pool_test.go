@@ -30,7 +30,8 @@ func (e *env) poolRunning(name string, n int) store.Request {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	o := store.Observation{Pool: true, State: store.StateRunning, Status: strconv.Itoa(n) + "/" + strconv.Itoa(n) + " ready"}
+	o := store.Observation{Pool: true, State: store.StateRunning, Status: strconv.Itoa(n) + "/" + strconv.Itoa(n) + " ready",
+		Namespace: r.Namespace, Name: r.Name, UID: "uid-" + name}
 	for i := range n {
 		o.Members = append(o.Members, store.PoolMember{Name: name + "-" + strconv.Itoa(i), Status: "Running",
 			IP: "10.0.0." + strconv.Itoa(i+1), Ready: true})
