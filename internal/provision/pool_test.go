@@ -170,8 +170,18 @@ func TestSimulatedPoolJourney(t *testing.T) {
 	// Rebuild: the old pool and all its members go before the new pool.
 	p, _ := h.cluster.Virt.PoolV1beta1().VirtualMachinePools("payments").Get(h.ctx, "workers", metav1.GetOptions{})
 	oldUID := p.UID
-	if _, err := h.st.RequestRebuild(h.ctx, r.ID, 0, owner); err != nil {
-		t.Fatal(err)
+	// The restart above may still be replacing members' instances (the
+	// request passes through provisioning meanwhile), and a rebuild is
+	// refused until it is done: retry as a person would, for a while.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		_, err := h.st.RequestRebuild(h.ctx, r.ID, 0, owner)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "provisioning") || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	r = h.wait(r.ID, store.StateRunning, func(r store.Request) bool { return poolReady(3)(r) && r.VM.UID != string(oldUID) })
 	var kinds []string
