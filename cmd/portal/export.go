@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,15 +29,11 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stderr, exportUsage)
 		return errUsage
 	}
-	if *dbURL == "" {
-		return errors.New("DATABASE_URL is not set (or pass --database-url)")
-	}
-	pool, err := openDB(ctx, *dbURL)
+	st, closeDB, err := openStore(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
+	defer closeDB()
 	teams, err := st.Teams(ctx)
 	if err != nil {
 		return err

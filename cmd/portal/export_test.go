@@ -25,7 +25,7 @@ func TestExportWritesAFolderOfManifests(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewURL(t)
 	ctx := context.Background()
-	st := openStore(t, dbURL)
+	st := testStore(t, dbURL)
 	if err := seed(ctx, st, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}

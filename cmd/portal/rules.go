@@ -54,15 +54,11 @@ func cmdApprovalRules(ctx context.Context, args []string, getenv func(string) st
 			return err
 		}
 	}
-	if *dbURL == "" {
-		return errors.New("DATABASE_URL is not set (or pass --database-url)")
-	}
-	pool, err := openDB(ctx, *dbURL)
+	st, closeDB, err := openStore(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
+	defer closeDB()
 	if args[0] == "export" {
 		all, err := st.ApprovalRules(ctx)
 		if err != nil {

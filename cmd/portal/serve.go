@@ -113,7 +113,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return errors.New("the dev sign-in page is only available in `portal dev`; `portal serve` refuses to start with PADDOCK_DEV_SIGNIN set")
 	}
 	if c.DatabaseURL == "" {
-		return errors.New("DATABASE_URL is not set (or pass --database-url)")
+		return errNoDatabaseURL
 	}
 	auth, err := readAuthConfig(getenv)
 	if err != nil {
@@ -134,9 +134,6 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if *dbURL == "" {
-		return errors.New("DATABASE_URL is not set (or pass --database-url)")
-	}
 	pool, err := openDB(ctx, *dbURL)
 	if err != nil {
 		return err
@@ -145,8 +142,26 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	return store.Migrate(ctx, pool, newLogger("text", stderr))
 }
 
+// errNoDatabaseURL is what every command that needs the database says
+// when it has none.
+var errNoDatabaseURL = errors.New("DATABASE_URL is not set (or pass --database-url); with `make dev` running, use the URL it printed")
+
+// openStore opens the database for a command-line subcommand; the
+// returned function closes it.
+func openStore(ctx context.Context, url string) (*store.Store, func(), error) {
+	pool, err := openDB(ctx, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	return store.New(pool), pool.Close, nil
+}
+
 // openDB connects a pool of at least 20 connections, or minConns when given.
+// It is the one way every command opens the database.
 func openDB(ctx context.Context, url string, minConns ...int32) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, errNoDatabaseURL
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL: %w", err)

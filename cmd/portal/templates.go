@@ -72,15 +72,11 @@ func cmdTemplates(ctx context.Context, args []string, getenv func(string) string
 			return err
 		}
 	}
-	if *dbURL == "" {
-		return errors.New("DATABASE_URL is not set (or pass --database-url); with `make dev` running, use the URL it printed")
-	}
-	pool, err := openDB(ctx, *dbURL)
+	st, closeDB, err := openStore(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
+	defer closeDB()
 	if args[0] == "export" {
 		return exportTemplates(ctx, st, dir, stdout)
 	}

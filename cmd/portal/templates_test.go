@@ -29,7 +29,7 @@ func TestTemplatesExportApplyRoundTrip(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewURL(t)
 	ctx := context.Background()
-	st := openStore(t, dbURL)
+	st := testStore(t, dbURL)
 	if err := seed(ctx, st, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestTemplatesExportApplyRoundTrip(t *testing.T) {
 	}
 }
 
-func openStore(t *testing.T, dbURL string) *store.Store {
+func testStore(t *testing.T, dbURL string) *store.Store {
 	t.Helper()
 	pool, err := openDB(context.Background(), dbURL)
 	if err != nil {

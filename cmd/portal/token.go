@@ -29,15 +29,11 @@ func cmdToken(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintln(stderr, "portal token create: --user is required")
 		return errUsage
 	}
-	if *dbURL == "" {
-		return errors.New("DATABASE_URL is not set (or pass --database-url); with `make dev` running, use the URL it printed")
-	}
-	pool, err := openDB(ctx, *dbURL)
+	st, closeDB, err := openStore(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
+	defer closeDB()
 	u, err := st.UserByLogin(ctx, *login)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no user with login %q", *login)

@@ -38,15 +38,11 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintf(stderr, "portal users %s: --user is required, and nothing else\n", verb)
 		return errUsage
 	}
-	if *dbURL == "" {
-		return errors.New("DATABASE_URL is not set (or pass --database-url)")
-	}
-	pool, err := openDB(ctx, *dbURL)
+	st, closeDB, err := openStore(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
+	defer closeDB()
 	actor := store.Actor{Name: "cli"}
 	if verb == "enable" {
 		changed, err := st.EnableUser(ctx, actor, *login)

@@ -27,7 +27,7 @@ func TestUsersDisableOffboards(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewURL(t)
 	ctx := context.Background()
-	st := openStore(t, dbURL)
+	st := testStore(t, dbURL)
 	alice, err := st.EnsureUser(ctx, "alice", "Alice", store.RolePlatform, nil)
 	if err != nil {
 		t.Fatal(err)
