@@ -177,7 +177,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	slices.Sort(documented)
 	for _, r := range routed {
 		if !slices.Contains(documented, r) {
-			t.Errorf("%s%s is routed but not in openapi.json", strings.Replace(r, " ", " "+base, 1), "")
+			t.Errorf("%s is routed but not in openapi.json", strings.Replace(r, " ", " "+base, 1))
 		}
 	}
 	for _, d := range documented {
