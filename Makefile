@@ -3,7 +3,15 @@ SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -mod=mod
 
-.PHONY: dev test test-e2e test-short generate lint kube-tools bench build bench-provision bench-history
+.PHONY: dev test test-e2e test-short test-race fuzz test-load generate lint kube-tools bench build bench-provision bench-history
+
+# The packages with concurrency (handlers, River workers, watchers, the
+# portal process): make test runs their tests under the race detector.
+RACE_PKGS := paddock/internal/store paddock/internal/provision paddock/internal/web paddock/cmd/portal
+# How long each fuzz target runs beyond its seed corpus in make test.
+FUZZTIME ?= 5s
+# How long the load test runs in make test (make load: 60 s).
+LOAD_TEST_DURATION ?= 20s
 
 ## dev: run the portal with demo data, a private PostgreSQL and the simulated cluster
 dev:
@@ -13,9 +21,28 @@ dev:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/portal ./cmd/portal
 
-## test: every test — unit, store and web on real PostgreSQL, provisioner on a real kube-apiserver, browser journeys
+## test: every test — unit, store and web on real PostgreSQL, provisioner on a real kube-apiserver, browser journeys;
+## the packages with concurrency under the race detector; each fuzz target for $(FUZZTIME); the load test for $(LOAD_TEST_DURATION)
 test: kube-tools
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -vxF $(addprefix -e ,$(RACE_PKGS)))
+	$(MAKE) --no-print-directory test-race fuzz test-load
+
+## test-race: the tests of the packages with concurrency, under the race detector
+test-race: kube-tools
+	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+
+## fuzz: each fuzz target (every func FuzzX in a _test.go, found afresh each time) for $(FUZZTIME) beyond its seed corpus
+fuzz:
+	@set -e; grep -rl --include='*_test.go' '^func Fuzz' cmd internal | sort | while read -r file; do \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
+			echo "fuzz $$target ./$$(dirname "$$file") for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) "./$$(dirname "$$file")"; \
+		done; \
+	done
+
+## test-load: the load test (make load) for $(LOAD_TEST_DURATION)
+test-load:
+	PADDOCK_LOAD_TEST=1 PADDOCK_LOAD_DURATION=$(LOAD_TEST_DURATION) $(GO) test -count=1 -timeout 15m -run '^TestLoad$$' ./cmd/portal
 
 ## test-short: the tests that need neither the API server nor Chromium
 test-short:

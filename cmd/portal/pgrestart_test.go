@@ -106,13 +106,30 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(2 * time.Second)
+	nAccepted := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted)
+	}
+	waitFor := func(what string, limit time.Duration, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(limit); !cond(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				stop.Store(true)
+				wg.Wait()
+				t.Fatalf("%s: not within %s (%d accepted, %d answers 503, problems %v)", what, limit, nAccepted(), unavailable.Load(), problems)
+			}
+		}
+	}
+	waitFor("requests accepted before the restart", 30*time.Second, func() bool { return nAccepted() >= 5 })
 	db.Stop()
-	time.Sleep(3 * time.Second)
+	// Each client sees the outage before PostgreSQL comes back.
+	waitFor("503 answers while PostgreSQL is down", 30*time.Second, func() bool { return unavailable.Load() >= 4 })
 	if err := db.Start(ctx); err != nil {
 		t.Fatalf("restart PostgreSQL: %v\n%s", err, dblog.String())
 	}
-	time.Sleep(4 * time.Second)
+	before := nAccepted()
+	waitFor("requests accepted after the restart", time.Minute, func() bool { return nAccepted() >= before+10 })
 	stop.Store(true)
 	wg.Wait()
 

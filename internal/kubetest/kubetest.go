@@ -110,6 +110,17 @@ type Env struct {
 	hookLog  string
 	stopOnce sync.Once
 	stopErr  error
+	// usersMu serialises envtest's AddUser, which is not safe for
+	// concurrent use (its CA counts certificate serial numbers unguarded),
+	// for parallel tests that each make a user.
+	usersMu sync.Mutex
+}
+
+// addUser is envtest's AddUser, one at a time.
+func (e *Env) addUser(user string, groups []string) (*envtest.AuthenticatedUser, error) {
+	e.usersMu.Lock()
+	defer e.usersMu.Unlock()
+	return e.env.AddUser(envtest.User{Name: user, Groups: groups}, nil)
 }
 
 // Option changes how Start runs the environment.
@@ -255,7 +266,7 @@ func (e *Env) Stop() error {
 // certificate signed by the CA the API server trusts. The user can do only
 // what RBAC grants it.
 func (e *Env) ConfigFor(user string, groups ...string) (*rest.Config, error) {
-	u, err := e.env.AddUser(envtest.User{Name: user, Groups: groups}, nil)
+	u, err := e.addUser(user, groups)
 	if err != nil {
 		return nil, fmt.Errorf("kubetest: add user %s: %w", user, err)
 	}
@@ -273,7 +284,7 @@ func (e *Env) ServiceAccountConfig(namespace, name string) (*rest.Config, error)
 // Kubeconfig returns the contents of a kubeconfig file that authenticates as
 // user in groups (as ConfigFor does), e.g. for a subprocess.
 func (e *Env) Kubeconfig(user string, groups ...string) ([]byte, error) {
-	u, err := e.env.AddUser(envtest.User{Name: user, Groups: groups}, nil)
+	u, err := e.addUser(user, groups)
 	if err != nil {
 		return nil, err
 	}

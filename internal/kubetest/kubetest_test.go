@@ -2,6 +2,7 @@ package kubetest
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -43,7 +44,21 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 	}
+	flag.Parse()
+	if testing.Short() {
+		// Only the tests that need no API server run; the others skip
+		// themselves (needsCluster).
+		os.Exit(m.Run())
+	}
 	os.Exit(run(m))
+}
+
+// needsCluster skips t under -short, where TestMain starts no API server.
+func needsCluster(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs kube-apiserver (run without -short)")
+	}
 }
 
 func run(m *testing.M) int {
@@ -88,11 +103,22 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// startBudget bounds Start: about 8 s on an idle 2-core machine
+// (tools/kube/README.md), well under the timeouts Start would otherwise wait
+// out (3 minutes for the control plane, 2 for the CRDs), so a readiness wait
+// that never succeeds fails here even when the machine is busy.
+const startBudget = 60 * time.Second
+
 func TestStartTime(t *testing.T) {
+	needsCluster(t)
 	t.Logf("Start took %v", startTook)
+	if startTook <= 0 || startTook > startBudget {
+		t.Errorf("Start took %v, want at most %v", startTook, startBudget)
+	}
 }
 
 func TestCRDsEstablished(t *testing.T) {
+	needsCluster(t)
 	ctx := context.Background()
 	// CRD -> whether upstream declares a status subresource. KubeVirt declares
 	// none for VirtualMachineInstances; CDI none for DataSources.
@@ -129,6 +155,7 @@ func TestCRDsEstablished(t *testing.T) {
 }
 
 func TestCommonInstancetypesInstalled(t *testing.T) {
+	needsCluster(t)
 	ctx := context.Background()
 	its := &instancetypev1beta1.VirtualMachineClusterInstancetypeList{}
 	if err := admin.List(ctx, its); err != nil {
@@ -201,6 +228,7 @@ func newVM(name string) *kubevirtv1.VirtualMachine {
 }
 
 func TestValidVMAcceptedAsPaddockUser(t *testing.T) {
+	needsCluster(t)
 	ctx := context.Background()
 	vm := newVM("valid")
 	if err := paddock.Create(ctx, vm); err != nil {
@@ -220,6 +248,7 @@ func TestValidVMAcceptedAsPaddockUser(t *testing.T) {
 }
 
 func TestVMWithInstancetypeAndPreferenceAccepted(t *testing.T) {
+	needsCluster(t)
 	ctx := context.Background()
 	vm := newVM("with-instancetype")
 	vm.Spec.Template.Spec.Domain.Resources = kubevirtv1.ResourceRequirements{}
@@ -248,6 +277,7 @@ func wantDenied(t *testing.T, err error, webhook, want string) {
 }
 
 func TestVMDiskWithoutVolumeRejected(t *testing.T) {
+	needsCluster(t)
 	vm := newVM("disk-without-volume")
 	vm.Spec.Template.Spec.Volumes[0].Name = "other"
 	err := paddock.Create(context.Background(), vm)
@@ -255,6 +285,7 @@ func TestVMDiskWithoutVolumeRejected(t *testing.T) {
 }
 
 func TestVMInstancetypeWithExplicitCPUAndMemoryRejected(t *testing.T) {
+	needsCluster(t)
 	vm := newVM("instancetype-conflict")
 	vm.Spec.Instancetype = &kubevirtv1.InstancetypeMatcher{Name: "u1.small", Kind: "VirtualMachineClusterInstancetype"}
 	vm.Spec.Template.Spec.Domain.CPU = &kubevirtv1.CPU{Cores: 2}
@@ -265,6 +296,7 @@ func TestVMInstancetypeWithExplicitCPUAndMemoryRejected(t *testing.T) {
 }
 
 func TestVMRunningWithRunStrategyRejected(t *testing.T) {
+	needsCluster(t)
 	vm := newVM("running-and-runstrategy")
 	running := true
 	vm.Spec.Running = &running //nolint:staticcheck // deprecated on purpose: KubeVirt must reject it here
@@ -273,6 +305,7 @@ func TestVMRunningWithRunStrategyRejected(t *testing.T) {
 }
 
 func TestVMPoolValidated(t *testing.T) {
+	needsCluster(t)
 	ctx := context.Background()
 	replicas := int32(2)
 	newPool := func(name string) *poolv1beta1.VirtualMachinePool {
@@ -302,6 +335,7 @@ func TestVMPoolValidated(t *testing.T) {
 }
 
 func TestPaddockUserIsLimitedToItsRBAC(t *testing.T) {
+	needsCluster(t)
 	ctx := context.Background()
 	if err := paddock.List(ctx, &corev1.SecretList{}, client.InNamespace(testNS)); !apierrors.IsForbidden(err) {
 		t.Errorf("list secrets: %v, want Forbidden", err)
@@ -363,6 +397,7 @@ func TestPaddockUserIsLimitedToItsRBAC(t *testing.T) {
 }
 
 func TestUnauthenticatedRejected(t *testing.T) {
+	needsCluster(t)
 	cfg := rest.AnonymousClientConfig(env.Config)
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
@@ -375,6 +410,7 @@ func TestUnauthenticatedRejected(t *testing.T) {
 }
 
 func TestVMIStatusWithoutSubresource(t *testing.T) {
+	needsCluster(t)
 	ctx := context.Background()
 	// Playing virt-controller: a VMI is created with its status in one go,
 	// as the VMI CRD has no status subresource.
@@ -421,6 +457,7 @@ func TestVMIStatusWithoutSubresource(t *testing.T) {
 }
 
 func TestVMStatusSubresource(t *testing.T) {
+	needsCluster(t)
 	ctx := context.Background()
 	vm := newVM("status")
 	if err := paddock.Create(ctx, vm); err != nil {
@@ -461,6 +498,7 @@ func TestVMStatusSubresource(t *testing.T) {
 }
 
 func TestServerSideDryRunCreate(t *testing.T) {
+	needsCluster(t)
 	ctx := context.Background()
 	vm := newVM("dry-run")
 	if err := paddock.Create(ctx, vm, client.DryRunAll); err != nil {

@@ -41,9 +41,7 @@ func children(t *testing.T, dir string) map[int][]string {
 // TestStopCleansUp starts a second environment beside the shared one and
 // checks Stop ends its processes and removes its files.
 func TestStopCleansUp(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a second API server")
-	}
+	needsCluster(t)
 	before := children(t, env.BinDir)
 	e2, err := Start(context.Background())
 	if err != nil {

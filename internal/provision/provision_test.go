@@ -343,12 +343,20 @@ func TestSimulatedClusterSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go sim.Run(run1)
+	simDone := make(chan struct{})
+	go func() {
+		defer close(simDone)
+		sim.Run(run1)
+	}()
 	h := startHarness(t, run1, st, cluster)
 	r := h.submit("fedora", "small", "keeper")
 	h.wait(r.ID, store.StateRunning, hasIP)
 	cancel1()
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-simDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first simulator did not stop")
+	}
 
 	cluster2, _, err := provision.NewSimulatedCluster(ctx, st, log, 10*time.Millisecond)
 	if err != nil {

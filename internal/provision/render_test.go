@@ -115,14 +115,28 @@ func checkAdmission(t *testing.T, vm *virtv1.VirtualMachine) {
 }
 
 func TestRenderIsDeterministic(t *testing.T) {
-	specs, _ := store.ReadTemplates(templates.FS)
+	specs, err := store.ReadTemplates(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) == 0 {
+		t.Fatal("no example templates")
+	}
 	for _, spec := range specs {
-		a, _ := Render(spec, testRequest(spec.Name, spec.Sizes[0].Name))
-		b, _ := Render(spec, testRequest(spec.Name, spec.Sizes[0].Name))
-		ma, _ := Manifest(a)
-		mb, _ := Manifest(b)
-		if ma != mb {
-			t.Errorf("%s renders differently twice", spec.Name)
+		for _, size := range spec.Sizes {
+			var manifests [2]string
+			for i := range manifests {
+				vm, err := Render(spec, testRequest(spec.Name, size.Name))
+				if err != nil {
+					t.Fatalf("%s/%s: render: %v", spec.Name, size.Name, err)
+				}
+				if manifests[i], err = Manifest(vm); err != nil {
+					t.Fatalf("%s/%s: manifest: %v", spec.Name, size.Name, err)
+				}
+			}
+			if manifests[0] == "" || manifests[0] != manifests[1] {
+				t.Errorf("%s/%s renders differently twice:\n%s\n---\n%s", spec.Name, size.Name, manifests[0], manifests[1])
+			}
 		}
 	}
 }
@@ -151,7 +165,10 @@ func TestCloudInitMergesKeyAndKeepsTemplate(t *testing.T) {
 }
 
 func TestRenderUnknownSize(t *testing.T) {
-	specs, _ := store.ReadTemplates(templates.FS)
+	specs, err := store.ReadTemplates(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Render(specs[0], testRequest(specs[0].Name, "nope")); err == nil {
 		t.Error("unknown size rendered")
 	}

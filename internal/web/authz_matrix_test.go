@@ -282,8 +282,8 @@ func (m *matrixEnv) runningRequest() int64 {
 	if _, err := m.st.Transition(ctx, r.ID, store.StateRunning, store.ActorCluster, "test", "", store.StateApproved); err != nil {
 		m.t.Fatal(err)
 	}
-	if _, err := m.st.Pool().Exec(ctx, `INSERT INTO vms (request_id, namespace, name, manifest) VALUES ($1, 'payments', $2, 'kind: VirtualMachine')`,
-		r.ID, r.Name); err != nil {
+	if _, err := m.st.Pool().Exec(ctx, `INSERT INTO vms (request_id, namespace, name, manifest) VALUES ($1, 'payments', $2, $3)`,
+		r.ID, r.Name, "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata:\n  name: "+r.Name+"\nspec: {}\n"); err != nil {
 		m.t.Fatal(err)
 	}
 	return r.ID

@@ -181,7 +181,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 
 // FuzzAPICreateRequest posts arbitrary bodies to POST /api/v1/requests: the
 // answer is a 201 with a request, or a 4xx with a JSON error (and the fields
-// at fault for a 422); never a 5xx, never a bare text error.
+// at fault for a 422), as openapi.json describes; never a 5xx, never a bare text error.
 func FuzzAPICreateRequest(f *testing.F) {
 	for _, s := range []string{
 		``, `{}`, `null`, `[]`, `"x"`, `{"template":`, `{} {}`, `{"colour":"red"}`, `{"leaseDays":"seven"}`,
@@ -195,6 +195,10 @@ func FuzzAPICreateRequest(f *testing.F) {
 		f.Add(s)
 	}
 	e := newFuzzEnv(f)
+	c, err := apiContract()
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, payload string) {
 		req, _ := http.NewRequest("POST", e.url+"/api/v1/requests", strings.NewReader(payload))
 		req.Header.Set("Authorization", "Bearer "+e.token)
@@ -205,6 +209,9 @@ func FuzzAPICreateRequest(f *testing.F) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if err := c.check(req, []byte(payload), resp.StatusCode, resp.Header, b); err != nil {
+			t.Fatalf("openapi contract, for %q: %v", payload, err)
+		}
 		var out struct {
 			ID     int64  `json:"id"`
 			Error  string `json:"error"`

@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -16,7 +17,19 @@ const MaxBodyBytes = 1 << 20
 // Handler returns the whole HTTP surface, guarded against cross-site
 // request forgery: state-changing requests from other origins are refused.
 func (s *Server) Handler() http.Handler {
-	return http.NewCrossOriginProtection().Handler(s.Router())
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(crossOriginDenied))
+	return cop.Handler(s.Router())
+}
+
+// crossOriginDenied answers a refused cross-origin request: in the API's
+// error format under /api/, as a short text elsewhere.
+func crossOriginDenied(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		writeJSON(w, http.StatusForbidden, apiError{Error: "cross-origin request refused"})
+		return
+	}
+	http.Error(w, "cross-origin request refused", http.StatusForbidden)
 }
 
 // Router returns the route table: every route is listed here. Tests walk it
