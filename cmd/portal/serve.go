@@ -44,6 +44,9 @@ type config struct {
 	ShutdownTimeout  time.Duration
 	Auth             authConfig
 	Guardrails       guardrailsConfig
+	// Failpoint names a point of provisioning where the process kills
+	// itself (PADDOCK_FAILPOINT; the crash tests use it).
+	Failpoint string
 }
 
 // envOr returns the environment value of key, or def.
@@ -78,6 +81,7 @@ func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defAdd
 	fs.StringVar(&c.Cluster, "cluster", envOr(getenv, "PADDOCK_CLUSTER", defCluster), "kubernetes or simulated (PADDOCK_CLUSTER)")
 	fs.DurationVar(&c.SimDelay, "sim-delay", envDuration(getenv, "PADDOCK_SIM_DELAY", 2*time.Second), "simulated cluster: time per VM start step (PADDOCK_SIM_DELAY)")
 	fs.BoolVar(&c.CreateNamespaces, "create-namespaces", envBool(getenv, "PADDOCK_CREATE_NAMESPACES", false), "create a team's namespace when missing (PADDOCK_CREATE_NAMESPACES)")
+	c.Failpoint = getenv("PADDOCK_FAILPOINT")
 	fs.StringVar(&c.WatchNamespace, "watch-namespace", getenv("PADDOCK_WATCH_NAMESPACE"), "watch VirtualMachines in this namespace only; empty means every namespace (PADDOCK_WATCH_NAMESPACE)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr(getenv, "PADDOCK_LOG_FORMAT", "json"), "json or text (PADDOCK_LOG_FORMAT)")
 	fs.IntVar(&c.Workers, "workers", 20, "concurrent provisioning jobs per process (PADDOCK_WORKERS)")
@@ -238,7 +242,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 	// The crash tests name a point of provisioning or reconciling where the
 	// process kills itself.
 	var failpoint func(string)
-	if fp := os.Getenv("PADDOCK_FAILPOINT"); fp != "" {
+	if fp := c.Failpoint; fp != "" {
 		failpoint = func(name string) {
 			if name == fp {
 				log.Warn("failpoint reached: killing the process", "failpoint", name)
