@@ -94,9 +94,9 @@ func (s *Server) templateView(r *http.Request, verr *store.ValidationError, note
 			v.Outdated += u.VMs
 		}
 	}
-	v.UsageText = fmt.Sprintf("%d VM(s) use this template.", v.VMs)
+	v.UsageText = nouns(v.VMs, "VM uses", "VMs use") + " this template."
 	if v.Outdated > 0 {
-		v.UsageText = fmt.Sprintf("%d VM(s) use this template; %d of them on older versions, whose owners see an \"outdated\" badge.", v.VMs, v.Outdated)
+		v.UsageText = fmt.Sprintf("%s this template; %d of them on older versions, whose owners see an \"outdated\" badge.", nouns(v.VMs, "VM uses", "VMs use"), v.Outdated)
 	}
 	return v, nil
 }

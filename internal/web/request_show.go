@@ -225,11 +225,13 @@ func until(d time.Duration) string {
 	var s string
 	switch {
 	case d >= 48*time.Hour:
-		s = fmt.Sprintf("%d days", int(math.Round(d.Hours()/24)))
+		s = nouns(int(math.Round(d.Hours()/24)), "day", "days")
 	case d >= 2*time.Hour:
-		s = fmt.Sprintf("%d hours", int(d.Hours()))
+		s = nouns(int(d.Hours()), "hour", "hours")
+	case d < time.Minute:
+		s = "less than a minute"
 	default:
-		s = fmt.Sprintf("%d minutes", int(d.Minutes()))
+		s = nouns(int(d.Minutes()), "minute", "minutes")
 	}
 	if past {
 		return s + " ago"

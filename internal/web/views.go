@@ -243,6 +243,14 @@ func isSelected(list []string, v string) bool { return slices.Contains(list, v) 
 
 func itoa(i int) string { return fmt.Sprint(i) }
 
+// nouns writes a number with its noun in the right form: "1 VM", "3 VMs".
+func nouns(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 func i64(i int64) string { return fmt.Sprint(i) }
 
 // rawStringer lets a template print a precomputed safe string.
