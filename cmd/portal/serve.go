@@ -300,6 +300,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 		OIDC: c.Auth.OIDC, Proxy: c.Auth.Proxy, TrustedProxies: c.Auth.TrustedProxies,
 		SessionLifetime: c.Auth.SessionLifetime, SessionIdleTimeout: c.Auth.SessionIdleTimeout,
 		SignInRate: c.Auth.SignInRate, APIRate: c.Auth.APIRate, LeaseGrace: c.Guardrails.LeaseGrace,
+		Webhooks:        len(c.Guardrails.WebhookURLs) > 0,
 		SeparateMetrics: c.MetricsAddr != ""}, st, cluster, watcher, log)
 	go srv.Run(ctx)
 	httpSrv := &http.Server{

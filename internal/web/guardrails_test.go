@@ -320,3 +320,21 @@ func TestPlatformQuotaRuleAndWebhookPages(t *testing.T) {
 		}
 	}
 }
+
+func TestWebhooksPageSaysWhenNoneIsConfigured(t *testing.T) {
+	for _, c := range []struct {
+		configured bool
+		want       string
+	}{
+		{false, `data-testid="no-webhooks"`},
+		{true, `data-testid="no-failures"`},
+	} {
+		t.Run(fmt.Sprint("configured=", c.configured), func(t *testing.T) {
+			e := setup(t, web.Config{DevSignIn: true, Webhooks: c.configured})
+			_, b := e.grGet(e.browser("platform"), "/platform/webhooks")
+			if !strings.Contains(b, c.want) {
+				t.Errorf("the page lacks %s", c.want)
+			}
+		})
+	}
+}

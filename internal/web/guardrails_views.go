@@ -225,6 +225,8 @@ type webhooksView struct {
 	Base       base
 	Deliveries []store.WebhookDelivery
 	Counts     map[string]int
+	// Configured is false when no webhook is set: nothing is sent.
+	Configured bool
 }
 
 // guardrailTabs is the sub-navigation of the guardrail pages.

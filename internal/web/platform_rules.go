@@ -109,5 +109,5 @@ func (s *Server) platformWebhooks(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return render(w, r, http.StatusOK, webhooksPage(webhooksView{Base: s.viewBase(r, "Webhooks"), Deliveries: ds, Counts: counts}))
+	return render(w, r, http.StatusOK, webhooksPage(webhooksView{Base: s.viewBase(r, "Webhooks"), Deliveries: ds, Counts: counts, Configured: s.cfg.Webhooks}))
 }

@@ -56,6 +56,10 @@ type Config struct {
 	// that only the monitoring system can reach.
 	SeparateMetrics bool
 
+	// Webhooks says whether notifications go to any webhook
+	// (PADDOCK_WEBHOOK_URLS), for the deliveries page.
+	Webhooks bool
+
 	// LeaseGrace is how long an expired VM is kept before it is deleted, as
 	// the lease keeper is configured; 0 means store.DefaultLeaseGrace.
 	LeaseGrace time.Duration
