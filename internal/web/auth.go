@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,7 +130,7 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		vm.Users = users
+		vm.Personas, vm.Users = devPersonas(users)
 	}
 	return render(w, r, http.StatusOK, signInPageView(vm))
 }
@@ -206,4 +207,28 @@ func safeNext(next string) string {
 		return "/"
 	}
 	return next
+}
+
+// devPersonas splits the seeded users for the dev sign-in page: the three
+// personas the README names, in that order, and then everyone else.
+// Disabled users are left out, since they cannot sign in.
+func devPersonas(users []store.User) (personas, others []store.User) {
+	order := []string{"developer", "platform", "manager"}
+	byLogin := map[string]store.User{}
+	for _, u := range users {
+		if u.Disabled {
+			continue
+		}
+		if slices.Contains(order, u.Login) {
+			byLogin[u.Login] = u
+			continue
+		}
+		others = append(others, u)
+	}
+	for _, l := range order {
+		if u, ok := byLogin[l]; ok {
+			personas = append(personas, u)
+		}
+	}
+	return personas, others
 }

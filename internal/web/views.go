@@ -33,10 +33,13 @@ func (s *Server) viewBase(r *http.Request, title string) base {
 }
 
 type signInView struct {
-	Base  base
-	Dev   bool
-	Users []store.User
-	Next  string
+	Base base
+	Dev  bool
+	// Personas are the three seeded users a newcomer starts as (developer,
+	// platform, manager); Users are the other seeded users.
+	Personas []store.User
+	Users    []store.User
+	Next     string
 	// SSO offers single sign-on; Proxy says sign-in happens at the proxy.
 	SSO   bool
 	Proxy bool

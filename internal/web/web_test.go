@@ -529,3 +529,30 @@ func TestCatalogFilters(t *testing.T) {
 		}
 	}
 }
+
+func TestDevSignInShowsThePersonasFirstAndNoDisabledUser(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	ctx := context.Background()
+	if _, err := e.st.EnsureUser(ctx, "leaver", "Leaver", store.RoleDeveloper, e.users["developer"].TeamID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.DisableUser(ctx, store.Actor{Name: "test"}, "leaver", "left"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(e.srv.URL + "/signin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := body(t, resp)
+	at := func(login string) int { return strings.Index(b, `data-testid="signin-`+login+`"`) }
+	dev, plat, mgr, other := at("developer"), at("platform"), at("manager"), at("outsider")
+	if dev < 0 || plat < dev || mgr < plat {
+		t.Errorf("personas not first and in order: developer %d, platform %d, manager %d", dev, plat, mgr)
+	}
+	if other >= 0 && other < mgr {
+		t.Errorf("another seeded user (%d) comes before the personas", other)
+	}
+	if other < 0 || at("leaver") >= 0 {
+		t.Errorf("the other user is missing (%d), or the disabled one is offered", other)
+	}
+}
