@@ -273,14 +273,7 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 	}
 	nsName := key.Namespace + "/" + key.Name
 	rid := strconv.FormatInt(key.RequestID, 10)
-	// ours reports whether a VM in the request's place is the request's: the
-	// one recorded, or before its UID is known, one with the request's label.
-	ours := func(vm *virtv1.VirtualMachine) bool {
-		if rec.UID != "" {
-			return string(vm.UID) == rec.UID
-		}
-		return vm.Labels[LabelRequest] == rid
-	}
+	ours := func(vm *virtv1.VirtualMachine) bool { return isRecorded(vm, rec, rid) }
 	var vm, squatter *virtv1.VirtualMachine
 	if obj, ok, _ := w.vms.GetStore().GetByKey(nsName); ok {
 		if got := obj.(*virtv1.VirtualMachine); ours(got) {
@@ -352,6 +345,16 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 		w.Metrics.running(vm.CreationTimestamp.Time)
 	}
 	return nil
+}
+
+// isRecorded reports whether obj, found in the place recorded for request
+// rid, is the object recorded there: the one with the recorded UID, or
+// before its UID is known, one with the request's label.
+func isRecorded(obj metav1.Object, rec store.Watched, rid string) bool {
+	if rec.UID != "" {
+		return string(obj.GetUID()) == rec.UID
+	}
+	return obj.GetLabels()[LabelRequest] == rid
 }
 
 // ownedBy returns obj, an instance or DataVolume found in owner's place, if

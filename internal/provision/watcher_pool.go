@@ -59,12 +59,7 @@ func (w *Watcher) KickPool(namespace, name string, requestID int64) {
 func (w *Watcher) reconcilePool(ctx context.Context, key vmKey, rec store.Watched) error {
 	nsName := key.Namespace + "/" + key.Name
 	rid := strconv.FormatInt(key.RequestID, 10)
-	ours := func(p *poolv1.VirtualMachinePool) bool {
-		if rec.UID != "" {
-			return string(p.UID) == rec.UID
-		}
-		return p.Labels[LabelRequest] == rid
-	}
+	ours := func(p *poolv1.VirtualMachinePool) bool { return isRecorded(p, rec, rid) }
 	var p, squatter *poolv1.VirtualMachinePool
 	if obj, ok, _ := w.pools.GetStore().GetByKey(nsName); ok {
 		if got := obj.(*poolv1.VirtualMachinePool); ours(got) {

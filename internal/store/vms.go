@@ -145,9 +145,13 @@ func (w Watched) matches(o Observation) bool {
 // not Recorded, while there is none yet), or ErrNotFound when there is no
 // such request.
 func (s *Store) WatchedObject(ctx context.Context, id int64) (Watched, error) {
+	return watchedObject(ctx, s.pool, id)
+}
+
+func watchedObject(ctx context.Context, q queryRower, id int64) (Watched, error) {
 	var w Watched
 	var ns, name, uid *string
-	err := s.pool.QueryRow(ctx, `SELECT r.pool, v.namespace, v.name, v.uid
+	err := q.QueryRow(ctx, `SELECT r.pool, v.namespace, v.name, v.uid
 		FROM requests r LEFT JOIN vms v ON v.request_id = r.id WHERE r.id = $1`, id).Scan(&w.Pool, &ns, &name, &uid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Watched{}, ErrNotFound
@@ -191,16 +195,14 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 		if state.Terminal() {
 			return nil
 		}
-		rec := Watched{}
-		err = tx.QueryRow(ctx, `SELECT v.namespace, v.name, v.uid, r.pool FROM vms v JOIN requests r ON r.id = v.request_id
-			WHERE v.request_id = $1`, id).Scan(&rec.Namespace, &rec.Name, &rec.UID, &rec.Pool)
-		if errors.Is(err, pgx.ErrNoRows) {
+		rec, err := watchedObject(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !rec.Recorded() {
 			// Nothing recorded yet: the provisioner asks for a fresh look
 			// once it has recorded what it made.
 			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("recorded VM of request %d: %w", id, err)
 		}
 		if !rec.matches(o) {
 			return fmt.Errorf("request %d: %s/%s (uid %q): %w", id, o.Namespace, o.Name, o.UID, ErrNotRecorded)
