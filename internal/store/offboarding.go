@@ -46,14 +46,9 @@ type Offboarding struct {
 func (s *Store) DisableUser(ctx context.Context, actor Actor, login, reason string) (Offboarding, error) {
 	var off Offboarding
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var id int64
-		var was *DisabledBy
-		err := tx.QueryRow(ctx, `SELECT id, disabled_by FROM users WHERE login = $1 FOR UPDATE`, login).Scan(&id, &was)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
-		}
+		id, was, err := lockUserByLogin(ctx, tx, login)
 		if err != nil {
-			return fmt.Errorf("find user %q: %w", login, err)
+			return err
 		}
 		d := map[string]any{}
 		if reason != "" {
@@ -73,14 +68,9 @@ func (s *Store) DisableUser(ctx context.Context, actor Actor, login, reason stri
 func (s *Store) EnableUser(ctx context.Context, actor Actor, login string) (bool, error) {
 	var changed bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var id int64
-		var was *DisabledBy
-		err := tx.QueryRow(ctx, `SELECT id, disabled_by FROM users WHERE login = $1 FOR UPDATE`, login).Scan(&id, &was)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
-		}
+		id, was, err := lockUserByLogin(ctx, tx, login)
 		if err != nil {
-			return fmt.Errorf("find user %q: %w", login, err)
+			return err
 		}
 		if was == nil {
 			return nil
@@ -89,6 +79,21 @@ func (s *Store) EnableUser(ctx context.Context, actor Actor, login string) (bool
 		return s.enableTx(ctx, tx, actor, id, login, *was, nil)
 	})
 	return changed, err
+}
+
+// lockUserByLogin locks the user with that login and returns their id and
+// who disabled them (nil when enabled), or ErrNotFound.
+func lockUserByLogin(ctx context.Context, tx pgx.Tx, login string) (int64, *DisabledBy, error) {
+	var id int64
+	var was *DisabledBy
+	err := tx.QueryRow(ctx, `SELECT id, disabled_by FROM users WHERE login = $1 FOR UPDATE`, login).Scan(&id, &was)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil, ErrNotFound
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("find user %q: %w", login, err)
+	}
+	return id, was, nil
 }
 
 // RefuseExternalUser records that the identity provider vouched for x but
