@@ -352,7 +352,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 				askedBy: &a.RequestedByID, via: said, older: true})
 			var verr *ValidationError
 			if errors.As(err, &verr) {
-				return fmt.Errorf("%w: the VM cannot be rebuilt from v%d now: %s; reject it", ErrConflict, a.Version, joinMessages(verr))
+				return fmt.Errorf("%w: the VM cannot be rebuilt from v%d now: %s; reject it", ErrConflict, a.Version, verr.Messages())
 			}
 			if err != nil {
 				return err

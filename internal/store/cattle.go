@@ -283,15 +283,6 @@ func (s *Store) askRebuild(ctx context.Context, tx pgx.Tx, id int64, state State
 	return Rebuild{FromVersion: from, ToVersion: version, Pending: true, ApprovalID: aid, Reason: reason}, nil
 }
 
-// joinMessages is the messages of a validation error in one sentence.
-func joinMessages(v *ValidationError) string {
-	msgs := make([]string, len(v.Fields))
-	for i, f := range v.Fields {
-		msgs[i] = f.Message
-	}
-	return strings.Join(msgs, "; ")
-}
-
 // SetPet marks a request's VM as a pet (only its owner may rebuild it) or as
 // cattle again, recording an event and an audit entry when it changes. Who
 // may do so is the caller's decision (the owner).

@@ -24,11 +24,21 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
+	return "invalid input: " + e.join(func(f FieldError) string { return f.Field + ": " + f.Message })
+}
+
+// Messages is every problem's message in one sentence, without the field
+// names, for a person who did not fill the form (an approver).
+func (e *ValidationError) Messages() string {
+	return e.join(func(f FieldError) string { return f.Message })
+}
+
+func (e *ValidationError) join(text func(FieldError) string) string {
 	msgs := make([]string, len(e.Fields))
 	for i, f := range e.Fields {
-		msgs[i] = f.Field + ": " + f.Message
+		msgs[i] = text(f)
 	}
-	return "invalid input: " + strings.Join(msgs, "; ")
+	return strings.Join(msgs, "; ")
 }
 
 // Add records a problem with field.
