@@ -17,6 +17,11 @@ import (
 	"paddock/templates"
 )
 
+// These tests run on the real kube-apiserver with KubeVirt's CRDs and
+// admission webhooks, as the provisioner's RBAC-limited user; the status of
+// every VM, the request's and the decoys', is written by the Simulator
+// standing in for virt-controller (see kube_test.go), not by KubeVirt.
+
 // TestKubeWatcherIgnoresCopiesOfARequestsLabel: anyone who may create a VM
 // may copy Paddock's labels onto it. With the watcher watching every
 // namespace, as in production, a VM made by hand with a running request's
