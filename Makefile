@@ -56,6 +56,11 @@ test-e2e:
 kube-tools:
 	@if [ -x hack/kube-tools.sh ]; then hack/kube-tools.sh >/dev/null; fi
 
+## vendor-js: refresh static/vendor/novnc and static/vendor/xterm from npm, as pinned in hack/vendor-js/package-lock.json
+.PHONY: vendor-js
+vendor-js:
+	hack/vendor-js.sh
+
 ## generate: regenerate templ views
 generate:
 	$(GO) tool templ generate
