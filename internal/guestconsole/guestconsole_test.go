@@ -1,0 +1,88 @@
+package guestconsole
+
+import (
+	"bufio"
+	"image"
+	"image/color"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRFBHandshakeAndFrame(t *testing.T) {
+	blue := color.RGBA{R: 0x12, G: 0x60, B: 0xc4, A: 255}
+	screen := NewScreen(64, 48, blue)
+	keys := make(chan uint32, 4)
+	server, client := net.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- ServeRFB(server, "vm-one", screen, func(k uint32) { keys <- k }) }()
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+
+	v, err := Dial(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Name != "vm-one" || v.Width != 64 || v.Height != 48 {
+		t.Fatalf("ServerInit: %q %dx%d, want vm-one 64x48", v.Name, v.Width, v.Height)
+	}
+	got, err := v.Frame(10, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != blue {
+		t.Errorf("pixel (10,10) = %v, want %v", got, blue)
+	}
+	red := color.RGBA{R: 0xff, A: 255}
+	screen.Update(func(img *image.RGBA) { Fill(img, image.Rect(0, 0, 20, 20), red) })
+	if got, err = v.Frame(10, 10); err != nil || got != red {
+		t.Errorf("after the screen changed: pixel (10,10) = %v, %v; want %v", got, err, red)
+	}
+	if err := v.Key('a'); err != nil {
+		t.Fatal(err)
+	}
+	if k := <-keys; k != 'a' {
+		t.Errorf("key %#x, want 'a'", k)
+	}
+	client.Close()
+	if err := <-done; err != nil {
+		t.Errorf("ServeRFB after the viewer left: %v", err)
+	}
+}
+
+func TestSerialLoginPromptEchoes(t *testing.T) {
+	server, client := net.Pipe()
+	go func() { _ = ServeSerial(server, "vm-one") }()
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(client)
+	expect := func(want string) {
+		t.Helper()
+		var got strings.Builder
+		for !strings.Contains(got.String(), want) {
+			b, err := r.ReadByte()
+			if err != nil {
+				t.Fatalf("waiting for %q, got %q: %v", want, got.String(), err)
+			}
+			got.WriteByte(b)
+		}
+	}
+	expect("vm-one login: ")
+	go client.Write([]byte("dev\r"))
+	expect("dev\r\nPassword: ")
+	go client.Write([]byte("secret\r"))
+	expect("Welcome to vm-one, dev.\r\ndev@vm-one:~$ ")
+	go client.Write([]byte("echo hi\r"))
+	expect("echo hi\r\necho hi\r\ndev@vm-one:~$ ")
+}
+
+func TestDrawTextInks(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 40, 20))
+	ink := color.RGBA{G: 255, A: 255}
+	DrawText(img, 0, 0, 1, "H", ink)
+	if img.RGBAAt(0, 0) != ink || img.RGBAAt(2, 0) == ink || img.RGBAAt(2, 3) != ink {
+		t.Errorf("H is not drawn as the font says")
+	}
+	if TextWidth("abc", 2) != 36 {
+		t.Errorf("TextWidth(abc, 2) = %d", TextWidth("abc", 2))
+	}
+}
