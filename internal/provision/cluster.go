@@ -37,6 +37,9 @@ type Cluster struct {
 	Simulated bool
 	// namespaces remembers namespaces seen to exist, saving an API call per VM.
 	namespaces sync.Map
+	// rest is the connection to a real cluster, for the console
+	// subresources (console.go); nil for the simulated one.
+	rest *rest.Config
 }
 
 // NewKubernetesCluster connects to a real cluster.
@@ -57,7 +60,7 @@ func NewKubernetesCluster(cfg *rest.Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cdi client: %w", err)
 	}
-	return &Cluster{Kube: kube, Virt: virt, CDI: cdi, Timeout: 15 * time.Second}, nil
+	return &Cluster{Kube: kube, Virt: virt, CDI: cdi, Timeout: 15 * time.Second, rest: cfg}, nil
 }
 
 func (c *Cluster) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {

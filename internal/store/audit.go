@@ -28,6 +28,9 @@ const (
 	AuditVMAction       = "vm_action"
 	AuditApproval       = "approval"
 	AuditTemplateChange = "template_change"
+	// AuditConsoleSession is written when a VM console session ends: who,
+	// which VM, when it started and ended, and the bytes each way.
+	AuditConsoleSession = "console_session"
 )
 
 // AuditEntry is one row of the append-only audit log.

@@ -174,6 +174,7 @@ func (s *Server) signOutEverywhere(w http.ResponseWriter, r *http.Request) error
 	if _, err := s.store.EndAllSessions(r.Context(), store.UserActor(u), u); err != nil {
 		return err
 	}
+	s.consoles.endUser(u.ID, "You signed out everywhere, so the console was closed.")
 	if err := s.sessions.Destroy(r.Context()); err != nil {
 		return err
 	}

@@ -111,6 +111,10 @@ var routeMatrix = []routeCase{
 	{"GET /requests/{id}/live", "/requests/{req}/live", "", ownTeam},
 	{"GET /requests/{id}/stream", "/requests/{req}/stream", "", ownTeam},
 	{"GET /requests/{id}/manifest", "/requests/{req}/manifest", "", ownTeam},
+	{"GET /requests/{id}/console/{kind}", "/requests/{req}/console/vnc", "", ownTeamActs},
+	// Authorization comes before anything else; a plain GET (no websocket
+	// upgrade) is then refused whoever asks.
+	{"GET /requests/{id}/console/{kind}/ws", "/requests/{req}/console/serial/ws", "", roles{signin, bad, hidden, denied, bad}},
 	{"POST /requests/{id}/actions/{action}", "/requests/{req}/actions/stop", "", ownTeamActs},
 	{"POST /requests/{id}/extend", "/requests/{req}/extend", "days=1", ownTeamActs},
 	{"POST /requests/{id}/rebuild", "/requests/{req}/rebuild", "version=0", ownTeamActs},

@@ -53,7 +53,7 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
 		}
-		if route == "/requests/{id}/stream" {
+		if route == "/requests/{id}/stream" || route == "/requests/{id}/console/{kind}/ws" {
 			return // long-lived streams would skew the latency histogram
 		}
 		status := ww.Status()

@@ -78,6 +78,8 @@ func (s *Server) Router() chi.Router {
 			r.Post("/requests/{id}/rebuild", s.page(s.requestRebuild))
 			r.Post("/requests/{id}/pet", s.page(s.requestPet))
 			r.Post("/requests/{id}/scale", s.page(s.requestScale))
+			r.Get("/requests/{id}/console/{kind}", s.page(s.consolePage))
+			r.Get("/requests/{id}/console/{kind}/ws", s.page(s.consoleSocket))
 
 			// The approval queue: managers and the platform team.
 			r.Group(func(r chi.Router) {
@@ -174,11 +176,15 @@ func (s *Server) Router() chi.Router {
 	return r
 }
 
+// contentSecurityPolicy allows scripts, styles and connections (websockets
+// too) from this site only.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+
 // securityHeaders sets the headers every response carries.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")

@@ -60,6 +60,15 @@ type Config struct {
 	// (PADDOCK_WEBHOOK_URLS), for the deliveries page.
 	Webhooks bool
 
+	// ConsoleIdleTimeout closes a console that had no input for that long;
+	// ConsolePing is how often a console's websocket is pinged (a browser
+	// that answers none of two pings is gone); ConsoleRecheck is how often
+	// an open console checks that its user is still signed in and allowed.
+	// 0 means the defaults, 15m, 20s and 15s.
+	ConsoleIdleTimeout time.Duration
+	ConsolePing        time.Duration
+	ConsoleRecheck     time.Duration
+
 	// LeaseGrace is how long an expired VM is kept before it is deleted, as
 	// the lease keeper is configured; 0 means store.DefaultLeaseGrace.
 	LeaseGrace time.Duration
@@ -84,6 +93,7 @@ type Server struct {
 	log      *slog.Logger
 	oidc     *oidcClient
 	metrics  *metrics
+	consoles *consoles
 }
 
 // New returns a Server. cluster and watcher may be nil in tests that do not
@@ -101,6 +111,15 @@ func New(cfg Config, st *store.Store, cluster *provision.Cluster, watcher *provi
 	if cfg.APIRate <= 0 {
 		cfg.APIRate = DefaultAPIRate
 	}
+	if cfg.ConsoleIdleTimeout <= 0 {
+		cfg.ConsoleIdleTimeout = DefaultConsoleIdleTimeout
+	}
+	if cfg.ConsolePing <= 0 {
+		cfg.ConsolePing = DefaultConsolePing
+	}
+	if cfg.ConsoleRecheck <= 0 {
+		cfg.ConsoleRecheck = DefaultConsoleRecheck
+	}
 	sm := scs.New()
 	sm.Store = pgxstore.NewWithCleanupInterval(st.Pool(), 10*time.Minute)
 	sm.Lifetime = cfg.SessionLifetime
@@ -114,6 +133,7 @@ func New(cfg Config, st *store.Store, cluster *provision.Cluster, watcher *provi
 	sm.Cookie.Secure = cfg.SecureCookies
 	s := &Server{cfg: cfg, store: st, cluster: cluster, watcher: watcher, sessions: sm,
 		hub: NewHub(st.Pool(), log), log: log, metrics: newMetrics(cfg.Registry, st)}
+	s.consoles = newConsoles(s.metrics.reg)
 	if cfg.OIDC != nil {
 		s.oidc = newOIDCClient(*cfg.OIDC)
 	}
@@ -133,9 +153,12 @@ func (s *Server) MetricsHandler() http.Handler {
 	return mux
 }
 
-// CloseStreams ends the open live-update streams; call it when the HTTP
-// server starts shutting down (http.Server.RegisterOnShutdown).
-func (s *Server) CloseStreams() { s.hub.Close() }
+// CloseStreams ends the open live-update streams and consoles; call it when
+// the HTTP server starts shutting down (http.Server.RegisterOnShutdown).
+func (s *Server) CloseStreams() {
+	s.hub.Close()
+	s.consoles.endAll()
+}
 
 // Run keeps the live-update hub listening until ctx ends.
 func (s *Server) Run(ctx context.Context) { s.hub.Run(ctx) }

@@ -1,0 +1,316 @@
+package web_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	virtv1 "kubevirt.io/api/core/v1"
+
+	"paddock/internal/guestconsole"
+	"paddock/internal/provision"
+	"paddock/internal/store"
+	"paddock/internal/web"
+)
+
+// consoleEnv is a web server on the simulated cluster, with a running
+// request of team payments whose instance runs there.
+type consoleEnv struct {
+	*env
+	cluster *provision.Cluster
+	req     store.Request
+}
+
+func setupConsole(t *testing.T, cfg web.Config) *consoleEnv {
+	e := setup(t, web.Config{DevSignIn: true})
+	cluster, _, err := provision.NewSimulatedCluster(context.Background(), e.st, slog.New(slog.DiscardHandler), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DevSignIn = true
+	e.web = web.New(cfg, e.st, cluster, nil, slog.New(slog.NewTextHandler(e.logs, nil)))
+	srv := httptest.NewServer(e.web.Handler())
+	t.Cleanup(srv.Close)
+	e.srv = srv
+	ce := &consoleEnv{env: e, cluster: cluster, req: e.cattleRunning("console-vm")}
+	ce.runInstance(ce.req.Namespace, ce.req.Name)
+	return ce
+}
+
+// runInstance creates a running instance in the simulated cluster.
+func (e *consoleEnv) runInstance(ns, name string) {
+	e.t.Helper()
+	vmi := &virtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Status: virtv1.VirtualMachineInstanceStatus{Phase: virtv1.Running,
+			Interfaces: []virtv1.VirtualMachineInstanceNetworkInterface{{IP: "10.0.0.7"}}}}
+	if _, err := e.cluster.Virt.KubevirtV1().VirtualMachineInstances(ns).Create(context.Background(), vmi, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// dial opens the console websocket of path as login (signed in through the
+// dev sign-in, with its cookie), from origin.
+func (e *consoleEnv) dial(login, path, origin string) (*websocket.Conn, *http.Response, error) {
+	e.t.Helper()
+	c := e.browser(login)
+	u := "ws" + strings.TrimPrefix(e.srv.URL, "http") + path
+	h := http.Header{}
+	if origin != "" {
+		h.Set("Origin", origin)
+	}
+	d := websocket.Dialer{Jar: c.Jar, HandshakeTimeout: 10 * time.Second}
+	return d.Dial(u, h)
+}
+
+func (e *consoleEnv) socket(kind string) string {
+	return "/requests/" + strconv.FormatInt(e.req.ID, 10) + "/console/" + kind + "/ws"
+}
+
+// wsConn reads and writes a console websocket as a byte stream.
+type wsConn struct {
+	ws  *websocket.Conn
+	buf []byte
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for len(c.buf) == 0 {
+		_, msg, err := c.ws.ReadMessage()
+		if err != nil {
+			return 0, err
+		}
+		c.buf = msg
+	}
+	n := copy(p, c.buf)
+	c.buf = c.buf[n:]
+	return n, nil
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	return len(p), c.ws.WriteMessage(websocket.BinaryMessage, p)
+}
+
+// closeOf waits for the close frame of ws and returns its code and text.
+func closeOf(t *testing.T, ws *websocket.Conn) (int, string) {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		_, _, err := ws.ReadMessage()
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code, ce.Text
+		}
+		if err != nil {
+			t.Fatalf("waiting for a close frame: %v", err)
+		}
+	}
+}
+
+func TestConsoleBridgesVNCOfTheSimulatedCluster(t *testing.T) {
+	e := setupConsole(t, web.Config{})
+	ws, resp, err := e.dial("developer", e.socket("vnc"), e.srv.URL)
+	if err != nil {
+		t.Fatalf("dial: %v (%v)", err, resp)
+	}
+	v, err := guestconsole.Dial(&wsConn{ws: ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Name != e.req.Name {
+		t.Errorf("desktop name %q, want %q", v.Name, e.req.Name)
+	}
+	px, err := v.Frame(2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if px.R != 0x1b || px.G != 0x26 || px.B != 0x3b {
+		t.Errorf("background pixel %v, want the simulated screen's #1b263b", px)
+	}
+	if got := e.gauge(t, "vnc"); got != "1" {
+		t.Errorf("open vnc sessions while one is open: %s", got)
+	}
+	ws.Close()
+	waitFor(t, func() bool { return e.auditCount(store.AuditConsoleSession) == 1 })
+	waitFor(t, func() bool { return e.gauge(t, "vnc") == "0" })
+	var details map[string]any
+	var actor, target string
+	if err := e.st.Pool().QueryRow(context.Background(), `SELECT actor, target, details FROM audit_log WHERE action = $1`,
+		store.AuditConsoleSession).Scan(&actor, &target, &details); err != nil {
+		t.Fatal(err)
+	}
+	if actor != "developer" || target != store.RequestTarget(e.req.ID) || details["vm"] != e.req.Namespace+"/"+e.req.Name ||
+		details["console"] != "vnc" || details["started_at"] == nil || details["ended_at"] == nil {
+		t.Errorf("audit entry %s %s %v", actor, target, details)
+	}
+	if to, _ := details["bytes_to_vm"].(float64); to < 12 {
+		t.Errorf("bytes to the VM %v: the handshake alone is more", details["bytes_to_vm"])
+	}
+	if from, _ := details["bytes_from_vm"].(float64); from < 640*400*4 {
+		t.Errorf("bytes from the VM %v: one full frame is more", details["bytes_from_vm"])
+	}
+}
+
+func TestSerialConsoleEchoes(t *testing.T) {
+	e := setupConsole(t, web.Config{})
+	ws, _, err := e.dial("platform", e.socket("serial"), e.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	c := &wsConn{ws: ws}
+	readUntil(t, c, e.req.Name+" login: ")
+	if _, err := c.Write([]byte("dev\r")); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, "dev\r\nPassword: ")
+}
+
+func readUntil(t *testing.T, c *wsConn, want string) {
+	t.Helper()
+	_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var got strings.Builder
+	buf := make([]byte, 256)
+	for !strings.Contains(got.String(), want) {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for %q, got %q: %v", want, got.String(), err)
+		}
+		got.Write(buf[:n])
+	}
+}
+
+// TestConsoleRefusedBeforeUpgrade: who may not use a console is answered
+// with a plain HTTP status, never a websocket: another team's developer
+// cannot tell the VM exists, a manager reads but may not type into VMs, a
+// page of another site may not use the user's cookie.
+func TestConsoleRefusedBeforeUpgrade(t *testing.T) {
+	e := setupConsole(t, web.Config{})
+	for _, tc := range []struct {
+		login, origin string
+		want          int
+	}{
+		{"outsider", e.srv.URL, http.StatusNotFound},
+		{"manager", e.srv.URL, http.StatusForbidden},
+		{"developer", "https://evil.example", http.StatusForbidden},
+		{"developer", "", http.StatusForbidden},
+	} {
+		ws, resp, err := e.dial(tc.login, e.socket("vnc"), tc.origin)
+		if err == nil {
+			ws.Close()
+			t.Errorf("%s from %q: upgraded, want %d", tc.login, tc.origin, tc.want)
+			continue
+		}
+		if resp == nil || resp.StatusCode != tc.want || resp.Header.Get("Upgrade") != "" {
+			t.Errorf("%s from %q: %v %v, want %d without an upgrade", tc.login, tc.origin, resp, err, tc.want)
+		}
+	}
+	if n := e.auditCount(store.AuditConsoleSession); n != 0 {
+		t.Errorf("refused attempts wrote %d console sessions", n)
+	}
+}
+
+func TestConsoleEnds(t *testing.T) {
+	e := setupConsole(t, web.Config{ConsoleRecheck: 100 * time.Millisecond, ConsolePing: 100 * time.Millisecond, ConsoleIdleTimeout: time.Hour})
+	t.Run("taken over", func(t *testing.T) {
+		first, _, err := e.dial("developer", e.socket("serial"), e.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readUntil(t, &wsConn{ws: first}, "login: ")
+		second, _, err := e.dial("platform", e.socket("serial"), e.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer second.Close()
+		if code, text := closeOf(t, first); code != 4002 || !strings.Contains(text, "taken over") {
+			t.Errorf("first session closed with %d %q, want 4002 taken over", code, text)
+		}
+	})
+	t.Run("signed out everywhere", func(t *testing.T) {
+		c := e.browser("developer")
+		ws, _, err := (&websocket.Dialer{Jar: c.Jar}).Dial("ws"+strings.TrimPrefix(e.srv.URL, "http")+e.socket("vnc"),
+			http.Header{"Origin": {e.srv.URL}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Another browser of the same user signs out everywhere.
+		other := e.browser("developer")
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/signout/everywhere", nil)
+		req.Header.Set("Origin", e.srv.URL)
+		resp, err := other.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if code, text := closeOf(t, ws); code != 4003 || !strings.Contains(text, "signed out") {
+			t.Errorf("closed with %d %q, want 4003 signed out", code, text)
+		}
+	})
+	t.Run("disabled user", func(t *testing.T) {
+		ws, _, err := e.dial("developer", e.socket("vnc"), e.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.st.DisableUser(context.Background(), store.Actor{Name: "test"}, "developer", "left"); err != nil {
+			t.Fatal(err)
+		}
+		defer e.st.EnableUser(context.Background(), store.Actor{Name: "test"}, "developer")
+		if code, _ := closeOf(t, ws); code != 4003 {
+			t.Errorf("closed with %d, want 4003", code)
+		}
+	})
+	t.Run("VM stopped", func(t *testing.T) {
+		ws, _, err := e.dial("platform", e.socket("serial"), e.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readUntil(t, &wsConn{ws: ws}, "login: ")
+		if err := e.cluster.Virt.KubevirtV1().VirtualMachineInstances(e.req.Namespace).Delete(context.Background(), e.req.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if code, text := closeOf(t, ws); code != 4005 || !strings.Contains(text, "lost") {
+			t.Errorf("closed with %d %q, want 4005 lost", code, text)
+		}
+		ws, _, err = e.dial("platform", e.socket("serial"), e.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, text := closeOf(t, ws); code != 4001 || !strings.Contains(text, "not running") {
+			t.Errorf("reconnect closed with %d %q, want 4001 not running", code, text)
+		}
+	})
+}
+
+// gauge reads paddock_console_sessions_open{kind} from /metrics.
+func (e *consoleEnv) gauge(t *testing.T, kind string) string {
+	t.Helper()
+	resp, err := http.Get(e.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := `paddock_console_sessions_open{kind="` + map[string]string{"vnc": "vnc", "serial": "console"}[kind] + `"} `
+	for _, line := range strings.Split(body(t, resp), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			return v
+		}
+	}
+	return "missing"
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
