@@ -39,7 +39,7 @@ func setupConsole(t *testing.T, cfg web.Config) *consoleEnv {
 	e.web = web.New(cfg, e.st, cluster, nil, slog.New(slog.NewTextHandler(e.logs, nil)))
 	srv := httptest.NewServer(e.web.Handler())
 	t.Cleanup(srv.Close)
-	e.srv = srv
+	e.srv, e.url = srv, srv.URL
 	ce := &consoleEnv{env: e, cluster: cluster, req: e.cattleRunning("console-vm")}
 	ce.runInstance(ce.req.Namespace, ce.req.Name)
 	return ce
@@ -312,5 +312,50 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 10s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestConsoleLinks: the request page offers the consoles to who may use
+// them, and the console page to them only.
+func TestConsoleLinks(t *testing.T) {
+	e := setupConsole(t, web.Config{})
+	page := "/requests/" + strconv.FormatInt(e.req.ID, 10)
+	for _, tc := range []struct {
+		login string
+		links bool
+		page  int
+	}{
+		{"developer", true, http.StatusOK},
+		{"platform", true, http.StatusOK},
+		{"manager", false, http.StatusForbidden},
+		{"outsider", false, http.StatusNotFound},
+	} {
+		c := e.browser(tc.login)
+		_, b := e.getAs(c, page, nil)
+		if got := strings.Contains(b, `data-testid="open-console"`) && strings.Contains(b, `data-testid="open-serial"`); got != tc.links {
+			t.Errorf("%s: console links shown %v, want %v", tc.login, got, tc.links)
+		}
+		for _, kind := range []string{"vnc", "serial"} {
+			code, b := e.getAs(c, page+"/console/"+kind, nil)
+			if code != tc.page {
+				t.Errorf("%s: console page %s: %d, want %d", tc.login, kind, code, tc.page)
+			}
+			if code == http.StatusOK && !strings.Contains(b, `data-socket="`+page+`/console/`+kind+`/ws"`) {
+				t.Errorf("%s: console page %s has no socket: %s", tc.login, kind, b)
+			}
+		}
+	}
+	pool := e.poolRunning("console-pool", 2)
+	_, b := e.getAs(e.browser("developer"), "/requests/"+strconv.FormatInt(pool.ID, 10), nil)
+	if strings.Count(b, `data-testid="member-console"`) != 2 {
+		t.Errorf("pool page: want a console link per running member: %s", b)
+	}
+	code, _ := e.getAs(e.browser("developer"), "/requests/"+strconv.FormatInt(pool.ID, 10)+"/console/vnc?vm=console-pool-1", nil)
+	if code != http.StatusOK {
+		t.Errorf("console page of a pool member: %d", code)
+	}
+	code, _ = e.getAs(e.browser("developer"), "/requests/"+strconv.FormatInt(pool.ID, 10)+"/console/vnc?vm=someone-else", nil)
+	if code != http.StatusNotFound {
+		t.Errorf("console page of a VM not in the pool: %d, want 404", code)
 	}
 }

@@ -22,6 +22,8 @@ type poolView struct {
 	PerVM string
 	// Quota is the team's quota as used now.
 	Quota []store.QuotaLine
+	// Console offers each running member's consoles (console.go).
+	Console bool
 	// MaxByQuota is the largest size the quota allows (0: no limit).
 	MaxByQuota int
 	// AutoLimit is the largest size policy approves by itself.

@@ -96,6 +96,10 @@ func (s *Server) liveView(ctx context.Context, req store.Request) (liveView, err
 	if v.Pool, err = s.poolOf(ctx, u, req, tv.Spec, v.Approvals); err != nil {
 		return liveView{}, err
 	}
+	if v.Pool != nil {
+		v.Pool.Console = canConsole(u, req)
+	}
+	v.Console = !req.Pool && req.VM != nil && req.VM.Name != "" && req.State == store.StateRunning && canConsole(u, req)
 	if req.VM != nil {
 		v.SSH = fmt.Sprintf("ssh %s@%s", tv.Spec.SSHUser, req.VM.IP)
 		v.Virtctl = fmt.Sprintf("virtctl ssh --namespace %s %s@vm/%s", req.VM.Namespace, tv.Spec.SSHUser, req.VM.Name)

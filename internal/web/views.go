@@ -183,6 +183,8 @@ type liveView struct {
 	// Pool is the members table and scale form of a pool (request_pool.go);
 	// nil for a single VM.
 	Pool *poolView
+	// Console offers the VM's console and serial console (console.go).
+	Console bool
 }
 
 type kubeEvent struct {
