@@ -14,10 +14,10 @@ import (
 	"time"
 )
 
-// servingCert writes a serving certificate for 127.0.0.1 and localhost,
+// servingCert writes a serving certificate for 127.0.0.1, localhost and dnsNames,
 // signed by a new CA, to dir/tls.crt and dir/tls.key, and returns the CA
 // certificate (PEM) for a webhook configuration's caBundle.
-func servingCert(dir string) (caPEM []byte, err error) {
+func servingCert(dir string, dnsNames ...string) (caPEM []byte, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -51,7 +51,7 @@ func servingCert(dir string) (caPEM []byte, err error) {
 		NotAfter:     now.Add(7 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     append([]string{"localhost"}, dnsNames...),
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
