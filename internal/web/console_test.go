@@ -35,14 +35,21 @@ func setupConsole(t *testing.T, cfg web.Config) *consoleEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ce := setupConsoleOn(e, cfg, cluster)
+	ce.runInstance(ce.req.Namespace, ce.req.Name)
+	return ce
+}
+
+// setupConsoleOn is setupConsole on cluster, where the caller makes the
+// request's instance run.
+func setupConsoleOn(e *env, cfg web.Config, cluster *provision.Cluster) *consoleEnv {
+	t := e.t
 	cfg.DevSignIn = true
 	e.web = web.New(cfg, e.st, cluster, nil, slog.New(slog.NewTextHandler(e.logs, nil)))
 	srv := httptest.NewServer(e.web.Handler())
 	t.Cleanup(srv.Close)
 	e.srv, e.url = srv, srv.URL
-	ce := &consoleEnv{env: e, cluster: cluster, req: e.cattleRunning("console-vm")}
-	ce.runInstance(ce.req.Namespace, ce.req.Name)
-	return ce
+	return &consoleEnv{env: e, cluster: cluster, req: e.cattleRunning("console-vm")}
 }
 
 // runInstance creates a running instance in the simulated cluster.
