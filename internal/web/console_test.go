@@ -366,3 +366,52 @@ func TestConsoleLinks(t *testing.T) {
 		t.Errorf("console page of a VM not in the pool: %d, want 404", code)
 	}
 }
+
+func TestConsoleIdleTimeout(t *testing.T) {
+	e := setupConsole(t, web.Config{ConsoleIdleTimeout: 300 * time.Millisecond, ConsolePing: 100 * time.Millisecond})
+	ws, _, err := e.dial("developer", e.socket("serial"), e.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if code, text := closeOf(t, ws); code != 4004 || !strings.Contains(text, "without input") {
+		t.Errorf("closed with %d %q, want 4004 without input", code, text)
+	}
+}
+
+// TestConsolePagePolicy: the serial console page admits xterm.js's <style>
+// elements by a fresh nonce, never by 'unsafe-inline'; scripts stay 'self'.
+func TestConsolePagePolicy(t *testing.T) {
+	e := setupConsole(t, web.Config{})
+	c := e.browser("developer")
+	page := e.srv.URL + "/requests/" + strconv.FormatInt(e.req.ID, 10) + "/console/"
+	var nonces []string
+	for range 2 {
+		resp, err := c.Get(page + "serial")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := body(t, resp)
+		csp := resp.Header.Get("Content-Security-Policy")
+		i := strings.Index(csp, "'nonce-")
+		if i < 0 || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "script-src 'self';") {
+			t.Fatalf("serial console policy %q", csp)
+		}
+		nonce := strings.TrimSuffix(strings.Fields(csp[i+len("'nonce-"):])[0], "';")
+		if !strings.Contains(b, `content="`+nonce+`"`) {
+			t.Errorf("the page does not carry the policy's nonce %q", nonce)
+		}
+		nonces = append(nonces, nonce)
+	}
+	if nonces[0] == nonces[1] {
+		t.Errorf("two responses share the nonce %q", nonces[0])
+	}
+	resp, err := c.Get(page + "vnc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); strings.Contains(csp, "nonce") || strings.Contains(csp, "unsafe") {
+		t.Errorf("VNC console policy %q: noVNC needs neither", csp)
+	}
+}
