@@ -53,6 +53,13 @@ func (s *Screen) snapshot() (*image.RGBA, uint64, <-chan struct{}) {
 	return img, s.version, s.changed
 }
 
+// current returns the screen's version and a channel closed at its next change.
+func (s *Screen) current() (uint64, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version, s.changed
+}
+
 // Fill paints r of img in c.
 func Fill(img *image.RGBA, r image.Rectangle, c color.RGBA) {
 	r = r.Intersect(img.Rect)
@@ -252,7 +259,7 @@ func (u *updater) run() error {
 	var sent uint64
 	first := true
 	for {
-		img, version, changed := u.screen.snapshot()
+		version, changed := u.screen.current()
 		u.mu.Lock()
 		due := u.requested && (!u.incremental || first || version != sent)
 		format := u.format
@@ -261,6 +268,9 @@ func (u *updater) run() error {
 		}
 		u.mu.Unlock()
 		if due {
+			// The copy is taken after the request was seen, so the viewer
+			// gets the screen as it was when it asked, or newer.
+			img, version, _ := u.screen.snapshot()
 			if err := writeUpdate(u.conn, img, format); err != nil {
 				return err
 			}
