@@ -22,6 +22,8 @@ type base struct {
 	User    *store.User
 	Path    string
 	Cluster string
+	// Flash is the one-time message of this page view, if any.
+	Flash *flash
 }
 
 func (s *Server) viewBase(r *http.Request, title string) base {
@@ -29,6 +31,7 @@ func (s *Server) viewBase(r *http.Request, title string) base {
 	if u, ok := userFrom(r.Context()); ok {
 		b.User = &u
 	}
+	b.Flash = s.popFlash(r)
 	return b
 }
 
@@ -165,15 +168,21 @@ type requestView struct {
 
 // liveView is the part of the request page that updates live.
 type liveView struct {
-	R          store.Request
-	Events     []store.Event
+	R      store.Request
+	Events []store.Event
+	// Phase is the change under way (phase.go), shown in place of the
+	// state: "stopping", "starting", "deleting", "rebuilding"; "" for none.
+	Phase      string
 	CanAct     bool
 	SSH        string
 	Virtctl    string
 	KubeEvents []kubeEvent
-	Actions    []actionButton
-	ExpiresIn  string
-	Ephemeral  bool
+	// Actions are start, stop and restart; Delete, in the danger area, is
+	// nil when it is not offered.
+	Actions   []actionButton
+	Delete    *actionButton
+	ExpiresIn string
+	Ephemeral bool
 	// Lease is the lease banner and extend button (guardrails_views.go).
 	Lease leaseView
 	// Approvals are the request's approvals, decided or waiting.
@@ -183,6 +192,9 @@ type liveView struct {
 	// Pool is the members table and scale form of a pool (request_pool.go);
 	// nil for a single VM.
 	Pool *poolView
+	// Flash is a refusal to show next to the control it is about; only the
+	// full page has it, so a live update clears it.
+	Flash *flash
 }
 
 type kubeEvent struct {
@@ -197,6 +209,10 @@ type actionButton struct {
 	Label   string
 	Class   string
 	Confirm string
+	// Why says why the button is disabled now; "" when it is enabled.
+	Why string
+	// Hint says what the button does, beside it.
+	Hint string
 }
 
 type requestsView struct {

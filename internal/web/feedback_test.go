@@ -1,0 +1,131 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"paddock/internal/store"
+	"paddock/internal/web"
+)
+
+// postBack posts a form as c, and when the answer is a redirect follows it
+// once: the response is the POST's, the body the page it leads to.
+func (e *env) postBack(c *http.Client, path string, v url.Values) (*http.Response, string) {
+	e.t.Helper()
+	resp, b := e.post(c, path, v)
+	if loc := resp.Header.Get("Location"); resp.StatusCode == http.StatusSeeOther && loc != "" {
+		_, b = e.get(c, loc)
+	}
+	return resp, b
+}
+
+// TestActionsSayWhatIsUnderWay checks the feedback after a day-2 action on
+// a real PostgreSQL, with no worker running, so the request stays where the
+// action left it: asked to stop, the cluster not caught up yet.
+func TestActionsSayWhatIsUnderWay(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	r := e.cattleRunning("feedback")
+	path := "/requests/" + strconv.FormatInt(r.ID, 10)
+	owner := e.browser("developer")
+
+	resp, b := e.postBack(owner, path+"/actions/stop", nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != path {
+		t.Fatalf("stop: %d to %q, want 303 to the page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for _, want := range []string{
+		`role="status" data-testid="flash">Stopping feedback. This page shows when it has stopped.`,
+		`data-state="running" data-testid="state">stopping<`,
+		`data-testid="action-stop" id="action-stop" disabled aria-describedby="why-stop"`,
+		`data-testid="why-stop">Stop: The VM is already stopping.`,
+		`data-testid="action-restart" id="action-restart" disabled`,
+	} {
+		if !strings.Contains(b, want) {
+			t.Errorf("after stop, the page lacks %s", want)
+		}
+	}
+	// The flash is shown once.
+	if _, again := e.get(owner, path); strings.Contains(again, `data-testid="flash"`) {
+		t.Error("the flash is shown again on the next visit")
+	}
+	// The live fragment shows the change under way too.
+	if _, live := e.get(owner, path+"/live"); !strings.Contains(live, `data-state="running" data-testid="state">stopping<`) {
+		t.Error("the live fragment does not show stopping")
+	}
+
+	// A second stop is refused with the reason, next to the actions, and
+	// queues nothing.
+	actions := func() int {
+		return e.count(`SELECT count(*) FROM events WHERE kind = 'action' AND request_id = ` + strconv.FormatInt(r.ID, 10))
+	}
+	before := actions()
+	resp, b = e.postBack(owner, path+"/actions/stop", nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(b, `role="alert" tabindex="-1" data-focus data-testid="flash">The VM is already stopping.`) {
+		t.Errorf("second stop: %d, or the page does not say it is already stopping", resp.StatusCode)
+	}
+	if i, j := strings.Index(b, `data-testid="actions"`), strings.Index(b, `data-testid="flash"`); i < 0 || j < i {
+		t.Error("the refusal is not shown after the actions")
+	}
+	if n := actions(); n != before {
+		t.Errorf("the second stop was recorded: %d action events, was %d", n, before)
+	}
+	// The API refuses it too, in its own format.
+	if resp, b := e.apiDo(e.token("developer"), "POST", "/api/v1"+path+"/actions/stop", "", nil); resp.StatusCode != http.StatusConflict || !strings.Contains(b, "already stopping") {
+		t.Errorf("API second stop: %d %s", resp.StatusCode, b)
+	}
+
+	// Once the cluster reports the VM stopped, the state is settled: the
+	// page shows stopped and offers Start.
+	if _, err := e.st.Transition(context.Background(), r.ID, store.StateStopped, store.ActorCluster, "state", "", store.StateRunning); err != nil {
+		t.Fatal(err)
+	}
+	_, b = e.get(owner, path)
+	if !strings.Contains(b, `data-state="stopped" data-testid="state">stopped<`) || !strings.Contains(b, `data-testid="action-start" id="action-start">`) {
+		t.Error("a stopped VM does not show stopped with Start enabled")
+	}
+	resp, b = e.postBack(owner, path+"/actions/start", nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(b, `data-state="stopped" data-testid="state">starting<`) || !strings.Contains(b, "Starting feedback.") {
+		t.Errorf("start: %d, or the page does not show starting", resp.StatusCode)
+	}
+
+	// Delete: the danger area, apart from the other actions; then deleting.
+	if i, j := strings.Index(b, `data-testid="danger-zone"`), strings.Index(b, `data-testid="action-delete"`); i < 0 || j < i {
+		t.Error("Delete is not in the danger area")
+	}
+	resp, b = e.postBack(owner, path+"/actions/delete", nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(b, `>deleting<`) || !strings.Contains(b, "Deleting feedback and its disks.") ||
+		!strings.Contains(b, `data-testid="action-delete" id="action-delete" disabled`) {
+		t.Errorf("delete: %d, or the page does not show deleting with Delete disabled", resp.StatusCode)
+	}
+}
+
+// TestRebuildShowsRebuilding checks that a rebuild reads "rebuilding" until
+// the VM runs again, not "approved" or "provisioning".
+func TestRebuildShowsRebuilding(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	r := e.cattleRunning("again")
+	e.cattleV2()
+	path := "/requests/" + strconv.FormatInt(r.ID, 10)
+	owner := e.browser("developer")
+	resp, b := e.postBack(owner, path+"/rebuild", url.Values{"version": {""}})
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(b, `data-state="approved" data-testid="state">rebuilding<`) ||
+		!strings.Contains(b, "Rebuilding again from v2.") {
+		t.Errorf("rebuild: %d, or the page does not show rebuilding", resp.StatusCode)
+	}
+	ctx := context.Background()
+	if _, err := e.st.Transition(ctx, r.ID, store.StateProvisioning, store.ActorProvisioner, "state", "Waiting for KubeVirt", store.StateApproved); err != nil {
+		t.Fatal(err)
+	}
+	if _, b := e.get(owner, path); !strings.Contains(b, `data-state="provisioning" data-testid="state">rebuilding<`) {
+		t.Error("a rebuild being provisioned does not show rebuilding")
+	}
+	if _, err := e.st.Transition(ctx, r.ID, store.StateRunning, store.ActorCluster, "state", "", store.StateProvisioning); err != nil {
+		t.Fatal(err)
+	}
+	if _, b := e.get(owner, path); !strings.Contains(b, `data-state="running" data-testid="state">running<`) {
+		t.Error("the rebuilt VM does not show running")
+	}
+}
