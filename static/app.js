@@ -98,6 +98,15 @@
     if (el) el.focus();
   }
 
+  // The Menu button of narrow screens opens and closes the navigation.
+  document.addEventListener("click", function (e) {
+    var btn = e.target.closest && e.target.closest("[data-menu-toggle]");
+    if (!btn) return;
+    var open = btn.getAttribute("aria-expanded") !== "true";
+    btn.setAttribute("aria-expanded", open ? "true" : "false");
+    btn.closest("header").classList.toggle("open", open);
+  });
+
   function init(root) {
     root.querySelectorAll("[data-live-stream]").forEach(connect);
     copyButtons(root);
