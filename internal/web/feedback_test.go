@@ -129,3 +129,28 @@ func TestRebuildShowsRebuilding(t *testing.T) {
 		t.Error("the rebuilt VM does not show running")
 	}
 }
+
+// TestFailedVMHasNoLeaseBanner checks that a VM that failed at once is not
+// warned that its lease ends, nor offered an extension, and that the
+// timeline names the policy's approval once.
+func TestFailedVMHasNoLeaseBanner(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	ctx := context.Background()
+	r := e.grSubmit("developer", "cirros", "nano", "short")
+	if _, err := e.st.Transition(ctx, r.ID, store.StateFailed, store.ActorProvisioner, "state", "No node can run this VM.", store.StateApproved); err != nil {
+		t.Fatal(err)
+	}
+	// Its lease ends within the hour: a running VM would be warned.
+	if _, err := e.st.Pool().Exec(ctx, `UPDATE requests SET expires_at = now() + interval '1 hour' WHERE id = $1`, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, b := e.get(e.browser("developer"), "/requests/"+strconv.FormatInt(r.ID, 10))
+	for _, unwanted := range []string{`data-testid="lease-banner"`, `data-testid="extend"`, "Approved by policy</strong>"} {
+		if strings.Contains(b, unwanted) {
+			t.Errorf("the failed VM's page has %s", unwanted)
+		}
+	}
+	if !strings.Contains(b, "<strong>Approved</strong> <span class=\"muted\">by policy</span>") {
+		t.Error("the timeline does not say Approved by policy once")
+	}
+}

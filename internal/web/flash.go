@@ -1,16 +1,20 @@
 package web
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"paddock/internal/store"
 )
 
 // flash is a one-time message shown on the next page a user opens: what an
-// action did, or why it was refused. It lives in the session, so it survives
-// the redirect after a form (Post/Redirect/Get) and is shown once.
+// action did, or why it was refused. It survives the redirect after a form
+// (Post/Redirect/Get) in a cookie, and is shown once.
 type flash struct {
 	// Error marks a refusal; otherwise the message confirms what was done.
 	Error bool
@@ -20,36 +24,48 @@ type flash struct {
 	Near string
 }
 
-const (
-	flashKeyMsg   = "flash.msg"
-	flashKeyError = "flash.error"
-	flashKeyNear  = "flash.near"
-)
+// flashCookie carries a flash from a form's answer to the page it leads to.
+// It is a cookie of its own, not a session value: the session is saved by
+// every request (its idle deadline moves), so a live update running at the
+// same moment as the form could write back the session without the flash.
+const flashCookie = "paddock_flash"
 
-// setFlash keeps f for the next page the user opens.
-func (s *Server) setFlash(r *http.Request, f flash) {
-	ctx := r.Context()
-	s.sessions.Put(ctx, flashKeyMsg, f.Msg)
-	s.sessions.Put(ctx, flashKeyError, f.Error)
-	s.sessions.Put(ctx, flashKeyNear, f.Near)
+type flashKey struct{}
+
+// setFlash keeps f for the next page the user opens. The message is shown
+// as text (escaped), and lives a minute at most.
+func (s *Server) setFlash(w http.ResponseWriter, f flash) {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: base64.RawURLEncoding.EncodeToString(b), Path: "/",
+		MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.cfg.SecureCookies})
 }
 
-// popFlash takes the flash kept for this page, if any. Only full pages for a
-// signed-in user (so within the session middleware) take it: an htmx
-// fragment or a form post leaves it for the page that follows.
-func (s *Server) popFlash(r *http.Request) *flash {
-	if _, ok := userFrom(r.Context()); !ok || r.Method != http.MethodGet || r.Header.Get("HX-Request") != "" {
-		return nil
-	}
-	ctx := r.Context()
-	if !s.sessions.Exists(ctx, flashKeyMsg) {
-		return nil
-	}
-	f := &flash{Msg: s.sessions.PopString(ctx, flashKeyMsg), Error: s.sessions.PopBool(ctx, flashKeyError),
-		Near: s.sessions.PopString(ctx, flashKeyNear)}
-	if f.Msg == "" {
-		return nil
-	}
+// takeFlash is middleware: a page (a GET that is neither an htmx fragment
+// nor an event stream) takes the flash kept for it, which is then cleared.
+func (s *Server) takeFlash(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie(flashCookie)
+		if err != nil || r.Method != http.MethodGet || r.Header.Get("HX-Request") != "" ||
+			strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1, HttpOnly: true,
+			SameSite: http.SameSiteLaxMode, Secure: s.cfg.SecureCookies})
+		var f flash
+		if b, err := base64.RawURLEncoding.DecodeString(c.Value); err == nil && json.Unmarshal(b, &f) == nil && f.Msg != "" {
+			r = r.WithContext(context.WithValue(r.Context(), flashKey{}, &f))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// flashOf returns the flash this page took (takeFlash), if any.
+func (s *Server) flashOf(r *http.Request) *flash {
+	f, _ := r.Context().Value(flashKey{}).(*flash)
 	return f
 }
 
@@ -74,7 +90,7 @@ func (s *Server) backToRequest(w http.ResponseWriter, r *http.Request, id int64,
 		f = flash{Error: true, Msg: msg, Near: near}
 	}
 	if f.Msg != "" {
-		s.setFlash(r, f)
+		s.setFlash(w, f)
 	}
 	http.Redirect(w, r, "/requests/"+strconv.FormatInt(id, 10), http.StatusSeeOther)
 	return nil

@@ -282,10 +282,11 @@ func eventTitle(e store.Event) string {
 	case "submitted":
 		return "Submitted"
 	case "decision":
+		// The actor ("policy") follows the title: "Approved by policy".
 		if e.ToState == store.StateApproved {
-			return "Approved by policy"
+			return "Approved"
 		}
-		return "Waiting for approval"
+		return "Sent for approval"
 	case "vm_created":
 		return "VM created"
 	case "action":

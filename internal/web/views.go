@@ -31,7 +31,7 @@ func (s *Server) viewBase(r *http.Request, title string) base {
 	if u, ok := userFrom(r.Context()); ok {
 		b.User = &u
 	}
-	b.Flash = s.popFlash(r)
+	b.Flash = s.flashOf(r)
 	return b
 }
 
