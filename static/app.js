@@ -79,17 +79,28 @@
     if (!focusKey) return;
     var k = focusKey, el = null;
     focusKey = null;
+    // An outerHTML swap replaces the target itself: look in the document.
     if (k.id) el = document.getElementById(k.id);
     if (!el && k.name) {
       var sel = "[name=\"" + k.name.replace(/"/g, "") + "\"]" + (k.value !== null ? "[value=\"" + k.value.replace(/"/g, "") + "\"]" : "");
-      el = target.querySelector(sel);
+      el = document.querySelector(sel);
     }
-    if (!el || el.disabled || !target.contains(el)) {
-      el = target;
-      if (!el.hasAttribute("tabindex")) el.setAttribute("tabindex", "-1");
+    if (!el || el.disabled) {
+      el = document.body.contains(target) ? target : document.getElementById("main");
+      if (el && !el.hasAttribute("tabindex")) el.setAttribute("tabindex", "-1");
     }
-    el.focus({ preventScroll: true });
+    if (el) el.focus({ preventScroll: true });
   }
+
+  // A link of an error summary moves the focus into its field.
+  document.addEventListener("click", function (e) {
+    var a = e.target.closest && e.target.closest("[data-testid=form-errors] a[href^='#']");
+    if (!a) return;
+    var target = document.getElementById(a.getAttribute("href").slice(1));
+    if (!target) return;
+    var field = target.matches("input, select, textarea") ? target : target.querySelector("input, select, textarea");
+    if (field) { e.preventDefault(); field.focus(); field.scrollIntoView({ block: "center" }); }
+  });
 
   // A refusal or an error summary on a freshly loaded page takes the focus,
   // so that keyboard and screen-reader users start from the reason.
@@ -112,6 +123,11 @@
     copyButtons(root);
   }
   document.addEventListener("DOMContentLoaded", function () {
+    // A form re-rendered after a POST puts the page's own address back.
+    var main = document.getElementById("main");
+    if (main && main.dataset.url && location.pathname + location.search !== main.dataset.url) {
+      history.replaceState(null, "", main.dataset.url);
+    }
     init(document);
     document.querySelectorAll("[data-live-stream]").forEach(announceState);
     focusFirst(document);

@@ -154,3 +154,34 @@ func TestFailedVMHasNoLeaseBanner(t *testing.T) {
 		t.Error("the timeline does not say Approved by policy once")
 	}
 }
+
+// TestFormErrorsSummariseAtTheTop checks that a form posted with errors
+// comes back with a summary at the top linking to each field, focused on
+// load, and with the page's own address for the browser to show.
+func TestFormErrorsSummariseAtTheTop(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	team := strconv.FormatInt(e.teams["billing"].ID, 10)
+	resp, b := e.post(e.browser("platform"), "/platform/quotas/"+team, url.Values{"vcpu": {"lots"}})
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("bad quota: %d", resp.StatusCode)
+	}
+	summary := strings.Index(b, `data-testid="form-errors"`)
+	for _, want := range []string{`data-url="/platform/quotas"`, `tabindex="-1" data-focus data-testid="form-errors"`,
+		`<a href="#vcpu-` + team + `">vCPU `, `id="vcpu-` + team + `" name="vcpu" value="lots" placeholder="no limit" aria-invalid="true"`} {
+		if !strings.Contains(b, want) {
+			t.Errorf("the quota page lacks %s", want)
+		}
+	}
+	if first := strings.Index(b, `data-testid="quota-team-`); summary < 0 || first < summary {
+		t.Error("the summary is not above the teams")
+	}
+
+	f := validForm()
+	f.Set("name", "Bad_Name")
+	resp, b = e.post(e.browser("developer"), "/requests", f)
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(b, `data-url="/requests/new?template=ubuntu-2404"`) ||
+		!strings.Contains(b, `<a href="#name">VM name must be`) || !strings.Contains(b, "highlighted field below") {
+		i := strings.Index(b, `data-testid="form-errors"`)
+		t.Errorf("request form with a bad name: %d, or no summary linking to the name, or no address to show: %.600s", resp.StatusCode, b[max(i-300, 0):])
+	}
+}

@@ -95,3 +95,40 @@ func (s *Server) backToRequest(w http.ResponseWriter, r *http.Request, id int64,
 	http.Redirect(w, r, "/requests/"+strconv.FormatInt(id, 10), http.StatusSeeOther)
 	return nil
 }
+
+// requestFormLinks links the request form's problems to its fields.
+func requestFormLinks(verr *store.ValidationError) []fieldLink {
+	labels := map[string]string{"template": "Template", "size": "Size", "replicas": "How many VMs", "name": "VM name",
+		"sshPublicKey": "SSH public key", "leaseDays": "Lease", "justification": "Justification", "quota": "Over quota:", "team": "Team"}
+	return fieldLinks(verr, func(f string) string { return labels[f] }, func(f string) string {
+		switch f {
+		case "quota", "team":
+			return ""
+		case "size":
+			return "field-size"
+		}
+		if _, ok := labels[f]; ok {
+			return f
+		}
+		return ""
+	})
+}
+
+// quotaLinks links a team's quota form problems to its fields.
+func quotaLinks(t quotaTeam) []fieldLink {
+	labels := map[string]string{"vcpu": "vCPU", "memoryGiB": "Memory", "vms": "VMs", "diskGiB": "Disk"}
+	return fieldLinks(t.Errors, func(f string) string { return labels[f] }, func(f string) string {
+		if _, ok := labels[f]; ok {
+			return f + "-" + t.ID
+		}
+		return ""
+	})
+}
+
+// fixFields asks to fix n highlighted fields.
+func fixFields(n int) string {
+	if n == 1 {
+		return "Please fix the highlighted field below."
+	}
+	return "Please fix the " + nouns(n, "highlighted field", "highlighted fields") + " below."
+}

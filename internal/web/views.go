@@ -24,6 +24,31 @@ type base struct {
 	Cluster string
 	// Flash is the one-time message of this page view, if any.
 	Flash *flash
+	// URL, when set, is the address the browser shows for the page: a form
+	// re-rendered with its errors after a POST puts back the page's own
+	// address, so that reloading or sharing it does not post again.
+	URL string
+}
+
+// fieldLink is one problem of a form in its error summary: the message, and
+// the id of the field it links to ("" for none).
+type fieldLink struct {
+	ID  string
+	Msg string
+}
+
+// fieldLinks lists the problems of verr for the summary; label names each
+// field, and ids maps a field to its element's id (a field without one is
+// listed without a link).
+func fieldLinks(verr *store.ValidationError, label func(string) string, id func(string) string) []fieldLink {
+	if verr == nil {
+		return nil
+	}
+	out := make([]fieldLink, 0, len(verr.Fields))
+	for _, f := range verr.Fields {
+		out = append(out, fieldLink{ID: id(f.Field), Msg: strings.TrimSpace(label(f.Field) + " " + f.Message)})
+	}
+	return out
 }
 
 func (s *Server) viewBase(r *http.Request, title string) base {
