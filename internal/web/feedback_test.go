@@ -185,3 +185,26 @@ func TestFormErrorsSummariseAtTheTop(t *testing.T) {
 		t.Errorf("request form with a bad name: %d, or no summary linking to the name, or no address to show: %.600s", resp.StatusCode, b[max(i-300, 0):])
 	}
 }
+
+// TestNavigationCountsApprovals checks the count of approvals waiting beside
+// "Approvals": what the approver may decide, not their own requests.
+func TestNavigationCountsApprovals(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	manager := e.browser("manager")
+	if _, b := e.get(manager, "/catalog"); strings.Contains(b, `data-testid="approvals-count"`) {
+		t.Error("a count is shown with nothing waiting")
+	}
+	// centos-stream9 is never approved by policy: two requests wait.
+	e.grSubmit("developer", "centos-stream9", "medium", "wait-1")
+	e.grSubmit("developer", "centos-stream9", "medium", "wait-2")
+	if _, b := e.get(manager, "/catalog"); !strings.Contains(b, `data-testid="approvals-count">2<span class="visually-hidden"> waiting</span>`) {
+		i := strings.Index(b, `nav-approvals`)
+		t.Errorf("the manager's navigation does not count 2 approvals waiting: %.300s (waiting in the store: %d)", b[max(i, 0):],
+			e.count(`SELECT count(*) FROM approvals WHERE verdict IS NULL`))
+	}
+	// The platform engineer of the same team may decide them too; the
+	// developer who asked sees no Approvals link at all.
+	if _, b := e.get(e.browser("developer"), "/catalog"); strings.Contains(b, `data-testid="nav-approvals"`) {
+		t.Error("the developer is shown the approvals link")
+	}
+}

@@ -24,6 +24,8 @@ type base struct {
 	Cluster string
 	// Flash is the one-time message of this page view, if any.
 	Flash *flash
+	// Waiting is how many approvals the user may decide (approvers only).
+	Waiting int
 	// URL, when set, is the address the browser shows for the page: a form
 	// re-rendered with its errors after a POST puts back the page's own
 	// address, so that reloading or sharing it does not post again.
@@ -57,6 +59,14 @@ func (s *Server) viewBase(r *http.Request, title string) base {
 		b.User = &u
 	}
 	b.Flash = s.flashOf(r)
+	if b.User != nil && canSeeApprovals(*b.User) && r.Header.Get("HX-Request") == "" {
+		// A count in the navigation is a nicety: without it the page still works.
+		n, err := s.store.ApprovalsWaitingFor(r.Context(), b.User.ID)
+		if err != nil {
+			s.log.WarnContext(r.Context(), "count approvals for the navigation", "err", err)
+		}
+		b.Waiting = n
+	}
 	return b
 }
 
