@@ -4,7 +4,9 @@
   "use strict";
 
   // An element with data-live-stream listens to that event stream and, on
-  // each "changed" event, reloads its content from data-live-src.
+  // each "changed" event, reloads its content from data-live-src. Screen
+  // readers hear only the state when it changes (from the element
+  // data-live-announce names), not the whole fragment again.
   function connect(el) {
     if (el.dataset.liveBound) return;
     el.dataset.liveBound = "1";
@@ -54,10 +56,85 @@
     if (msg && !window.confirm(msg)) e.preventDefault();
   }, true);
 
+  function announceState(el) {
+    var out = document.getElementById(el.dataset.liveAnnounce || "");
+    var state = el.querySelector("[data-testid=state]");
+    if (!out || !state) return;
+    var now = state.textContent.trim();
+    if (el.dataset.lastState && el.dataset.lastState !== now) out.textContent = "Status: " + now;
+    el.dataset.lastState = now;
+  }
+
+  // Keyboard focus survives a swap: the element that had it (by id, else
+  // by name) gets it back in the new content; when it is gone or disabled,
+  // the swapped container takes it, so focus never drops to <body>.
+  var focusKey = null;
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var a = document.activeElement;
+    focusKey = null;
+    if (!a || a === document.body || !e.detail.target.contains(a)) return;
+    focusKey = { id: a.id, name: a.getAttribute("name"), value: a.type === "radio" ? a.value : null };
+  });
+  function restoreFocus(target) {
+    if (!focusKey) return;
+    var k = focusKey, el = null;
+    focusKey = null;
+    // An outerHTML swap replaces the target itself: look in the document.
+    if (k.id) el = document.getElementById(k.id);
+    if (!el && k.name) {
+      var sel = "[name=\"" + k.name.replace(/"/g, "") + "\"]" + (k.value !== null ? "[value=\"" + k.value.replace(/"/g, "") + "\"]" : "");
+      el = document.querySelector(sel);
+    }
+    if (!el || el.disabled) {
+      el = document.body.contains(target) ? target : document.getElementById("main");
+      if (el && !el.hasAttribute("tabindex")) el.setAttribute("tabindex", "-1");
+    }
+    if (el) el.focus({ preventScroll: true });
+  }
+
+  // A link of an error summary moves the focus into its field.
+  document.addEventListener("click", function (e) {
+    var a = e.target.closest && e.target.closest("[data-testid=form-errors] a[href^='#']");
+    if (!a) return;
+    var target = document.getElementById(a.getAttribute("href").slice(1));
+    if (!target) return;
+    var field = target.matches("input, select, textarea") ? target : target.querySelector("input, select, textarea");
+    if (field) { e.preventDefault(); field.focus(); field.scrollIntoView({ block: "center" }); }
+  });
+
+  // A refusal or an error summary on a freshly loaded page takes the focus,
+  // so that keyboard and screen-reader users start from the reason.
+  function focusFirst(root) {
+    var el = root.querySelector("[data-focus]");
+    if (el) el.focus();
+  }
+
+  // The Menu button of narrow screens opens and closes the navigation.
+  document.addEventListener("click", function (e) {
+    var btn = e.target.closest && e.target.closest("[data-menu-toggle]");
+    if (!btn) return;
+    var open = btn.getAttribute("aria-expanded") !== "true";
+    btn.setAttribute("aria-expanded", open ? "true" : "false");
+    btn.closest("header").classList.toggle("open", open);
+  });
+
   function init(root) {
     root.querySelectorAll("[data-live-stream]").forEach(connect);
     copyButtons(root);
   }
-  document.addEventListener("DOMContentLoaded", function () { init(document); });
-  document.addEventListener("htmx:afterSwap", function (e) { init(e.target); });
+  document.addEventListener("DOMContentLoaded", function () {
+    // A form re-rendered after a POST puts the page's own address back.
+    var main = document.getElementById("main");
+    if (main && main.dataset.url && location.pathname + location.search !== main.dataset.url) {
+      history.replaceState(null, "", main.dataset.url);
+    }
+    init(document);
+    document.querySelectorAll("[data-live-stream]").forEach(announceState);
+    focusFirst(document);
+  });
+  document.addEventListener("htmx:afterSwap", function (e) {
+    init(e.target);
+    if (e.target.dataset.liveStream) announceState(e.target);
+    restoreFocus(e.target);
+  });
 })();

@@ -109,6 +109,39 @@ func TestManagerApprovesAndRejects(t *testing.T) {
 		return nil
 	})
 
+	j.step("reject-without-comment-explained", func(ctx context.Context) error {
+		id, err := approvalFor(ctx, noName)
+		if err != nil {
+			return err
+		}
+		resp, err := clickAndLoad(ctx, "[data-testid="+id+"] [data-testid=reject]")
+		if err != nil {
+			return err
+		}
+		if err := expectPage(resp, 422, regexp.MustCompile(`^/approvals/\d+/reject$`)); err != nil {
+			return err
+		}
+		// The summary is at the top, has the focus, and links to the
+		// comment; the address is the queue's again.
+		if loc, err := eval[string](ctx, `location.pathname + location.search`); err != nil || loc != "/approvals" {
+			return fmt.Errorf("after a refused reject the address is %q (%v), want /approvals", loc, err)
+		}
+		focused, err := eval[string](ctx, `document.activeElement?.dataset?.testid ?? ''`)
+		if err != nil || focused != "form-errors" {
+			return fmt.Errorf("the focus is on %q (%v), want the error summary", focused, err)
+		}
+		if top, err := eval[float64](ctx, `document.querySelector('[data-testid=form-errors]').getBoundingClientRect().top`); err != nil || top < 0 || top > 900 {
+			return fmt.Errorf("the error summary is at %vpx from the top of the window (%v), want within it", top, err)
+		}
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("[data-testid=form-errors] a"))); err != nil {
+			return err
+		}
+		if f, err := eval[string](ctx, `document.activeElement?.name ?? ''`); err != nil || f != "comment" {
+			return fmt.Errorf("the summary's link moved the focus to %q (%v), want the comment field", f, err)
+		}
+		return j.checkA11y(ctx, "approvals with an error")
+	})
+
 	j.step("rejected", func(ctx context.Context) error {
 		id, err := approvalFor(ctx, noName)
 		if err != nil {

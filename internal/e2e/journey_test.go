@@ -130,8 +130,9 @@ func waitIP(ctx context.Context) (string, error) {
 }
 
 // act clicks an action button on the request page, accepting its
-// confirmation if it asks for one, and lands on the request page again.
-func (j *journey) act(ctx context.Context, reqPath, action, confirm string) error {
+// confirmation if it asks for one, and lands on the request page again,
+// which says what the action did in a message starting with flash.
+func (j *journey) act(ctx context.Context, reqPath, action, confirm, flash string) error {
 	if err := settle(ctx); err != nil {
 		return err
 	}
@@ -143,6 +144,9 @@ func (j *journey) act(ctx context.Context, reqPath, action, confirm string) erro
 	if err := expectPage(resp, 200, regexp.MustCompile(`^`+regexp.QuoteMeta(reqPath)+`$`)); err != nil {
 		msg, _, _ := text(ctx, "[data-testid=error]")
 		return fmt.Errorf("after %s: %w (%q)", action, err, msg)
+	}
+	if msg, _, err := text(ctx, "[data-testid=flash]"); err != nil || !strings.HasPrefix(msg, flash) {
+		return fmt.Errorf("after %s the page says %q (%v), want a message starting %q", action, msg, err, flash)
 	}
 	if confirm != "" {
 		asked := j.dialogsSeen()[before:]
@@ -338,14 +342,58 @@ func TestDeveloperRequestsVM(t *testing.T) {
 		return err
 	})
 
-	for _, a := range []struct{ action, confirm, want string }{
-		{"stop", "Stop this VM?", "stopped"},
-		{"start", "", "running"},
-		{"delete", "Delete this VM and its disks?", "deleted"},
+	j.step("focus-kept-across-live-update", func(ctx context.Context) error {
+		// A keyboard user on the Copy button stays there when a live update
+		// replaces the panel; the update is the page's own htmx request.
+		if err := settle(ctx); err != nil {
+			return err
+		}
+		if _, err := eval[bool](ctx, `(() => {
+			document.getElementById('copy-ssh').focus();
+			window.__swapped = false;
+			document.getElementById('live').addEventListener('htmx:afterSwap', () => { window.__swapped = true; }, {once: true});
+			const live = document.getElementById('live');
+			htmx.ajax('GET', live.dataset.liveSrc, {target: live, swap: 'innerHTML'});
+			return true;
+		})()`); err != nil {
+			return err
+		}
+		if err := waitUntil(ctx, "the live fragment to be swapped", `window.__swapped === true`); err != nil {
+			return err
+		}
+		if id, err := eval[string](ctx, `document.activeElement?.id ?? ''`); err != nil || id != "copy-ssh" {
+			return fmt.Errorf("after a live update the focus is on %q (%v), want the Copy button #copy-ssh", id, err)
+		}
+		// The skip link is the first thing the keyboard reaches, and leads to the content.
+		href, err := eval[string](ctx, `document.querySelector('a[href]')?.getAttribute('href') + ' ' + document.querySelector('a[href]')?.textContent.trim()`)
+		if err != nil || href != "#main Skip to content" {
+			return fmt.Errorf("the first link of the page is %q (%v), want the skip link to #main", href, err)
+		}
+		// Only the state change is announced, not the whole panel.
+		if live, _, _ := attr(ctx, "#live", "aria-live"); live != "" {
+			return fmt.Errorf("the whole live panel is an aria-live region (%q)", live)
+		}
+		return nil
+	})
+
+	for _, a := range []struct{ action, confirm, flash, busy, want string }{
+		{"stop", "Stop this VM?", "Stopping " + vmName, "stopping", "stopped"},
+		{"start", "", "Starting " + vmName, "starting", "running"},
+		{"delete", "Delete this VM and its disks?", "Deleting " + vmName, "deleting", "deleted"},
 	} {
 		j.step(a.action+"-"+a.want, func(ctx context.Context) error {
-			if err := j.act(ctx, reqPath, a.action, a.confirm); err != nil {
+			if err := j.act(ctx, reqPath, a.action, a.confirm, a.flash); err != nil {
 				return err
+			}
+			// The page loads while the cluster has yet to catch up: it shows
+			// the change under way, with the action disabled.
+			shown, _, _ := text(ctx, "[data-testid=state]")
+			if shown == a.busy {
+				if dis, err := eval[bool](ctx, fmt.Sprintf(`document.querySelector('[data-testid=action-%s]')?.disabled ?? true`, a.action)); err != nil || !dis {
+					return fmt.Errorf("while %s, the %s button is enabled (%v)", a.busy, a.action, err)
+				}
+			} else if shown != a.want {
+				return fmt.Errorf("right after %s the page shows %q, want %q or %q", a.action, shown, a.busy, a.want)
 			}
 			l, err := waitLive(ctx, a.want)
 			if err != nil {
@@ -353,6 +401,9 @@ func TestDeveloperRequestsVM(t *testing.T) {
 			}
 			waits = append(waits, l)
 			t.Logf("after %s: %s", a.action, l)
+			if announced, _, _ := text(ctx, "[data-testid=live-announce]"); l.viaLiveUpdate() && announced != "Status: "+a.want {
+				return fmt.Errorf("the state change to %s was announced as %q", a.want, announced)
+			}
 			if a.want == "running" {
 				// Running again: the address row comes back, as before.
 				_, err = waitIP(ctx)

@@ -42,7 +42,8 @@ func TestDeveloperRequestsAndScalesAPool(t *testing.T) {
 		}
 		// Changing the number refreshes the form (quota and policy for a
 		// pool): wait for that before typing, as a person would see it.
-		if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#replicas"), "2")); err != nil {
+		// A keyboard user is on the field: the refreshed form keeps the focus there.
+		if err := chromedp.Do(ctx, chromedp.Focus(chromedp.CSS("#replicas")), chromedp.SetValue(chromedp.CSS("#replicas"), "2")); err != nil {
 			return err
 		}
 		if _, err := eval[bool](ctx, `document.querySelector('#replicas').dispatchEvent(new Event('change', {bubbles: true}))`); err != nil {
@@ -51,6 +52,9 @@ func TestDeveloperRequestsAndScalesAPool(t *testing.T) {
 		if err := waitUntil(ctx, "the form to show the quota for a pool of 2",
 			`(document.querySelector('[data-testid=quota-VMs]')?.textContent ?? '').includes('+2') && !document.querySelector('.htmx-request')`); err != nil {
 			return err
+		}
+		if id, err := eval[string](ctx, `document.activeElement?.id ?? ''`); err != nil || id != "replicas" {
+			return fmt.Errorf("after the form refreshed, the focus is on %q (%v), want #replicas", id, err)
 		}
 		_, err = submitRequest(ctx, "e2e-herd", key)
 		return err

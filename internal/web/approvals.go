@@ -65,6 +65,7 @@ func (s *Server) approvalDecide(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		v.Base.URL = "/approvals"
 		return render(w, r, http.StatusUnprocessableEntity, approvalsPage(v))
 	}
 	if err != nil {

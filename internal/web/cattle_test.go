@@ -112,8 +112,9 @@ func TestRebuildFormWhoMayAndWhatItSays(t *testing.T) {
 		t.Fatalf("refused rebuilds changed the request: %s v%d", got.State, got.TemplateVersion)
 	}
 	// A version that does not exist is named.
-	if resp, b := e.post(owner, path+"/rebuild", url.Values{"version": {"9"}}); resp.StatusCode != 422 || !strings.Contains(b, "no version 9") {
-		t.Errorf("version 9: %d", resp.StatusCode)
+	if resp, b := e.postBack(owner, path+"/rebuild", url.Values{"version": {"9"}}); resp.StatusCode != http.StatusSeeOther ||
+		!strings.Contains(b, "no version 9") || !strings.Contains(b, `data-testid="danger-zone"`) {
+		t.Errorf("version 9: %d, or the page does not say why in the danger area", resp.StatusCode)
 	}
 	// The owner rebuilds from the latest.
 	if resp, _ := e.post(owner, path+"/rebuild", url.Values{"version": {""}}); resp.StatusCode != http.StatusSeeOther {
@@ -126,9 +127,10 @@ func TestRebuildFormWhoMayAndWhatItSays(t *testing.T) {
 	if _, b := e.get(owner, path); !strings.Contains(b, "Rebuild started") {
 		t.Error("timeline lacks the rebuild")
 	}
-	// While it rebuilds, another rebuild is refused for the state.
-	if resp, _ := e.post(owner, path+"/rebuild", nil); resp.StatusCode != http.StatusConflict {
-		t.Errorf("second rebuild: %d", resp.StatusCode)
+	// While it rebuilds, another rebuild is refused for the state, back on
+	// the page with the reason.
+	if resp, b := e.postBack(owner, path+"/rebuild", nil); resp.StatusCode != http.StatusSeeOther || !strings.Contains(b, "This cannot be done now: cannot rebuild") {
+		t.Errorf("second rebuild: %d, or the page does not say why", resp.StatusCode)
 	}
 
 	// The platform team rebuilds cattle, but not a pet.
@@ -315,8 +317,8 @@ func TestWithdrawnVersion(t *testing.T) {
 		t.Error("the VM's page offers v1, or does not say that its version was withdrawn")
 	}
 	for _, who := range []string{"developer", "platform"} {
-		resp, b := e.post(e.browser(who), path+"/rebuild", url.Values{"version": {"1"}})
-		if resp.StatusCode != 422 || !strings.Contains(b, "withdrawn") || !strings.Contains(b, note) {
+		resp, b := e.postBack(e.browser(who), path+"/rebuild", url.Values{"version": {"1"}})
+		if resp.StatusCode != http.StatusSeeOther || !strings.Contains(b, "withdrawn") || !strings.Contains(b, note) {
 			t.Errorf("%s's form rebuild to v1: %d", who, resp.StatusCode)
 		}
 		resp, b = e.apiDo(e.token(who), "POST", "/api/v1"+path+"/rebuild", `{"version":1}`, nil)

@@ -81,6 +81,13 @@ func TestQuotaFormShowsUseAndNamesTheBlocker(t *testing.T) {
 	if !strings.Contains(b, `data-testid="quota-blocker"`) || !strings.Contains(b, "memory 10 GiB of 6 GiB") {
 		t.Error("the form does not name the blocker")
 	}
+	// …with submit disabled, saying why.
+	if !strings.Contains(b, `data-testid="submit" disabled aria-describedby="quota-blocker submit-why"`) || !strings.Contains(b, `data-testid="submit-why">Request VM is disabled`) {
+		t.Error("submit stays enabled over quota, or does not say why")
+	}
+	if _, fits := e.grGet(c, "/requests/new?template=ubuntu-2404&size=medium"); strings.Contains(fits, `data-testid="submit" disabled`) {
+		t.Error("submit is disabled for a size that fits")
+	}
 	// …and refused at submit, with nothing stored.
 	v := validForm()
 	v.Set("size", "large")

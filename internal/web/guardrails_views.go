@@ -85,7 +85,9 @@ func leaseOf(u store.User, req store.Request, approvals []store.Approval, maxLea
 		v.Banner = fmt.Sprintf("The lease ended %s: the VM is stopped, and will be deleted at %s. Extend the lease to start it again.",
 			until(left), fmtTime(req.ExpiresAt.Add(grace)))
 		v.Urgent = true
-	case store.StateApproved, store.StateProvisioning, store.StateRunning, store.StateStopped, store.StateFailed:
+	// A failed VM has nothing to keep: no banner, no extension, whatever
+	// its lease (a VM that failed at once would be warned seconds in).
+	case store.StateApproved, store.StateProvisioning, store.StateRunning, store.StateStopped:
 		switch {
 		case left <= store.LeaseWarnSecond:
 			v.Banner = fmt.Sprintf("The lease ends %s (%s): the VM will then be stopped.", until(left), fmtTime(req.ExpiresAt))

@@ -20,20 +20,18 @@ func (s *Server) requestExtend(w http.ResponseWriter, r *http.Request) error {
 	}
 	u, _ := userFrom(r.Context())
 	if !canExtend(u, req) {
-		return errForbidden
+		return s.backToRequest(w, r, req.ID, "extend", "", errForbidden)
 	}
 	days, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("days")))
 	if err != nil {
-		return errStatus(http.StatusUnprocessableEntity, "The number of days to extend by must be a whole number.")
+		return s.backToRequest(w, r, req.ID, "extend", "", errStatus(http.StatusUnprocessableEntity, "The number of days to extend by must be a whole number."))
 	}
-	if _, err := s.store.ExtendLease(r.Context(), req.ID, days, u, time.Now()); err != nil {
-		if msg := validationMessage(err); msg != "" {
-			return errStatus(http.StatusUnprocessableEntity, msg)
-		}
-		return err
+	ext, err := s.store.ExtendLease(r.Context(), req.ID, days, u, time.Now())
+	done := "The lease now ends " + fmtTime(ext.ExpiresAt) + "."
+	if !ext.Extended {
+		done = "The extension by " + nouns(days, "day", "days") + " is waiting for approval: " + ext.Reason + "."
 	}
-	http.Redirect(w, r, "/requests/"+strconv.FormatInt(req.ID, 10), http.StatusSeeOther)
-	return nil
+	return s.backToRequest(w, r, req.ID, "extend", done, err)
 }
 
 // validationMessage renders a *store.ValidationError as one sentence, or "".

@@ -78,6 +78,7 @@ func (s *Server) quotaSave(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	v.Base.URL = "/platform/quotas"
 	return render(w, r, http.StatusUnprocessableEntity, quotasPage(v))
 }
 

@@ -75,7 +75,9 @@ func TestPoolPageListsMembersAndScales(t *testing.T) {
 
 	_, b := e.get(owner, path)
 	for _, want := range []string{`data-testid="members"`, ">workers-0<", "10.0.0.2", `data-testid="scale-form"`,
-		"The quota leaves room for at most 4 VMs in this pool.", "growing beyond 3 VMs needs approval"} {
+		"The quota leaves room for at most 4 VMs in this pool.", "growing beyond 3 VMs needs approval",
+		// The input carries the limit the server enforces.
+		`name="replicas" min="1" max="4"`} {
 		if !strings.Contains(b, want) {
 			t.Errorf("owner's page lacks %s", want)
 		}
@@ -94,9 +96,9 @@ func TestPoolPageListsMembersAndScales(t *testing.T) {
 		}
 	}
 	// Over quota: refused, naming the limit.
-	resp, b := e.post(owner, path+"/scale", url.Values{"replicas": {"5"}})
-	if resp.StatusCode != 422 || !strings.Contains(b, "exceeds the quota of team payments: VMs 5 of 4") {
-		t.Errorf("over quota: %d %s", resp.StatusCode, b)
+	resp, b := e.postBack(owner, path+"/scale", url.Values{"replicas": {"5"}})
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(b, `data-testid="scale-error">Replicas exceeds the quota of team payments: VMs 5 of 4`) {
+		t.Errorf("over quota: %d, want 303 back to the page with the reason at the scale input: %s", resp.StatusCode, b)
 	}
 	resp, _ = e.post(owner, path+"/scale", url.Values{"replicas": {"3"}})
 	if resp.StatusCode != http.StatusSeeOther || e.cattleState(r.ID).Replicas != 3 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -107,6 +108,7 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		v.Base.URL = "/requests/new?template=" + url.QueryEscape(form.Template)
 		return render(w, r, http.StatusUnprocessableEntity, requestFormPage(v))
 	}
 	if err != nil {

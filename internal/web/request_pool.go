@@ -30,6 +30,19 @@ type poolView struct {
 	AutoLimit int
 	// Pending is the size waiting for approval, or 0.
 	Pending int
+	// Max is the largest size the scale input offers: what the quota leaves
+	// room for, within the largest pool Paddock makes.
+	Max int
+	// Error says why the last scale was refused, next to the input.
+	Error string
+}
+
+// scaleDescribedBy lists the ids that describe the scale input.
+func scaleDescribedBy(v poolView) string {
+	if v.Error != "" {
+		return "scale-error scale-effect"
+	}
+	return "scale-effect"
 }
 
 // poolOf builds the pool panel of req for u; nil for a single VM.
@@ -73,8 +86,10 @@ func (s *Server) poolOf(ctx context.Context, u store.User, req store.Request, sp
 			room = free
 		}
 	}
+	v.Max = store.MaxPoolReplicas
 	if room >= 0 {
 		v.MaxByQuota = req.Replicas + room
+		v.Max = min(v.Max, max(v.MaxByQuota, 1))
 	}
 	return v, nil
 }
@@ -88,20 +103,22 @@ func (s *Server) requestScale(w http.ResponseWriter, r *http.Request) error {
 	}
 	u, _ := userFrom(r.Context())
 	if !canScale(u, req) {
-		return scaleRefusal(req)
+		return s.backToRequest(w, r, req.ID, "scale", "", scaleRefusal(req))
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("replicas")))
 	if err != nil {
-		return errStatus(http.StatusUnprocessableEntity, fmt.Sprintf("Replicas must be a whole number of VMs, from 1 to %d.", store.MaxPoolReplicas))
+		return s.backToRequest(w, r, req.ID, "scale", "",
+			errStatus(http.StatusUnprocessableEntity, fmt.Sprintf("Replicas must be a whole number of VMs, from 1 to %d.", store.MaxPoolReplicas)))
 	}
-	if _, err := s.store.ScalePool(r.Context(), req.ID, n, store.UserActor(u)); err != nil {
-		if msg := validationMessage(err); msg != "" {
-			return errStatus(http.StatusUnprocessableEntity, msg)
-		}
-		return err
+	sc, err := s.store.ScalePool(r.Context(), req.ID, n, store.UserActor(u))
+	done := fmt.Sprintf("Scaling the pool from %d to %d VMs.", sc.From, sc.To)
+	switch {
+	case sc.Pending:
+		done = fmt.Sprintf("Growing the pool to %d VMs is waiting for approval: %s.", sc.To, sc.Decision)
+	case sc.From == sc.To:
+		done = fmt.Sprintf("The pool already has %d VMs.", sc.To)
 	}
-	http.Redirect(w, r, "/requests/"+strconv.FormatInt(req.ID, 10), http.StatusSeeOther)
-	return nil
+	return s.backToRequest(w, r, req.ID, "scale", done, err)
 }
 
 // apiScaleResult is the answer to POST /api/v1/requests/{id}/scale.

@@ -12,10 +12,7 @@ import (
 
 // cattleView is the rebuild form and the pet toggle on a request's page.
 type cattleView struct {
-	// Show is false when there is nothing to show (no VM to rebuild, or
-	// nobody here who may act).
-	Show bool
-	Pet  bool
+	Pet bool
 	// CanRebuild offers the form; otherwise Refusal may say why not.
 	CanRebuild bool
 	Refusal    string
@@ -44,7 +41,8 @@ type versionChoice struct {
 // template version's image is ephemeral or not, with the request's
 // approvals (a rebuild may wait for one).
 func (s *Server) cattleOf(ctx context.Context, u store.User, req store.Request, ephemeral bool, approvals []store.Approval) (cattleView, error) {
-	v := cattleView{Pet: req.Pet, CanPet: canMarkPet(u, req), CanRebuild: canRebuild(u, req)}
+	// Pet or cattle means something once there is a VM to keep or rebuild.
+	v := cattleView{Pet: req.Pet, CanPet: canMarkPet(u, req) && req.VM != nil, CanRebuild: canRebuild(u, req)}
 	if req.State.Terminal() {
 		return cattleView{}, nil
 	}
@@ -68,7 +66,6 @@ func (s *Server) cattleOf(ctx context.Context, u store.User, req store.Request, 
 				tv.Version, tv.WithdrawnNote)
 		}
 	}
-	v.Show = v.Pet || v.CanPet || v.CanRebuild || v.Rollout != "" || v.Pending != "" || v.Withdrawn != ""
 	if err := rebuildRefusal(u, req); err != nil && req.Pet && u.Role == store.RolePlatform {
 		v.Refusal = err.Error()
 	}
@@ -118,22 +115,21 @@ func (s *Server) requestRebuild(w http.ResponseWriter, r *http.Request) error {
 	}
 	u, _ := userFrom(r.Context())
 	if err := rebuildRefusal(u, req); err != nil {
-		return err
+		return s.backToRequest(w, r, req.ID, "rebuild", "", err)
 	}
 	version := 0
 	if f := strings.TrimSpace(r.PostFormValue("version")); f != "" {
 		if version, err = strconv.Atoi(f); err != nil || version < 0 {
-			return errStatus(http.StatusUnprocessableEntity, "Version must be a version number of the template, or empty for the latest.")
+			return s.backToRequest(w, r, req.ID, "rebuild", "",
+				errStatus(http.StatusUnprocessableEntity, "Version must be a version number of the template, or empty for the latest."))
 		}
 	}
-	if _, err := s.store.RequestRebuild(r.Context(), req.ID, version, store.UserActor(u)); err != nil {
-		if msg := validationMessage(err); msg != "" {
-			return errStatus(http.StatusUnprocessableEntity, msg)
-		}
-		return err
+	rb, err := s.store.RequestRebuild(r.Context(), req.ID, version, store.UserActor(u))
+	done := fmt.Sprintf("Rebuilding %s from v%d. This page shows when it is running again.", req.Name, rb.ToVersion)
+	if rb.Pending {
+		done = fmt.Sprintf("The rebuild from v%d is waiting for approval: %s.", rb.ToVersion, rb.Reason)
 	}
-	http.Redirect(w, r, "/requests/"+strconv.FormatInt(req.ID, 10), http.StatusSeeOther)
-	return nil
+	return s.backToRequest(w, r, req.ID, "rebuild", done, err)
 }
 
 // requestPet marks a VM as a pet (pet=true) or as cattle (pet=false) from
@@ -145,17 +141,18 @@ func (s *Server) requestPet(w http.ResponseWriter, r *http.Request) error {
 	}
 	u, _ := userFrom(r.Context())
 	if !canMarkPet(u, req) {
-		return errStatus(http.StatusForbidden, fmt.Sprintf("Only the VM's owner, %s, may mark it as a pet or as cattle.", req.RequesterLogin))
+		return s.backToRequest(w, r, req.ID, "pet", "",
+			errStatus(http.StatusForbidden, fmt.Sprintf("Only the VM's owner, %s, may mark it as a pet or as cattle.", req.RequesterLogin)))
 	}
 	pet, err := strconv.ParseBool(r.PostFormValue("pet"))
 	if err != nil {
-		return errStatus(http.StatusUnprocessableEntity, "Pet must be true or false.")
+		return s.backToRequest(w, r, req.ID, "pet", "", errStatus(http.StatusUnprocessableEntity, "Pet must be true or false."))
 	}
-	if err := s.store.SetPet(r.Context(), req.ID, pet, store.UserActor(u)); err != nil {
-		return err
+	done := req.Name + " is now cattle: the platform team may rebuild it too."
+	if pet {
+		done = req.Name + " is now a pet: only you may rebuild it."
 	}
-	http.Redirect(w, r, "/requests/"+strconv.FormatInt(req.ID, 10), http.StatusSeeOther)
-	return nil
+	return s.backToRequest(w, r, req.ID, "pet", done, s.store.SetPet(r.Context(), req.ID, pet, store.UserActor(u)))
 }
 
 // apiRebuild is POST /api/v1/requests/{id}/rebuild {"version": N}; no

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -51,6 +50,13 @@ func (s *Server) requestShow(w http.ResponseWriter, r *http.Request) error {
 	}
 	if v.Justif == "" {
 		v.Justif = "—"
+	}
+	// A refusal goes next to its control; a confirmation stays at the top.
+	if f := v.Base.Flash; f != nil && f.Error && f.Near != "" {
+		v.Base.Flash, v.Live.Flash = nil, f
+		if f.Near == "scale" && v.Live.Pool != nil {
+			v.Live.Pool.Error, v.Live.Flash = f.Msg, nil
+		}
 	}
 	states, err := s.store.TemplateStates(r.Context())
 	if err != nil {
@@ -105,21 +111,31 @@ func (s *Server) liveView(ctx context.Context, req store.Request) (liveView, err
 		v.Virtctl = fmt.Sprintf("virtctl ssh --namespace %s %s@vm/%s", req.VM.Namespace, tv.Spec.SSHUser, req.VM.Name)
 		v.KubeEvents = s.kubeEvents(ctx, req)
 	}
+	v.Phase = phaseOf(req, events)
 	for _, a := range []actionButton{
 		{Action: "start", Label: "Start", Class: "secondary"},
 		{Action: "stop", Label: "Stop", Class: "secondary", Confirm: "Stop this VM? Its processes end; it can be started again."},
 		{Action: "restart", Label: "Restart", Class: "secondary", Confirm: "Restart this VM now?"},
-		{Action: "delete", Label: "Delete", Class: "danger", Confirm: "Delete this VM and its disks? This cannot be undone."},
+		{Action: "delete", Label: "Delete", Class: "danger", Confirm: "Delete this VM and its disks? This cannot be undone.",
+			Hint: "Deletes the VM and its disks; this cannot be undone."},
 	} {
-		if store.ActionAllowed(store.Action(a.Action), req.State) {
-			if a.Action == "delete" && req.State == store.StatePendingApproval {
-				a.Label, a.Confirm = "Withdraw request", "Withdraw this request?"
-			}
-			if a.Action == "restart" && v.Ephemeral {
-				a.Confirm = "Restart this VM now? Its disk is a container disk: anything written to it is lost on restart."
-			}
-			v.Actions = append(v.Actions, a)
+		if !store.ActionAllowed(store.Action(a.Action), req.State) {
+			continue
 		}
+		a.Why = actionRefusal(store.Action(a.Action), v.Phase)
+		switch {
+		case a.Action == "delete" && req.State == store.StatePendingApproval:
+			a.Label, a.Confirm, a.Hint = "Withdraw request", "Withdraw this request?", "Withdraws the request; nothing was created yet."
+		case a.Action == "restart" && v.Ephemeral:
+			a.Confirm = "Restart this VM now? Its disk is a container disk: anything written to it is lost on restart."
+		}
+		if a.Action == "delete" {
+			if v.CanAct {
+				v.Delete = &a
+			}
+			continue
+		}
+		v.Actions = append(v.Actions, a)
 	}
 	return v, nil
 }
@@ -189,17 +205,33 @@ func (s *Server) requestList(w http.ResponseWriter, r *http.Request) error {
 	return render(w, r, http.StatusOK, requestsPage(v))
 }
 
-// requestAction records a day-2 action from the request page and returns to it.
+// requestAction records a day-2 action from the request page and returns to
+// it, saying what is under way, or why the action was refused.
 func (s *Server) requestAction(w http.ResponseWriter, r *http.Request) error {
 	req, err := s.visibleRequest(r)
 	if err != nil {
 		return err
 	}
-	if err := s.act(r, req); err != nil {
-		return err
+	err = s.act(r, req)
+	return s.backToRequest(w, r, req.ID, "actions", actionDone(req, store.Action(chi.URLParam(r, "action"))), err)
+}
+
+// actionDone is the flash after action was accepted on req.
+func actionDone(req store.Request, action store.Action) string {
+	switch action {
+	case store.ActionStart:
+		return "Starting " + req.Name + ". This page shows when it is running."
+	case store.ActionStop:
+		return "Stopping " + req.Name + ". This page shows when it has stopped."
+	case store.ActionRestart:
+		return "Restarting " + req.Name + "."
+	case store.ActionDelete:
+		if req.State == store.StatePendingApproval {
+			return "Request " + req.Name + " withdrawn."
+		}
+		return "Deleting " + req.Name + " and its disks."
 	}
-	http.Redirect(w, r, "/requests/"+strconv.FormatInt(req.ID, 10), http.StatusSeeOther)
-	return nil
+	return ""
 }
 
 func (s *Server) act(r *http.Request, req store.Request) error {
@@ -213,11 +245,16 @@ func (s *Server) act(r *http.Request, req store.Request) error {
 	default:
 		return errStatus(http.StatusNotFound, "Unknown action; use start, stop, restart or delete.")
 	}
-	err := s.store.RequestAction(r.Context(), req.ID, action, store.UserActor(u))
-	if errors.Is(err, store.ErrConflict) {
+	// A second stop (or start, or delete) while the first is under way
+	// would queue the same work again: refuse it, saying what is going on.
+	events, err := s.store.Events(r.Context(), req.ID)
+	if err != nil {
 		return err
 	}
-	return err
+	if why := actionRefusal(action, phaseOf(req, events)); why != "" && store.ActionAllowed(action, req.State) {
+		return errStatus(http.StatusConflict, why)
+	}
+	return s.store.RequestAction(r.Context(), req.ID, action, store.UserActor(u))
 }
 
 // until renders a duration like "in 6 days" or "3 hours ago".
@@ -249,10 +286,11 @@ func eventTitle(e store.Event) string {
 	case "submitted":
 		return "Submitted"
 	case "decision":
+		// The actor ("policy") follows the title: "Approved by policy".
 		if e.ToState == store.StateApproved {
-			return "Approved by policy"
+			return "Approved"
 		}
-		return "Waiting for approval"
+		return "Sent for approval"
 	case "vm_created":
 		return "VM created"
 	case "action":

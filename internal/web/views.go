@@ -22,12 +22,50 @@ type base struct {
 	User    *store.User
 	Path    string
 	Cluster string
+	// Flash is the one-time message of this page view, if any.
+	Flash *flash
+	// Waiting is how many approvals the user may decide (approvers only).
+	Waiting int
+	// URL, when set, is the address the browser shows for the page: a form
+	// re-rendered with its errors after a POST puts back the page's own
+	// address, so that reloading or sharing it does not post again.
+	URL string
+}
+
+// fieldLink is one problem of a form in its error summary: the message, and
+// the id of the field it links to ("" for none).
+type fieldLink struct {
+	ID  string
+	Msg string
+}
+
+// fieldLinks lists the problems of verr for the summary; label names each
+// field, and ids maps a field to its element's id (a field without one is
+// listed without a link).
+func fieldLinks(verr *store.ValidationError, label func(string) string, id func(string) string) []fieldLink {
+	if verr == nil {
+		return nil
+	}
+	out := make([]fieldLink, 0, len(verr.Fields))
+	for _, f := range verr.Fields {
+		out = append(out, fieldLink{ID: id(f.Field), Msg: strings.TrimSpace(label(f.Field) + " " + f.Message)})
+	}
+	return out
 }
 
 func (s *Server) viewBase(r *http.Request, title string) base {
 	b := base{Title: title, Path: r.URL.Path, Cluster: s.cfg.ClusterName}
 	if u, ok := userFrom(r.Context()); ok {
 		b.User = &u
+	}
+	b.Flash = s.flashOf(r)
+	if b.User != nil && canSeeApprovals(*b.User) && r.Header.Get("HX-Request") == "" {
+		// A count in the navigation is a nicety: without it the page still works.
+		n, err := s.store.ApprovalsWaitingFor(r.Context(), b.User.ID)
+		if err != nil {
+			s.log.WarnContext(r.Context(), "count approvals for the navigation", "err", err)
+		}
+		b.Waiting = n
 	}
 	return b
 }
@@ -165,15 +203,21 @@ type requestView struct {
 
 // liveView is the part of the request page that updates live.
 type liveView struct {
-	R          store.Request
-	Events     []store.Event
+	R      store.Request
+	Events []store.Event
+	// Phase is the change under way (phase.go), shown in place of the
+	// state: "stopping", "starting", "deleting", "rebuilding"; "" for none.
+	Phase      string
 	CanAct     bool
 	SSH        string
 	Virtctl    string
 	KubeEvents []kubeEvent
-	Actions    []actionButton
-	ExpiresIn  string
-	Ephemeral  bool
+	// Actions are start, stop and restart; Delete, in the danger area, is
+	// nil when it is not offered.
+	Actions   []actionButton
+	Delete    *actionButton
+	ExpiresIn string
+	Ephemeral bool
 	// Lease is the lease banner and extend button (guardrails_views.go).
 	Lease leaseView
 	// Approvals are the request's approvals, decided or waiting.
@@ -185,6 +229,9 @@ type liveView struct {
 	Pool *poolView
 	// Console offers the VM's console and serial console (console.go).
 	Console bool
+	// Flash is a refusal to show next to the control it is about; only the
+	// full page has it, so a live update clears it.
+	Flash *flash
 }
 
 type kubeEvent struct {
@@ -199,6 +246,10 @@ type actionButton struct {
 	Label   string
 	Class   string
 	Confirm string
+	// Why says why the button is disabled now; "" when it is enabled.
+	Why string
+	// Hint says what the button does, beside it.
+	Hint string
 }
 
 type requestsView struct {
