@@ -244,7 +244,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			return fmt.Errorf("find approval %d: %w", id, err)
 		}
 		var team string
-		if err := tx.QueryRow(ctx, `SELECT name FROM teams WHERE id = $1 FOR UPDATE`, teamID).Scan(&team); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT name FROM teams WHERE id = $1 FOR NO KEY UPDATE`, teamID).Scan(&team); err != nil {
 			return fmt.Errorf("lock team: %w", err)
 		}
 		var r struct {
