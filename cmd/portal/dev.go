@@ -38,6 +38,9 @@ func parseDev(args []string, getenv func(string) string, stderr io.Writer) (conf
 	if err := fs.Parse(args); err != nil {
 		return c, d, errUsage
 	}
+	if err := c.checkKube(); err != nil {
+		return c, d, err
+	}
 	if !d.allowRemote && !loopbackOnly(c.Addr) {
 		return c, d, fmt.Errorf("portal dev lets anyone sign in as any demo user, platform included, so it listens "+
 			"only on the loopback interface (such as 127.0.0.1:8080); %q is reachable from other computers. "+

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"paddock/internal/provision"
@@ -28,10 +29,17 @@ import (
 
 // config is read once from flags and environment and passed down.
 type config struct {
-	Addr             string
-	MetricsAddr      string
-	DatabaseURL      string
-	Kubeconfig       string
+	Addr        string
+	MetricsAddr string
+	DatabaseURL string
+	Kubeconfig  string
+	// KubeQPS and KubeBurst are the client-side rate limit of every
+	// Kubernetes client (PADDOCK_KUBE_QPS, PADDOCK_KUBE_BURST).
+	KubeQPS   float64
+	KubeBurst int
+	// kubeEnvErr is an unreadable PADDOCK_KUBE_QPS or PADDOCK_KUBE_BURST,
+	// reported by checkKube after the flags are parsed.
+	kubeEnvErr       error
 	Cluster          string
 	SimDelay         time.Duration
 	CreateNamespaces bool
@@ -78,6 +86,7 @@ func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defAdd
 	fs.StringVar(&c.Addr, "addr", envOr(getenv, "PADDOCK_ADDR", defAddr), "listen address (PADDOCK_ADDR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig file; empty means in-cluster config (KUBECONFIG)")
+	kubeFlags(fs, c, getenv)
 	fs.StringVar(&c.Cluster, "cluster", envOr(getenv, "PADDOCK_CLUSTER", defCluster), "kubernetes or simulated (PADDOCK_CLUSTER)")
 	fs.DurationVar(&c.SimDelay, "sim-delay", envDuration(getenv, "PADDOCK_SIM_DELAY", 2*time.Second), "simulated cluster: time per VM start step (PADDOCK_SIM_DELAY)")
 	fs.BoolVar(&c.CreateNamespaces, "create-namespaces", envBool(getenv, "PADDOCK_CREATE_NAMESPACES", false), "create a team's namespace when missing (PADDOCK_CREATE_NAMESPACES)")
@@ -91,6 +100,54 @@ func commonFlags(fs *flag.FlagSet, c *config, getenv func(string) string, defAdd
 	fs.DurationVar(&c.JobTimeout, "job-timeout", envDuration(getenv, "PADDOCK_JOB_TIMEOUT", time.Minute), "longest a provisioning job may run; a job of a crashed process is retried after a little more (PADDOCK_JOB_TIMEOUT)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed for in-flight requests and jobs at shutdown")
 	guardrailsFlags(fs, &c.Guardrails, getenv)
+}
+
+// kubeFlags registers the Kubernetes clients' rate limit; the environment
+// gives the flags' defaults.
+func kubeFlags(fs *flag.FlagSet, c *config, getenv func(string) string) {
+	c.KubeQPS, c.KubeBurst = provision.DefaultKubeQPS, provision.DefaultKubeBurst
+	if v := getenv("PADDOCK_KUBE_QPS"); v != "" {
+		q, err := strconv.ParseFloat(v, 32)
+		if err != nil {
+			c.kubeEnvErr = fmt.Errorf("PADDOCK_KUBE_QPS must be a number of requests per second, not %q", v)
+		}
+		c.KubeQPS = q
+	}
+	if v := getenv("PADDOCK_KUBE_BURST"); v != "" {
+		b, err := strconv.Atoi(v)
+		if err != nil {
+			c.kubeEnvErr = errors.Join(c.kubeEnvErr, fmt.Errorf("PADDOCK_KUBE_BURST must be a whole number of requests, not %q", v))
+		}
+		c.KubeBurst = b
+	}
+	fs.Float64Var(&c.KubeQPS, "kube-qps", c.KubeQPS, "Kubernetes API requests per second, sustained, per process (PADDOCK_KUBE_QPS)")
+	fs.IntVar(&c.KubeBurst, "kube-burst", c.KubeBurst, "Kubernetes API requests allowed at once above that rate (PADDOCK_KUBE_BURST)")
+}
+
+// checkKube reports a rate limit the clients cannot use.
+func (c config) checkKube() error {
+	switch {
+	case c.kubeEnvErr != nil:
+		return c.kubeEnvErr
+	case c.KubeQPS <= 0:
+		return fmt.Errorf("PADDOCK_KUBE_QPS (--kube-qps) must be above 0, not %g", c.KubeQPS)
+	case c.KubeBurst < 1:
+		return fmt.Errorf("PADDOCK_KUBE_BURST (--kube-burst) must be at least 1, not %d", c.KubeBurst)
+	}
+	return nil
+}
+
+// restConfig loads the cluster's client configuration (the kubeconfig, or
+// the in-cluster one) with Paddock's rate limit.
+func (c config) restConfig() (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = c.Kubeconfig
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config (set KUBECONFIG, run in a cluster, or use PADDOCK_CLUSTER=simulated): %w", err)
+	}
+	rc.QPS, rc.Burst = float32(c.KubeQPS), c.KubeBurst
+	return rc, nil
 }
 
 // newLogger logs structured lines; records logged with an HTTP request's
@@ -112,6 +169,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs.BoolVar(&c.SecureCookies, "secure-cookies", envBool(getenv, "PADDOCK_SECURE_COOKIES", true), "mark session cookies Secure; turn off only for plain-HTTP testing (PADDOCK_SECURE_COOKIES)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if err := c.checkKube(); err != nil {
+		return err
 	}
 	if envBool(getenv, "PADDOCK_DEV_SIGNIN", false) {
 		return errors.New("the dev sign-in page is only available in `portal dev`; `portal serve` refuses to start with PADDOCK_DEV_SIGNIN set")
@@ -219,18 +279,16 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 		go sim.Run(ctx)
 		log.Info("using the simulated cluster", "step_delay", c.SimDelay)
 	case "kubernetes":
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		rules.ExplicitPath = c.Kubeconfig
-		rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+		rc, err := c.restConfig()
 		if err != nil {
-			return fmt.Errorf("kubernetes config (set KUBECONFIG, run in a cluster, or use PADDOCK_CLUSTER=simulated): %w", err)
+			return err
 		}
 		cluster, err = provision.NewKubernetesCluster(rc)
 		if err != nil {
 			return err
 		}
 		cluster.CreateNamespaces = c.CreateNamespaces
-		log.Info("using a Kubernetes cluster", "host", rc.Host)
+		log.Info("using a Kubernetes cluster", "host", rc.Host, "qps", rc.QPS, "burst", rc.Burst)
 	default:
 		return fmt.Errorf("PADDOCK_CLUSTER must be kubernetes or simulated, not %q", c.Cluster)
 	}

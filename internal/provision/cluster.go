@@ -42,11 +42,21 @@ type Cluster struct {
 	rest *rest.Config
 }
 
-// NewKubernetesCluster connects to a real cluster.
+// DefaultKubeQPS and DefaultKubeBurst are the client-side rate limit of
+// the Kubernetes clients when the configuration sets none: client-go's own
+// defaults (5 requests/s, bursts of 10) would pace VM creation at 5 per second.
+const (
+	DefaultKubeQPS   = 50
+	DefaultKubeBurst = 100
+)
+
+// NewKubernetesCluster connects to a real cluster. Every clientset is made
+// from cfg, so all share its rate limit (cfg.QPS, cfg.Burst; the defaults
+// above when cfg.QPS is 0).
 func NewKubernetesCluster(cfg *rest.Config) (*Cluster, error) {
 	cfg = rest.CopyConfig(cfg)
 	if cfg.QPS == 0 {
-		cfg.QPS, cfg.Burst = 50, 100
+		cfg.QPS, cfg.Burst = DefaultKubeQPS, DefaultKubeBurst
 	}
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

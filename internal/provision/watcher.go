@@ -121,6 +121,9 @@ func NewNamespacedWatcher(st *store.Store, c *Cluster, log *slog.Logger, namespa
 	w.pools = newPoolInformer(c, namespace, opts)
 	_ = w.vms.AddIndexers(cache.Indexers{poolIndex: poolIndexFunc})
 	_ = w.vmis.AddIndexers(cache.Indexers{poolIndex: poolIndexFunc})
+	// The caches keep only the fields the watcher reads (cache_transform.go).
+	_ = w.vms.SetTransform(slimVM)
+	_ = w.vmis.SetTransform(slimVMI)
 
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    w.enqueue,

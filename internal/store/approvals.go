@@ -223,8 +223,8 @@ func (s *Store) approvals(ctx context.Context, where string, args ...any) ([]App
 //
 // Two people deciding at once are serialised by row locks: the second gets
 // a *DecidedError naming the first. Nobody decides their own request
-// (ErrOwnRequest). Approving a request re-checks the team's quota with the
-// team row locked, as submitting does, so approvals cannot race past it.
+// (ErrOwnRequest). Approving a request re-checks the team's quota, and the
+// commit checks it again (a *QuotaError), so approvals cannot race past it.
 func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, approve bool, comment string) (Approval, error) {
 	comment = strings.TrimSpace(comment)
 	actor := UserActor(approver)
@@ -244,7 +244,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			return fmt.Errorf("find approval %d: %w", id, err)
 		}
 		var team string
-		if err := tx.QueryRow(ctx, `SELECT name FROM teams WHERE id = $1 FOR UPDATE`, teamID).Scan(&team); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT name FROM teams WHERE id = $1 FOR NO KEY UPDATE`, teamID).Scan(&team); err != nil {
 			return fmt.Errorf("lock team: %w", err)
 		}
 		var r struct {

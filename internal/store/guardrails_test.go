@@ -192,7 +192,9 @@ func TestQuotaCountsDiskFromTheTemplate(t *testing.T) {
 }
 
 // TestQuotaConcurrentSubmitsNeverExceed submits many requests from one team
-// at once; the team row lock makes exactly as many succeed as fit.
+// at once; the team_usage trigger makes exactly as many succeed as fit, and
+// the ones refused at commit get the same message as the ones refused by
+// the check before it.
 func TestQuotaConcurrentSubmitsNeverExceed(t *testing.T) {
 	b := setup(t)
 	b.grSetQuota(t, store.Quota{MemoryMiB: intp(4 * 2048), VCPU: intp(100)})
@@ -231,6 +233,126 @@ func TestQuotaConcurrentSubmitsNeverExceed(t *testing.T) {
 	}
 	if used.MemoryMiB > 4*2048 || used.VMs != 4 {
 		t.Errorf("usage %+v exceeds the quota", used)
+	}
+}
+
+// recountUsage sums the team's usage over its requests, the way team_usage
+// is defined, to check the row the trigger keeps.
+func recountUsage(t *testing.T, st *store.Store, teamID int64) store.Usage {
+	t.Helper()
+	var u store.Usage
+	err := st.Pool().QueryRow(context.Background(), `
+		SELECT coalesce(sum(r.replicas), 0), coalesce(sum(r.vcpu * r.replicas), 0), coalesce(sum(r.memory_mib * r.replicas), 0),
+		       coalesce(sum(coalesce((tv.spec->>'rootDiskGiB')::int, 0) * r.replicas), 0)
+		FROM requests r JOIN template_versions tv ON tv.template_id = r.template_id AND tv.version = r.template_version
+		WHERE r.team_id = $1 AND r.state IN ('approved', 'provisioning', 'running', 'stopped', 'failed', 'expired')`, teamID).
+		Scan(&u.VMs, &u.VCPU, &u.MemoryMiB, &u.DiskGiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestQuotaConcurrentSubmitScaleDeleteNeverExceed races submits, a pool
+// growing and shrinking, and deletions in one team under a VM quota, while
+// a reader watches the usage: it never exceeds the quota, and afterwards the
+// kept usage equals the sum over the requests.
+func TestQuotaConcurrentSubmitScaleDeleteNeverExceed(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	const limit = 8
+	b.grSetQuota(t, store.Quota{VMs: intp(limit)})
+	pool, err := b.submit(t, func(n *store.NewRequest) { n.Name = "pool"; n.Replicas = 2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.provisioned(t, pool)
+	var doomed []store.Request
+	for i := range 3 {
+		r, err := b.submit(t, func(n *store.NewRequest) { n.Name = "old-" + strconv.Itoa(i) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		doomed = append(doomed, r)
+	}
+	owner := store.UserActor(b.dev)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		other   []error
+		worst   int
+		stopped = make(chan struct{})
+	)
+	fail := func(err error) {
+		mu.Lock()
+		other = append(other, err)
+		mu.Unlock()
+	}
+	refused := func(err error, field string) bool {
+		var qe *store.QuotaError
+		return errors.As(err, &qe) || strings.Contains(grFieldError(err, field), "VMs ")
+	}
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.submit(t, func(n *store.NewRequest) { n.Name = "race-" + strconv.Itoa(i) }); err != nil && !refused(err, "quota") {
+				fail(err)
+			}
+		}()
+	}
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.st.ScalePool(ctx, pool.ID, 1+i%3, owner); err != nil && !refused(err, "replicas") {
+				fail(err)
+			}
+		}()
+	}
+	for _, r := range doomed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.st.Transition(ctx, r.ID, store.StateDeleted, store.ActorProvisioner, "state", "deleted"); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stopped:
+				return
+			default:
+			}
+			u, err := b.st.TeamUsage(ctx, b.team.ID)
+			if err != nil {
+				fail(err)
+				return
+			}
+			mu.Lock()
+			worst = max(worst, u.VMs)
+			mu.Unlock()
+		}
+	}()
+	wg.Wait()
+	close(stopped)
+	<-watched
+	if len(other) > 0 {
+		t.Fatalf("unexpected errors: %v", other)
+	}
+	if worst > limit {
+		t.Errorf("usage reached %d VMs, over the quota of %d", worst, limit)
+	}
+	kept, sum := b.usage(t), recountUsage(t, b.st, b.team.ID)
+	if kept != sum {
+		t.Errorf("kept usage %+v, sum over the requests %+v", kept, sum)
+	}
+	if kept.VMs > limit {
+		t.Errorf("usage %d VMs is over the quota of %d", kept.VMs, limit)
 	}
 }
 

@@ -42,7 +42,7 @@ func (d Decision) String() string {
 // any) allows it and the size is within the rule's limit, and the lease is
 // within the template's maximum; otherwise a person decides. Every reason is
 // kept, so the page can say exactly why. It runs inside the submitting
-// transaction, with the team row locked, so quota checks cannot race.
+// transaction; the quota itself is enforced when that transaction commits.
 func Decide(in PolicyInput) Decision {
 	var ok, blockers []string
 	if in.Quota.Limited() {

@@ -164,9 +164,9 @@ func (s *Store) spec(ctx context.Context, templateID int64, version int) (Templa
 }
 
 // ScalePool changes how many VMs pool id has. Shrinking is always allowed;
-// growing is checked against the team's quota (with the team row locked, as
-// SubmitRequest does: a refusal is a *ValidationError on "replicas" naming
-// the exceeded limit) and against policy: within it, the pool grows now;
+// growing is checked against the team's quota (a refusal is a
+// *ValidationError on "replicas" naming the exceeded limit, or a *QuotaError
+// when a concurrent change took the room first) and against policy: within it, the pool grows now;
 // beyond it, an approval of kind scale is opened and the pool keeps its size
 // until someone approves. A change is recorded (replicas, event, audit) and
 // its ScaleJob enqueued in one transaction, so quota usage and the job that

@@ -2,12 +2,14 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Quota is a team's hard limit on what its VMs use at once. A nil field
@@ -123,32 +125,76 @@ func FormatMiB(mib int) string {
 	return fmt.Sprintf("%d MiB", mib)
 }
 
-// usageStates are the states in which a request's VM exists or is about to:
-// they count against the team's quota. Pending requests do not (they are
-// checked again when approved), nor do rejected and deleted ones.
-var usageStates = []string{string(StateApproved), string(StateProvisioning), string(StateRunning),
-	string(StateStopped), string(StateFailed), string(StateExpired)}
-
 // queryRower is what reading one row needs of a pool or a transaction.
 type queryRower interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// teamUsage counts a pool as its replicas: replicas VMs, each with the
-// request's vCPU, memory and disk.
+// teamUsage reads the team's row of team_usage, which a trigger on requests
+// keeps as the sum over the requests whose VM exists or is about to
+// (approved, provisioning, running, stopped, failed, expired; pending
+// requests are checked again when approved): a pool counts as its
+// replicas, each with the request's vCPU, memory and disk. The row is
+// written only when a transaction that changes usage commits, so reading it
+// never waits.
 func teamUsage(ctx context.Context, q queryRower, teamID int64) (Usage, error) {
 	var u Usage
-	err := q.QueryRow(ctx, `
-		SELECT coalesce(sum(r.replicas), 0), coalesce(sum(r.vcpu * r.replicas), 0), coalesce(sum(r.memory_mib * r.replicas), 0),
-		       coalesce(sum(coalesce((tv.spec->>'rootDiskGiB')::int, 0) * r.replicas), 0)
-		FROM requests r
-		JOIN template_versions tv ON tv.template_id = r.template_id AND tv.version = r.template_version
-		WHERE r.team_id = $1 AND r.state = ANY($2)`, teamID, usageStates).
+	err := q.QueryRow(ctx, `SELECT vms, vcpu, memory_mib, disk_gib FROM team_usage WHERE team_id = $1`, teamID).
 		Scan(&u.VMs, &u.VCPU, &u.MemoryMiB, &u.DiskGiB)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Usage{}, nil
+	}
 	if err != nil {
 		return u, fmt.Errorf("usage of team %d: %w", teamID, err)
 	}
 	return u, nil
+}
+
+// QuotaError is a change refused when its transaction committed because it
+// would take its team over quota: a concurrent change took the room that the
+// change's own check, made without waiting for the others, still saw. It is
+// an ErrConflict.
+type QuotaError struct {
+	Team     string
+	Blockers []string
+}
+
+func (e *QuotaError) Error() string {
+	return ErrConflict.Error() + ": " + QuotaMessage(e.Team, e.Blockers)
+}
+
+// Unwrap makes a QuotaError an ErrConflict.
+func (e *QuotaError) Unwrap() error { return ErrConflict }
+
+// quotaRefusal turns the refusal of the team_usage trigger (migration
+// 0013_team_usage.sql) into a *QuotaError; other errors pass unchanged.
+func quotaRefusal(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23514" || pgErr.ConstraintName != "team_quota" {
+		return err
+	}
+	type usage struct { // Usage's fields, in its order
+		VCPU      int `json:"vcpu"`
+		MemoryMiB int `json:"memoryMiB"`
+		VMs       int `json:"vms"`
+		DiskGiB   int `json:"diskGiB"`
+	}
+	var d struct {
+		Team  string `json:"team"`
+		Used  usage  `json:"used"`
+		Adds  usage  `json:"adds"`
+		Limit struct {
+			VMs       *int `json:"vms"`
+			VCPU      *int `json:"vcpu"`
+			MemoryMiB *int `json:"memoryMiB"`
+			DiskGiB   *int `json:"diskGiB"`
+		} `json:"limit"`
+	}
+	if jerr := json.Unmarshal([]byte(pgErr.Detail), &d); jerr != nil {
+		return fmt.Errorf("read quota refusal %q: %w (refusal: %w)", pgErr.Detail, jerr, err)
+	}
+	q := Quota{VMs: d.Limit.VMs, VCPU: d.Limit.VCPU, MemoryMiB: d.Limit.MemoryMiB, DiskGiB: d.Limit.DiskGiB}
+	return &QuotaError{Team: d.Team, Blockers: q.Blockers(Usage(d.Used), Usage(d.Adds))}
 }
 
 func teamQuota(ctx context.Context, q queryRower, teamID int64) (Quota, error) {
@@ -232,7 +278,7 @@ func (s *Store) SetTeamQuota(ctx context.Context, q Quota, actor Actor) error {
 	}
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		var team string
-		err := tx.QueryRow(ctx, `SELECT name FROM teams WHERE id = $1 FOR UPDATE`, q.TeamID).Scan(&team)
+		err := tx.QueryRow(ctx, `SELECT name FROM teams WHERE id = $1 FOR NO KEY UPDATE`, q.TeamID).Scan(&team)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -278,8 +324,10 @@ func quotaDetails(q Quota) map[string]any {
 	return m
 }
 
-// quotaCheck loads the quota and usage of a team whose row the caller has
-// locked, and says what adding add would exceed.
+// quotaCheck loads the quota and usage of a team and says what adding add
+// would exceed. It waits for no other change: a concurrent one may take the
+// room first, and then the team_usage trigger refuses this change when it
+// commits (see quotaRefusal), so the quota holds either way.
 func quotaCheck(ctx context.Context, tx pgx.Tx, teamID int64, add Usage) (Quota, []string, error) {
 	q, err := teamQuota(ctx, tx, teamID)
 	if err != nil || !q.Limited() {

@@ -183,16 +183,17 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 				return fmt.Errorf("check idempotency key: %w", err)
 			}
 		}
-		// Lock the team: decisions that depend on the team's usage see a stable view.
+		// The team row is not locked: concurrent submits of one team run side
+		// by side, and the quota is kept by the team_usage trigger at commit.
 		var team Team
-		err := tx.QueryRow(ctx, `SELECT id, name, namespace, created_at FROM teams WHERE id = $1 FOR UPDATE`, n.TeamID).
+		err := tx.QueryRow(ctx, `SELECT id, name, namespace, created_at FROM teams WHERE id = $1`, n.TeamID).
 			Scan(&team.ID, &team.Name, &team.Namespace, &team.CreatedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			v.Add("team", "you are not in a team; ask the platform team to add you to one")
 			return v
 		}
 		if err != nil {
-			return fmt.Errorf("lock team: %w", err)
+			return fmt.Errorf("load team: %w", err)
 		}
 		var tpl Template
 		if n.Template != "" {
@@ -217,8 +218,9 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 			return v
 		}
 		// The quota is a hard limit: a request over it is refused, naming what
-		// it would exceed, and nothing is stored. The team row is locked, so
-		// concurrent requests are counted one after another.
+		// it would exceed, and nothing is stored. This check sees the usage
+		// committed so far; when concurrent submits take the room first, the
+		// commit is refused instead (below), with the same message.
 		replicas := max(n.Replicas, 1)
 		pool := n.Pool || replicas > 1
 		quota, blockers, err := quotaCheck(ctx, tx, team.ID, UsageOf(tpl.Spec, size).Times(replicas))
@@ -283,6 +285,11 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 		}
 		return notify(ctx, tx, id)
 	})
+	var qe *QuotaError
+	if errors.As(err, &qe) {
+		v.Add("quota", "%s", QuotaMessage(qe.Team, qe.Blockers))
+		return Request{}, v
+	}
 	if err != nil {
 		return Request{}, err
 	}

@@ -52,9 +52,10 @@ func (s *Store) SetJobClient(c *river.Client[pgx.Tx]) { s.jobs = c }
 // Ping checks that PostgreSQL answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
-// inTx runs fn in a transaction, committing when it returns nil.
+// inTx runs fn in a transaction, committing when it returns nil. A commit
+// refused because it would take a team over quota returns a *QuotaError.
 func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, fn)
+	return quotaRefusal(pgx.BeginFunc(ctx, s.pool, fn))
 }
 
 // migrateLockKey is the advisory lock key that serialises migrations across replicas.

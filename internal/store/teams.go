@@ -83,13 +83,14 @@ func (s *Store) Teams(ctx context.Context) ([]Team, error) {
 	return ts, nil
 }
 
-// lockTeamOfRequest locks the team of request id (FOR UPDATE) and returns
+// lockTeamOfRequest locks the team of request id (FOR NO KEY UPDATE, which
+// submits inserting requests of the team do not wait for) and returns
 // it: every writer that may change a team's usage takes the team, then the
 // request, in that order. A missing request is ErrNotFound.
 func lockTeamOfRequest(ctx context.Context, tx pgx.Tx, id int64) (Team, error) {
 	var t Team
 	err := tx.QueryRow(ctx, `SELECT t.id, t.name, t.namespace, t.created_at FROM requests r JOIN teams t ON t.id = r.team_id
-		WHERE r.id = $1 FOR UPDATE OF t`, id).Scan(&t.ID, &t.Name, &t.Namespace, &t.CreatedAt)
+		WHERE r.id = $1 FOR NO KEY UPDATE OF t`, id).Scan(&t.ID, &t.Name, &t.Namespace, &t.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, ErrNotFound
 	}
