@@ -76,6 +76,16 @@ func TestQuotaFormShowsUseAndNamesTheBlocker(t *testing.T) {
 	if !strings.Contains(b, "Policy: auto-approved: within team quota; template allows auto-approval") {
 		t.Error("no policy preview")
 	}
+	// Sizes that would not fit are marked, with what they would use, before
+	// one is picked; those that fit are not.
+	if !strings.Contains(b, `data-testid="size-over-large">does not fit the quota: would take the team to memory 10 GiB of 6 GiB`) {
+		t.Error("the large size is not marked as over the quota")
+	}
+	for _, fits := range []string{"small", "medium"} {
+		if strings.Contains(b, `data-testid="size-over-`+fits+`"`) {
+			t.Errorf("size %s fits but is marked over the quota", fits)
+		}
+	}
 	// A size over the quota is named before submit…
 	_, b = e.grGet(c, "/requests/new?template=ubuntu-2404&size=large")
 	if !strings.Contains(b, `data-testid="quota-blocker"`) || !strings.Contains(b, "memory 10 GiB of 6 GiB") {

@@ -22,6 +22,10 @@ type quotaPanel struct {
 	// Decision is what policy would decide, e.g. "auto-approved: …".
 	Decision string
 	Approve  bool
+	// SizeOver says, for each size of the template that would not fit the
+	// quota with the chosen number of VMs, what it would take the team to
+	// (e.g. "vCPU 10 of 8"); sizes that fit are not in it.
+	SizeOver map[string]string
 }
 
 // quotaRow is one resource: what the team uses, what the request adds, the

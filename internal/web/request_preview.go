@@ -36,5 +36,26 @@ func (s *Server) quotaPreview(r *http.Request, teamID int64, t templateCard, for
 	if err != nil {
 		return nil, err
 	}
-	return quotaPanelOf(p), nil
+	qp := quotaPanelOf(p)
+	if !qp.Limited {
+		return qp, nil
+	}
+	// Each other size, so that the form can mark those that do not fit
+	// before the developer picks one.
+	for _, sz := range t.Sizes {
+		other := p
+		if sz.Name != size {
+			other, err = s.store.PreviewRequest(r.Context(), teamID, t.Name, sz.Name, lease, replicas)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if len(other.Blockers) > 0 {
+			if qp.SizeOver == nil {
+				qp.SizeOver = map[string]string{}
+			}
+			qp.SizeOver[sz.Name] = strings.Join(other.Blockers, ", ")
+		}
+	}
+	return qp, nil
 }
