@@ -136,9 +136,18 @@ func linearScale(top float64) yScale {
 			break
 		}
 	}
+	// Ticks a round step apart (1, 2 or 5 times a power of ten), so that
+	// none needs rounding to be labelled: 0, 2, 4, 6, 8, 10 rather than
+	// 0, 2.5, 5, 7.5, 10.
+	step := hi / 5
+	if m := step / math.Pow(10, math.Floor(math.Log10(step)+1e-9)); math.Abs(m-1) > 1e-9 && math.Abs(m-2) > 1e-9 && math.Abs(m-5) > 1e-9 {
+		step = hi / 4
+	}
 	s := yScale{lo: 0, hi: hi}
-	for i := 0; i <= 4; i++ {
-		s.ticks = append(s.ticks, hi*float64(i)/4)
+	for i := 0; float64(i)*step <= hi*(1+1e-9); i++ {
+		// Printed to a dozen digits and read back: 0.3, not 0.30000000000000004.
+		t, _ := strconv.ParseFloat(strconv.FormatFloat(float64(i)*step, 'g', 12, 64), 64)
+		s.ticks = append(s.ticks, t)
 	}
 	return s
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -137,8 +138,15 @@ func TestStackedBarChartGeometry(t *testing.T) {
 		inBox(t, c, r.X, r.Y)
 		inBox(t, c, r.X+r.W, r.Y+r.H)
 	}
-	if s := linearScale(7); s.hi != 10 || len(s.ticks) != 5 {
+	if s := linearScale(7); s.hi != 10 || fmt.Sprint(s.ticks) != "[0 2 4 6 8 10]" {
 		t.Errorf("linearScale(7) = %+v", s)
+	}
+	// Every tick a round step apart, none needing rounding to be labelled.
+	for top, want := range map[float64]string{2: "[0 0.5 1 1.5 2]", 2.5: "[0 0.5 1 1.5 2 2.5]", 40: "[0 10 20 30 40 50]",
+		0.3: "[0 0.1 0.2 0.3 0.4 0.5]", 170: "[0 50 100 150 200]"} {
+		if got := fmt.Sprint(linearScale(top).ticks); got != want {
+			t.Errorf("linearScale(%v) ticks %s, want %s", top, got, want)
+		}
 	}
 	if s := linearScale(40); s.hi != 50 {
 		t.Errorf("linearScale(40) = %+v", s)
@@ -157,7 +165,7 @@ func TestHorizontalBarChart(t *testing.T) {
 	if len(c.Bars) != 2 || len(c.Labels) != 2 || !strings.HasSuffix(c.Labels[0].Label, "…") {
 		t.Fatalf("%+v", c)
 	}
-	if math.Abs(c.Bars[0].W-4*c.Bars[1].W) > 0.01 || len(c.XTicks) != 5 || c.XTicks[4].Label != "10" {
+	if math.Abs(c.Bars[0].W-4*c.Bars[1].W) > 0.01 || len(c.XTicks) != 6 || c.XTicks[5].Label != "10" || c.XTicks[1].Label != "2" {
 		t.Errorf("widths %v %v, axis %+v", c.Bars[0].W, c.Bars[1].W, c.XTicks)
 	}
 	// Durations on a log scale: a median of a minute beside a 90th
