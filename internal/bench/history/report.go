@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"paddock/internal/bench/stamp"
 )
 
 type result struct {
@@ -80,11 +82,10 @@ func (r *report) write(path string) error {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
 	mib := func(n uint64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }
 	p("%s\n## History and insight at %s requests (issue #7)\n\n", sectionStart, thousands(int64(r.N)))
-	p("Measured %s by `make bench-history` (`go run ./internal/bench/history`).\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	p("Measured %s on %s by `make bench-history` (`go run ./internal/bench/history`).\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), stamp.Commit())
 	p("**Machine.** %d cores (%s), %s of memory; %s on the same machine, default settings (shared_buffers 128 MB).\n", r.Cores, r.CPU, r.Memory, r.Postgres)
 	p("The machine is shared with other engineers' builds and tests: load average %s before the run, %s after. ", r.LoadBefore, r.LoadAfter)
-	p("The tails depend on that: in runs on 2026-11-25 at load averages of 6 to 20, p50 stayed within twice the figures of a quiet run, ")
-	p("but p99 reached 30 to 60 ms on plain pages and 90 to 230 ms on the searches that visit thousands of rows; the baseline row (`/healthz`) shows how quiet the machine was.\n\n")
+	p("The tails depend on that; the baseline row (`/healthz`) shows how quiet the machine was.\n\n")
 	p("**Data.** The dedicated database `paddock_bench`: %s requests (%s with indexes) and %s events (%s), made by `SeedHistory` ", thousands(r.Requests), r.RequestsSize, thousands(r.Events), r.EventSize)
 	p("(the code behind `portal dev --seed-history N`): two years, 20 teams, 5 templates, auto- and person-approved, failed, stopped and started, extended, expired and deleted requests with their events.\n")
 	switch {

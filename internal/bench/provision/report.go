@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"paddock/internal/bench/stamp"
 )
 
 // report collects the figures and prints them as Markdown.
@@ -61,6 +63,7 @@ func (r *report) failed(item string, err error, log *slog.Logger) {
 }
 
 func (r *report) write(w io.Writer) {
+	fmt.Fprintf(w, "Measured on %s, %s.\n\n", stamp.Commit(), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "Machine: %s; load average at the end %s.\n\n", r.machine, r.loadAfter)
 	if len(r.latency) > 0 {
 		fmt.Fprintln(w, "| Submit → VM exists (auto-approved) | Submitters | Samples | p50 | p99 | max | Baseline p50 | Baseline p99 | p50 ÷ baseline p50 |")
