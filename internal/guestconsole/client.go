@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"strings"
 )
 
 // Viewer is the viewer's side of an RFB 3.8 session with no authentication,
@@ -115,4 +116,19 @@ func (v *Viewer) Key(keysym uint32) error {
 		}
 	}
 	return nil
+}
+
+// ReadUntil reads a serial console's output from r until it contains want,
+// and returns what it read; on an error, what it read so far with the error.
+func ReadUntil(r io.Reader, want string) (string, error) {
+	var got strings.Builder
+	buf := make([]byte, 256)
+	for !strings.Contains(got.String(), want) {
+		n, err := r.Read(buf)
+		got.Write(buf[:n])
+		if err != nil && !strings.Contains(got.String(), want) {
+			return got.String(), fmt.Errorf("waiting for %q, got %q: %w", want, got.String(), err)
+		}
+	}
+	return got.String(), nil
 }

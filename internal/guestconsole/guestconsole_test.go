@@ -5,7 +5,6 @@ import (
 	"image"
 	"image/color"
 	"net"
-	"strings"
 	"testing"
 	"time"
 )
@@ -57,13 +56,8 @@ func TestSerialLoginPromptEchoes(t *testing.T) {
 	r := bufio.NewReader(client)
 	expect := func(want string) {
 		t.Helper()
-		var got strings.Builder
-		for !strings.Contains(got.String(), want) {
-			b, err := r.ReadByte()
-			if err != nil {
-				t.Fatalf("waiting for %q, got %q: %v", want, got.String(), err)
-			}
-			got.WriteByte(b)
+		if _, err := ReadUntil(r, want); err != nil {
+			t.Fatal(err)
 		}
 	}
 	expect("vm-one login: ")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"strings"
 	"testing"
 	"time"
 
@@ -122,12 +121,7 @@ func TestKubeConsoleThroughTheAggregator(t *testing.T) {
 
 func expect(t *testing.T, r *bufio.Reader, want string) {
 	t.Helper()
-	var got strings.Builder
-	for !strings.Contains(got.String(), want) {
-		b, err := r.ReadByte()
-		if err != nil {
-			t.Fatalf("waiting for %q, got %q: %v", want, got.String(), err)
-		}
-		got.WriteByte(b)
+	if _, err := guestconsole.ReadUntil(r, want); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -182,14 +182,8 @@ func TestSerialConsoleEchoes(t *testing.T) {
 func readUntil(t *testing.T, c *wsConn, want string) {
 	t.Helper()
 	_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var got strings.Builder
-	buf := make([]byte, 256)
-	for !strings.Contains(got.String(), want) {
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatalf("waiting for %q, got %q: %v", want, got.String(), err)
-		}
-		got.Write(buf[:n])
+	if _, err := guestconsole.ReadUntil(c, want); err != nil {
+		t.Fatal(err)
 	}
 }
 
