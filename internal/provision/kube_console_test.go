@@ -49,12 +49,12 @@ func runningInstance(t *testing.T, env *kubetest.Env, ns, name string) {
 	}
 }
 
-// TestKubeConsoleThroughTheAggregator opens a VM's consoles as the
+// TestKubeConsoleThroughTheAggregatorToTheVirtAPIStandIn opens a VM's consoles as the
 // RBAC-bound provisioner, through the API server's aggregator, to the
 // stand-in for virt-api and virt-handler: KubeVirt's client, the upgrade
 // with plain.kubevirt.io and the proxying are real; the guest is the
 // stand-in's RFB server and login prompt.
-func TestKubeConsoleThroughTheAggregator(t *testing.T) {
+func TestKubeConsoleThroughTheAggregatorToTheVirtAPIStandIn(t *testing.T) {
 	env := realCluster(t)
 	ctx := context.Background()
 	standIn, err := env.ServeConsoles(ctx)

@@ -17,13 +17,13 @@ import (
 	"paddock/internal/web"
 )
 
-// TestConsoleThroughTheAPIAggregator runs the whole real path: a websocket
+// TestConsoleThroughTheAPIAggregatorToTheVirtAPIStandIn runs the whole real path: a websocket
 // to Paddock, Paddock's bridge, KubeVirt's client as the RBAC-bound
 // provisioner, kube-apiserver's aggregator, and the stand-in for virt-api
 // and virt-handler (internal/kubetest), whose RFB server and login prompt
 // play the guest. When the stand-in dies mid-session, the browser's
 // websocket is closed with a reason it can show.
-func TestConsoleThroughTheAPIAggregator(t *testing.T) {
+func TestConsoleThroughTheAPIAggregatorToTheVirtAPIStandIn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs kube-apiserver (run without -short)")
 	}
