@@ -40,7 +40,7 @@ func TestCrashDuringProvisioning(t *testing.T) {
 				t.Errorf("request is %s before any job ran, want approved", state)
 			}
 			var jobs int
-			queryInt(t, f, &jobs, `SELECT count(*) FROM river_job WHERE kind = 'provision' AND (args->>'request_id')::bigint = $1 AND state = 'running'`, id)
+			queryInt(t, f, &jobs, `SELECT count(*) FROM river_job WHERE kind = 'reconcile' AND (args->>'request_id')::bigint = $1 AND state = 'running'`, id)
 			if jobs != 1 {
 				t.Errorf("%d running provision jobs left by the dead process, want 1", jobs)
 			}

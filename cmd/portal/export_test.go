@@ -47,7 +47,7 @@ func TestExportWritesAFolderOfManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = st.Provision(ctx, r.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+	err = testdb.Provision(ctx, st, r.ID, func(r store.Request) (store.VM, error) {
 		tv, err := st.TemplateVersion(ctx, r.TemplateID, r.TemplateVersion)
 		if err != nil {
 			return store.VM{}, err
@@ -69,7 +69,7 @@ func TestExportWritesAFolderOfManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = st.Provision(ctx, pr.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+	err = testdb.Provision(ctx, st, pr.ID, func(r store.Request) (store.VM, error) {
 		tv, err := st.TemplateVersion(ctx, r.TemplateID, r.TemplateVersion)
 		if err != nil {
 			return store.VM{}, err

@@ -2,16 +2,11 @@ package provision
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"sort"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/riverqueue/river"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -365,101 +360,4 @@ func ObservePool(p *poolv1.VirtualMachinePool, members []*virtv1.VirtualMachine,
 		}
 	}
 	return o
-}
-
-// scaleWorker makes a pool's spec.replicas what its request says.
-type scaleWorker struct {
-	river.WorkerDefaults[store.ScaleJob]
-	w *Workers
-}
-
-func (s *scaleWorker) NextRetry(job *river.Job[store.ScaleJob]) time.Time {
-	return backoff(job.Attempt)
-}
-
-func (s *scaleWorker) Work(ctx context.Context, job *river.Job[store.ScaleJob]) error {
-	id := job.Args.RequestID
-	log := s.w.Log.With("request_id", id, "job_id", job.ID, "attempt", job.Attempt)
-	r, err := s.w.Store.Request(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	// Not created yet (or being rebuilt): the provisioner creates the pool
-	// with the replicas the request has by then. Deleted: nothing to scale.
-	if !r.Pool || r.VM == nil || r.State.Terminal() || r.State == store.StateApproved || r.Desired == "deleted" {
-		return nil
-	}
-	rid := strconv.FormatInt(id, 10)
-	err = s.w.Cluster.ScalePool(ctx, r.VM.Namespace, r.VM.Name, rid, r.Replicas)
-	if apierrors.IsNotFound(err) || errors.Is(err, ErrNotOurs) {
-		s.w.kick(r)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	log.Info("pool scaled", "pool", r.VM.Namespace+"/"+r.VM.Name, "replicas", r.Replicas)
-	s.w.kick(r)
-	return nil
-}
-
-// kick asks the watcher for a fresh look at a request's VM or pool.
-func (w *Workers) kick(r store.Request) {
-	if w.Watcher == nil {
-		return
-	}
-	ns, name := r.Namespace, r.Name
-	if r.VM != nil {
-		ns, name = r.VM.Namespace, r.VM.Name
-	}
-	if r.Pool {
-		w.Watcher.KickPool(ns, name, r.ID)
-		return
-	}
-	w.Watcher.Kick(ns, name, r.ID)
-}
-
-// poolAction carries out a day-2 action on a pool: delete removes the pool
-// (its members follow); stop and start set the run strategy of the pool's
-// template and of every member; restart restarts every member.
-func (w *Workers) poolAction(ctx context.Context, r store.Request, action store.Action, log *slog.Logger) error {
-	ns, name := r.Namespace, r.Name
-	if r.VM != nil {
-		ns, name = r.VM.Namespace, r.VM.Name
-	}
-	rid := strconv.FormatInt(r.ID, 10)
-	c := w.Cluster
-	var err error
-	switch {
-	case r.Desired == "deleted":
-		if err := c.DeletePool(ctx, ns, name, rid); err != nil && !errors.Is(err, ErrNotOurs) {
-			return err
-		}
-		_, err := w.Store.Transition(ctx, r.ID, store.StateDeleted, store.ActorProvisioner, "state",
-			"VirtualMachinePool, its VMs and their disks deleted", store.StateApproved, store.StateProvisioning, store.StateRunning,
-			store.StateStopped, store.StateFailed, store.StateExpired)
-		log.Info("virtual machine pool deleted", "pool", ns+"/"+name)
-		return err
-	case r.VM == nil:
-		return nil // not created yet; the provisioner applies the desired state
-	case action == store.ActionRestart:
-		err = c.RestartPool(ctx, ns, name, rid)
-	case r.Desired == "stopped":
-		err = c.SetPoolRunStrategy(ctx, ns, name, rid, virtv1.RunStrategyHalted)
-	default:
-		err = c.SetPoolRunStrategy(ctx, ns, name, rid, virtv1.RunStrategyAlways)
-	}
-	if apierrors.IsNotFound(err) || errors.Is(err, ErrNotOurs) {
-		w.kick(r) // the pool vanished behind Paddock's back: let the watcher record it
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	log.Info("action applied", "pool", ns+"/"+name)
-	w.kick(r)
-	return nil
 }

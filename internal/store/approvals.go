@@ -315,7 +315,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			if _, err := transition(ctx, tx, requestID, StateApproved, actor, "approval", said, StatePendingApproval); err != nil {
 				return err
 			}
-			if err := s.enqueue(ctx, tx, ProvisionJob{RequestID: requestID}); err != nil {
+			if err := s.reconcileLater(ctx, tx, requestID); err != nil {
 				return err
 			}
 		case a.Kind == ApprovalRequest:

@@ -7,26 +7,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 )
-
-// RebuildJob asks the provisioner to replace a request's VM with one rendered
-// from the template version the request now pins: delete the old VM, wait
-// until it is gone, then provision as for a new request. It is enqueued in
-// the transaction that moves the request back to approved.
-type RebuildJob struct {
-	RequestID int64 `json:"request_id"`
-	// Version is the template version rebuilt to (for logs; the request row
-	// is what the worker renders).
-	Version int `json:"version"`
-}
-
-// Kind implements river.JobArgs.
-func (RebuildJob) Kind() string { return "rebuild" }
-
-// InsertOpts retries for a long while: waiting for the old VM to go is
-// done by retrying.
-func (RebuildJob) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 50} }
 
 // rebuildStates are the states from which a VM may be rebuilt: it exists (or
 // failed), and is not already being rebuilt or deleted. An expired VM is
@@ -254,7 +235,7 @@ func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, a rebuildArg
 		"template": tplName, "from": oldVersion, "to": version, "size": sz.Name, "state": string(state)}); err != nil {
 		return Rebuild{}, err
 	}
-	if err := s.enqueue(ctx, tx, RebuildJob{RequestID: id, Version: version}); err != nil {
+	if err := s.reconcileLater(ctx, tx, id); err != nil {
 		return Rebuild{}, err
 	}
 	return Rebuild{FromVersion: oldVersion, ToVersion: version, Size: sz.Name}, nil

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"paddock/internal/store"
+	"paddock/internal/testdb"
 )
 
 // running submits a request of template ubuntu and records its VM, running.
@@ -17,7 +18,7 @@ func (b bundle) running(t *testing.T, name, size string) store.Request {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
+	err = testdb.Provision(ctx, b.st, r.ID, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: "payments", Name: name, UID: "uid-1", Status: "Running", Manifest: "kind: VirtualMachine\n"}, nil
 	})
 	if err != nil {
@@ -62,8 +63,8 @@ func TestRebuildPinsVersionMovesToApprovedAndEnqueues(t *testing.T) {
 	if !strings.Contains(r.StateReason, "rebuilding from ubuntu v2 (was v1)") || !strings.Contains(r.StateReason, "disk starts fresh") {
 		t.Errorf("reason %q", r.StateReason)
 	}
-	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'rebuild' AND (args->>'request_id')::bigint = $1`, r.ID); n != 1 {
-		t.Errorf("%d rebuild jobs", n)
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'reconcile' AND state = 'available' AND (args->>'request_id')::bigint = $1`, r.ID); n != 1 || r.Generation != 1 {
+		t.Errorf("%d reconcile jobs waiting, generation %d", n, r.Generation)
 	}
 	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND kind = 'rebuild' AND from_state = 'running' AND to_state = 'approved'`, r.ID); n != 1 {
 		t.Errorf("%d rebuild events", n)
@@ -76,7 +77,7 @@ func TestRebuildPinsVersionMovesToApprovedAndEnqueues(t *testing.T) {
 		t.Errorf("second rebuild: %v", err)
 	}
 	// The provisioner records the new VM: the manifest row is replaced.
-	err = b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
+	err = testdb.Provision(ctx, b.st, r.ID, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: "payments", Name: "web-1", UID: "uid-2", Status: "Provisioning", Manifest: "kind: VirtualMachine # v2\n"}, nil
 	})
 	if err != nil {
@@ -216,7 +217,7 @@ func TestRebuildToAnOlderVersionNeedsApprovalUnlessPlatform(t *testing.T) {
 		t.Fatal(err)
 	}
 	jobs := func(id int64) int {
-		return countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'rebuild' AND (args->>'request_id')::bigint = $1`, id)
+		return countRows(t, b.st, `SELECT generation FROM requests WHERE id = $1`, id)
 	}
 
 	got, err := b.st.RequestRebuild(ctx, old.ID, 1, store.UserActor(b.dev))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"paddock/internal/store"
+	"paddock/internal/testdb"
 )
 
 func intp(n int) *int { return &n }
@@ -426,8 +427,8 @@ func TestApprovalApproveRejectAndRecord(t *testing.T) {
 		t.Errorf("event = %+v", last)
 	}
 	id := strconv.FormatInt(r.ID, 10)
-	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'provision' AND args->>'request_id' = $1`, id); n != 1 {
-		t.Errorf("%d provision jobs", n)
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'reconcile' AND args->>'request_id' = $1`, id); n != 1 {
+		t.Errorf("%d reconcile jobs", n)
 	}
 	if n := countRows(t, b.st, `SELECT count(*) FROM audit_log WHERE action = 'approval' AND target = $1`, "request:"+id); n != 1 {
 		t.Errorf("%d audit entries", n)
@@ -525,8 +526,8 @@ func TestApprovalConcurrentDecisionsExactlyOneWins(t *testing.T) {
 	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND kind = 'approval'`, r.ID); n != 1 {
 		t.Errorf("%d approval events", n)
 	}
-	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'provision'`); n > 1 {
-		t.Errorf("%d provision jobs", n)
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'reconcile'`); n > 1 {
+		t.Errorf("%d reconcile jobs", n)
 	}
 }
 
@@ -708,7 +709,7 @@ func TestLeaseSweepWarnsExpiresAndDeletesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Give the request a VM, as the provisioner would.
-	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
+	if err := testdb.Provision(ctx, b.st, r.ID, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: "payments", Name: "web-1"}, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -760,11 +761,11 @@ func TestLeaseSweepWarnsExpiresAndDeletesOnce(t *testing.T) {
 	if r.State != store.StateExpired || r.Desired != "deleted" {
 		t.Errorf("after grace: %s, desired %s", r.State, r.Desired)
 	}
+	// Two changes of desired state (stop at expiry, delete after the grace
+	// period), carried out by the request's one reconcile job.
 	id := strconv.FormatInt(r.ID, 10)
-	for action, want := range map[string]int{"stop": 1, "delete": 1} {
-		if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'vm_action' AND args->>'request_id' = $1 AND args->>'action' = $2`, id, action); n != want {
-			t.Errorf("%d %s jobs", n, action)
-		}
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'reconcile' AND args->>'request_id' = $1`, id); n != 1 || r.Generation != 2 {
+		t.Errorf("%d reconcile jobs, generation %d, want 1 and 2", n, r.Generation)
 	}
 	for kind, want := range map[string]int{"lease_expiring": 2, "vm_expired": 1} {
 		if n := countRows(t, b.st, `SELECT count(*) FROM notifications WHERE request_id = $1 AND kind = $2`, r.ID, kind); n != want {
@@ -783,7 +784,7 @@ func TestLeaseExtendingAnExpiredVMBringsItBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
+	if err := testdb.Provision(ctx, b.st, r.ID, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: "payments", Name: "web-1"}, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -810,8 +811,8 @@ func TestLeaseExtendingAnExpiredVMBringsItBack(t *testing.T) {
 	if r.State != store.StateStopped || r.Desired != "running" || !r.ExpiresAt.After(now.Add(6*24*time.Hour)) {
 		t.Errorf("after extension: %s desired %s expires %s", r.State, r.Desired, r.ExpiresAt)
 	}
-	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'vm_action' AND args->>'action' = 'start'`); n != 1 {
-		t.Errorf("%d start jobs", n)
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'reconcile'`); n != 1 || r.Generation != 2 {
+		t.Errorf("%d reconcile jobs, generation %d (stop at expiry, start on extension)", n, r.Generation)
 	}
 	// New expiry, new reminders: the sweep warns again for it.
 	if sw, err := b.st.SweepLeases(ctx, r.ExpiresAt.Add(-time.Hour), time.Hour); err != nil || sw.Warned != 1 {

@@ -141,7 +141,7 @@ func (s *Store) extendTx(ctx context.Context, tx pgx.Tx, id int64, state State, 
 				"the lease was extended: starting the VM again", StateExpired); err != nil {
 				return exp, err
 			}
-			if err := s.enqueue(ctx, tx, ActionJob{RequestID: id, Action: ActionStart}); err != nil {
+			if err := s.reconcileLater(ctx, tx, id); err != nil {
 				return exp, err
 			}
 		} else {
@@ -152,7 +152,7 @@ func (s *Store) extendTx(ctx context.Context, tx pgx.Tx, id int64, state State, 
 				"the lease was extended: creating the VM", StateExpired); err != nil {
 				return exp, err
 			}
-			if err := s.enqueue(ctx, tx, ProvisionJob{RequestID: id}); err != nil {
+			if err := s.reconcileLater(ctx, tx, id); err != nil {
 				return exp, err
 			}
 		}
@@ -239,7 +239,7 @@ func (s *Store) leaseStep(ctx context.Context, id int64, now time.Time, grace ti
 					fmtUTC(expires), fmtUTC(deleteAt)), leaseStates...); err != nil {
 				return err
 			}
-			if err := s.enqueue(ctx, tx, ActionJob{RequestID: id, Action: ActionStop}); err != nil {
+			if err := s.reconcileLater(ctx, tx, id); err != nil {
 				return err
 			}
 			return s.addNotification(ctx, tx, NotifyVMExpired, id, fmt.Sprintf(
@@ -256,7 +256,7 @@ func (s *Store) leaseStep(ctx context.Context, id int64, now time.Time, grace ti
 				"The grace period of %s after the lease ended is over: deleting the VM and its disks.", graceWords(grace))); err != nil {
 				return err
 			}
-			if err := s.enqueue(ctx, tx, ActionJob{RequestID: id, Action: ActionDelete}); err != nil {
+			if err := s.reconcileLater(ctx, tx, id); err != nil {
 				return err
 			}
 			return notify(ctx, tx, id)

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 )
 
 // Pool limits. A pool is counted against quota as Replicas VMs; policy
@@ -88,19 +87,6 @@ func syncMembers(ctx context.Context, tx pgx.Tx, id int64, seen []PoolMember) (b
 	}
 	return changed || tag.RowsAffected() > 0, nil
 }
-
-// ScaleJob asks the provisioner to make the pool's spec.replicas what the
-// request's replicas column says. It carries no number: a retried or late
-// job applies the latest decision, never a stale one.
-type ScaleJob struct {
-	RequestID int64 `json:"request_id"`
-}
-
-// Kind implements river.JobArgs.
-func (ScaleJob) Kind() string { return "pool_scale" }
-
-// InsertOpts retries for a while; the cluster may be briefly away.
-func (ScaleJob) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 25} }
 
 // scaleStates are the states in which a pool may be scaled: it exists and
 // is neither being (re)built, deleted, nor expired (extend it first).
@@ -285,7 +271,7 @@ func (s *Store) applyScale(ctx context.Context, tx pgx.Tx, id int64, state State
 		"from": from, "to": to, "decision": "applied"}); err != nil {
 		return err
 	}
-	if err := s.enqueue(ctx, tx, ScaleJob{RequestID: id}); err != nil {
+	if err := s.reconcileLater(ctx, tx, id); err != nil {
 		return err
 	}
 	return notify(ctx, tx, id)

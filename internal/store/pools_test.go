@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"paddock/internal/store"
+	"paddock/internal/testdb"
 )
 
 // provisioned moves an approved request to provisioning as the provisioner
 // would, recording a VM (for a pool: the VirtualMachinePool) named after it.
 func (b bundle) provisioned(t *testing.T, r store.Request) {
 	t.Helper()
-	err := b.st.Provision(context.Background(), r.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+	err := testdb.Provision(context.Background(), b.st, r.ID, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: r.Namespace, Name: r.Name, UID: "uid-" + r.Name, Manifest: "kind: VirtualMachinePool\n"}, nil
 	})
 	if err != nil {

@@ -74,7 +74,7 @@ type Request struct {
 	State           State
 	StateReason     string
 	Decision        string
-	Desired         string
+	Desired         Desired
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 	ExpiresAt       time.Time
@@ -86,21 +86,25 @@ type Request struct {
 	Replicas int
 	Members  []PoolMember
 	VM       *VM
+	// Generation counts the changes of desired state (desired, template
+	// version, replicas, a restart asked for); the provisioner acts on one
+	// generation at a time.
+	Generation int64
+	// RestartAsked is when a restart was asked for and not yet done.
+	RestartAsked *time.Time
 }
 
 // VM is Paddock's record of the VirtualMachine a request made.
 type VM struct {
-	// SubmittedAt is when the request was submitted (set by the provisioner for its metrics).
-	SubmittedAt time.Time `json:"-"`
-	Namespace   string
-	Name        string
-	UID         string
-	Status      string
-	IP          string
-	Message     string
-	Manifest    string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	Namespace string
+	Name      string
+	UID       string
+	Status    string
+	IP        string
+	Message   string
+	Manifest  string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // NewRequest is what a developer submits.
@@ -277,7 +281,7 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 			return err
 		}
 		if d.Approve {
-			if err := s.enqueue(ctx, tx, ProvisionJob{RequestID: id}); err != nil {
+			if err := s.enqueue(ctx, tx, ReconcileJob{RequestID: id}); err != nil {
 				return err
 			}
 		} else if _, err := s.openApproval(ctx, tx, id, ApprovalRequest, 0, d.String(), actor); err != nil {
@@ -353,7 +357,7 @@ const requestSelect = `
 	SELECT r.id, r.team_id, t.name, t.namespace, r.requester_id, u.login, r.template_id, tp.name, r.template_version,
 	       r.size, r.vcpu, r.memory_mib, r.name, r.ssh_public_key, r.lease_days, r.justification,
 	       r.state, r.state_reason, r.decision, r.desired, r.created_at, r.updated_at, r.expires_at, r.pet,
-	       r.pool, r.replicas,
+	       r.pool, r.replicas, r.generation, r.restart_asked_at,
 	       v.namespace, v.name, v.uid, v.status, v.ip, v.message, v.manifest, v.created_at, v.updated_at
 	FROM requests r
 	JOIN teams t ON t.id = r.team_id
@@ -368,7 +372,7 @@ func scanRequest(row pgx.CollectableRow) (Request, error) {
 	err := row.Scan(&r.ID, &r.TeamID, &r.TeamName, &r.Namespace, &r.RequesterID, &r.RequesterLogin, &r.TemplateID,
 		&r.TemplateName, &r.TemplateVersion, &r.Size, &r.VCPU, &r.MemoryMiB, &r.Name, &r.SSHPublicKey, &r.LeaseDays,
 		&r.Justification, &r.State, &r.StateReason, &r.Decision, &r.Desired, &r.CreatedAt, &r.UpdatedAt, &r.ExpiresAt, &r.Pet,
-		&r.Pool, &r.Replicas, &vns, &vname, &uid, &status, &ip, &msg, &manifest, &vc, &vu)
+		&r.Pool, &r.Replicas, &r.Generation, &r.RestartAsked, &vns, &vname, &uid, &status, &ip, &msg, &manifest, &vc, &vu)
 	if err != nil {
 		return r, err
 	}
@@ -562,16 +566,21 @@ func (s *Store) RequestAction(ctx context.Context, id int64, action Action, acto
 			_, err = tx.Exec(ctx, `UPDATE requests SET desired = 'deleted' WHERE id = $1`, id)
 			return err
 		}
-		desired := map[Action]string{ActionStart: "running", ActionStop: "stopped", ActionDelete: "deleted"}[action]
+		desired := map[Action]Desired{ActionStart: DesiredRunning, ActionStop: DesiredStopped, ActionDelete: DesiredDeleted}[action]
 		if desired != "" {
 			if _, err := tx.Exec(ctx, `UPDATE requests SET desired = $2, updated_at = now() WHERE id = $1`, id, desired); err != nil {
 				return fmt.Errorf("set desired state: %w", err)
 			}
 		}
+		if action == ActionRestart {
+			if _, err := tx.Exec(ctx, `UPDATE requests SET restart_asked_at = now(), updated_at = now() WHERE id = $1`, id); err != nil {
+				return fmt.Errorf("ask for a restart: %w", err)
+			}
+		}
 		if err := addEvent(ctx, tx, id, actor, "action", state, state, string(action)+" requested"); err != nil {
 			return err
 		}
-		if err := s.enqueue(ctx, tx, ActionJob{RequestID: id, Action: action}); err != nil {
+		if err := s.reconcileLater(ctx, tx, id); err != nil {
 			return err
 		}
 		return notify(ctx, tx, id)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -127,12 +126,11 @@ func (r Rollout) Skipped() []RolloutItem {
 // RolloutJob is one step of a rollout: look at the VMs being rebuilt, and
 // start the next batch when they all run. A job whose generation is not
 // the rollout's does nothing (the rollout was paused or resumed since).
+// The steps that follow a step are scheduled RolloutPoll later, so a
+// rollout polls its batch calmly without holding a worker while it waits.
 type RolloutJob struct {
 	RolloutID  int64 `json:"rollout_id"`
 	Generation int   `json:"generation"`
-	// Wait makes the step wait RolloutPoll before it looks: set on the
-	// steps that follow a step, so a rollout polls its batch calmly.
-	Wait bool `json:"wait,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -140,32 +138,6 @@ func (RolloutJob) Kind() string { return "rollout_step" }
 
 // InsertOpts retries a step that failed (PostgreSQL away) for a long while.
 func (RolloutJob) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 100} }
-
-// RolloutWorker runs RolloutJob steps.
-type RolloutWorker struct {
-	river.WorkerDefaults[RolloutJob]
-	Store *Store
-	Log   *slog.Logger
-}
-
-// Work runs one step.
-func (w *RolloutWorker) Work(ctx context.Context, job *river.Job[RolloutJob]) error {
-	if job.Args.Wait && job.Attempt == 1 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(RolloutPoll):
-		}
-	}
-	res, err := w.Store.StepRollout(ctx, job.Args.RolloutID, job.Args.Generation)
-	if err != nil {
-		return err
-	}
-	if res != "" && res != "waiting" && res != "stale" && w.Log != nil {
-		w.Log.InfoContext(ctx, "rollout step", "rollout_id", job.Args.RolloutID, "step", res)
-	}
-	return nil
-}
 
 // NewRollout is what the platform team asks for.
 type NewRollout struct {
@@ -670,7 +642,8 @@ func (s *Store) StepRollout(ctx context.Context, id int64, generation int) (stri
 				id).Scan(&next); err != nil {
 				return fmt.Errorf("advance rollout %d: %w", id, err)
 			}
-			_, err := s.jobs.InsertTx(ctx, tx, RolloutJob{RolloutID: id, Generation: next, Wait: true}, nil)
+			_, err := s.jobs.InsertTx(ctx, tx, RolloutJob{RolloutID: id, Generation: next},
+				&river.InsertOpts{ScheduledAt: time.Now().Add(RolloutPoll)})
 			if err != nil {
 				return fmt.Errorf("enqueue next step of rollout %d: %w", id, err)
 			}

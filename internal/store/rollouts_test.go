@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"paddock/internal/store"
+	"paddock/internal/testdb"
 )
 
 // rebuilt plays the provisioner and the cluster for a request the rollout
@@ -15,7 +16,7 @@ import (
 func (b bundle) rebuilt(t *testing.T, id int64, failure string) {
 	t.Helper()
 	ctx := context.Background()
-	err := b.st.Provision(ctx, id, func(_ context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+	err := testdb.Provision(ctx, b.st, id, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: "payments", Name: r.Name, UID: fmt.Sprintf("uid-%d-v%d", id, r.TemplateVersion), Status: "Provisioning"}, nil
 	})
 	if err != nil {
@@ -298,7 +299,13 @@ func TestRolloutStepRunTwiceAtOnce(t *testing.T) {
 	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE kind = 'rebuild'`); n != 2 {
 		t.Errorf("%d rebuilds, want 2 (one batch)", n)
 	}
-	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'rollout_step' AND state = 'available'`); n != 2 {
-		t.Errorf("%d step jobs waiting, want 2 (the first, and the one the step handed over to)", n)
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'rollout_step' AND state = 'available'`); n != 1 {
+		t.Errorf("%d step jobs available, want 1 (the first)", n)
+	}
+	// The step it handed over to waits in the queue, scheduled a poll
+	// interval later, rather than in a worker that sleeps.
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'rollout_step' AND state = 'scheduled'
+		AND scheduled_at > now() + interval '100 milliseconds'`); n != 1 {
+		t.Errorf("%d step jobs scheduled ahead, want 1 (the one the step handed over to)", n)
 	}
 }

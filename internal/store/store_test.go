@@ -110,8 +110,8 @@ func TestSubmitAutoApprovedWritesRequestEventsAndJob(t *testing.T) {
 	if evs[1].Reason != "auto-approved: template allows auto-approval; lease 7 days ≤ maximum 14" {
 		t.Errorf("decision reason = %q", evs[1].Reason)
 	}
-	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'provision' AND args->>'request_id' = $1`, strconv.FormatInt(r.ID, 10)); n != 1 {
-		t.Errorf("provision jobs = %d, want 1", n)
+	if n := countRows(t, b.st, `SELECT count(*) FROM river_job WHERE kind = 'reconcile' AND args->>'request_id' = $1`, strconv.FormatInt(r.ID, 10)); n != 1 {
+		t.Errorf("reconcile jobs = %d, want 1", n)
 	}
 }
 
@@ -233,7 +233,7 @@ func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = b.st.Provision(ctx, r.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+	err = testdb.Provision(ctx, b.st, r.ID, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: r.Namespace, Name: r.Name, UID: "u1", Manifest: "kind: VirtualMachine\n"}, nil
 	})
 	if err != nil {
@@ -241,7 +241,7 @@ func TestProvisionRecordsVMAndObserveChangesOnlyOnChange(t *testing.T) {
 	}
 	// A second run (a retried job) finds nothing to do.
 	calls := 0
-	if err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
+	if err := testdb.Provision(ctx, b.st, r.ID, func(r store.Request) (store.VM, error) {
 		calls++
 		return store.VM{}, nil
 	}); err != nil || calls != 0 {
@@ -278,15 +278,23 @@ func TestProvisionPermanentFailure(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	r, _ := b.submit(t, nil)
-	err := b.st.Provision(ctx, r.ID, func(context.Context, store.Request, store.TemplateVersion) (store.VM, error) {
-		return store.VM{}, &store.PermanentError{Reason: "name taken"}
-	})
-	if err != nil {
+	if err := b.st.FailProvisioning(ctx, r.ID, "name taken"); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := b.st.Request(ctx, r.ID)
 	if got.State != store.StateFailed || got.StateReason != "name taken" {
 		t.Fatalf("got %s %q", got.State, got.StateReason)
+	}
+	// Only an approved request fails so: a second call changes nothing.
+	if err := b.st.FailProvisioning(ctx, r.ID, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.st.Request(ctx, r.ID); got.StateReason != "name taken" {
+		t.Fatalf("failed twice: %q", got.StateReason)
+	}
+	// A VM recorded for a request that is no longer approved is refused.
+	if ok, err := b.st.RecordVM(ctx, r.ID, store.VM{Namespace: r.Namespace, Name: r.Name}); err != nil || ok {
+		t.Fatalf("recorded a VM for a failed request: %v %v", ok, err)
 	}
 }
 
@@ -385,7 +393,7 @@ func TestObserveIgnoresStaleObservations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.st.Provision(ctx, r.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+	if err := testdb.Provision(ctx, b.st, r.ID, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: r.Namespace, Name: r.Name, UID: "u1", Manifest: "kind: VirtualMachine\n"}, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -440,7 +448,7 @@ func TestObserveBelievesOnlyTheRecordedObject(t *testing.T) {
 	if moved, err := b.st.Observe(ctx, r.ID, running(r.Namespace, r.Name, "u1")); err != nil || moved != "" {
 		t.Fatalf("observe before provisioning: %q %v", moved, err)
 	}
-	if err := b.st.Provision(ctx, r.ID, func(ctx context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+	if err := testdb.Provision(ctx, b.st, r.ID, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: r.Namespace, Name: r.Name, Manifest: "kind: VirtualMachine\n"}, nil
 	}); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,74 +10,61 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ProvisionStep is what the provisioner does while it holds a request's lock.
-// It returns the created (or found) VM, or an error to retry.
-// It gets the template version the request pins, read in the same
-// transaction, so that it needs no second database connection while it
-// holds the first.
-type ProvisionStep func(ctx context.Context, r Request, tv TemplateVersion) (VM, error)
-
-// PermanentError is a provisioning failure that retrying cannot fix; the
-// request is marked failed with Reason, which is written for the developer.
-type PermanentError struct{ Reason string }
-
-func (e *PermanentError) Error() string { return e.Reason }
-
-// Provision runs step for an approved request while holding the request's
-// row lock, then records the VM and moves the request to provisioning, all in
-// one transaction. A request that is no longer approved (withdrawn, already
-// provisioned) is skipped. A step failing with a *PermanentError fails the request.
-func (s *Store) Provision(ctx context.Context, id int64, step ProvisionStep) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
+// RecordVM records the VM (or pool) the provisioner made for an approved
+// request and moves the request to provisioning, in one short transaction.
+// It reports false, recording nothing, when the request is no longer
+// approved or is to be deleted (the provisioner then reconciles again).
+func (s *Store) RecordVM(ctx context.Context, id int64, vm VM) (bool, error) {
+	recorded := false
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var state State
-		var desired string
+		var desired Desired
 		err := tx.QueryRow(ctx, `SELECT state, desired FROM requests WHERE id = $1 FOR UPDATE`, id).Scan(&state, &desired)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // nothing to do for a request that does not exist
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("lock request %d: %w", id, err)
 		}
-		if state != StateApproved || desired == "deleted" {
+		if state != StateApproved || desired == DesiredDeleted {
 			return nil
-		}
-		rows, _ := tx.Query(ctx, requestSelect+` WHERE r.id = $1`, id)
-		r, err := pgx.CollectExactlyOneRow(rows, scanRequest)
-		if err != nil {
-			return fmt.Errorf("load request %d: %w", id, err)
-		}
-		tv := TemplateVersion{TemplateID: r.TemplateID, Version: r.TemplateVersion}
-		var raw []byte
-		if err := tx.QueryRow(ctx, `SELECT spec, created_at FROM template_versions WHERE template_id = $1 AND version = $2`,
-			r.TemplateID, r.TemplateVersion).Scan(&raw, &tv.CreatedAt); err != nil {
-			return fmt.Errorf("load template version of request %d: %w", id, err)
-		}
-		if err := json.Unmarshal(raw, &tv.Spec); err != nil {
-			return fmt.Errorf("decode template version: %w", err)
-		}
-		vm, err := step(ctx, r, tv)
-		if perm := (*PermanentError)(nil); errors.As(err, &perm) {
-			changed, terr := transition(ctx, tx, id, StateFailed, ActorProvisioner, "state", perm.Reason, StateApproved)
-			if terr == nil && changed {
-				terr = s.announce(ctx, tx, id, StateApproved, StateFailed, perm.Reason)
-			}
-			return terr
-		}
-		if err != nil {
-			return err
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO vms (request_id, namespace, name, uid, status, manifest) VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (request_id) DO UPDATE SET uid = EXCLUDED.uid, manifest = EXCLUDED.manifest,
-				status = EXCLUDED.status, ip = '', message = '', updated_at = now()`,
+			ON CONFLICT (request_id) DO UPDATE SET namespace = EXCLUDED.namespace, name = EXCLUDED.name,
+				uid = EXCLUDED.uid, manifest = EXCLUDED.manifest, status = EXCLUDED.status, ip = '', message = '',
+				updated_at = now()`,
 			id, vm.Namespace, vm.Name, vm.UID, vm.Status, vm.Manifest)
 		if err != nil {
 			return fmt.Errorf("record vm: %w", err)
 		}
-		_, err = transition(ctx, tx, id, StateProvisioning, ActorProvisioner, "vm_created",
+		recorded, err = transition(ctx, tx, id, StateProvisioning, ActorProvisioner, "vm_created",
 			fmt.Sprintf("VirtualMachine %s/%s created", vm.Namespace, vm.Name), StateApproved)
 		return err
 	})
+	return recorded, err
+}
+
+// FailProvisioning fails an approved request whose VM cannot be made
+// (retrying cannot help); reason is written for the developer.
+func (s *Store) FailProvisioning(ctx context.Context, id int64, reason string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		changed, err := transition(ctx, tx, id, StateFailed, ActorProvisioner, "state", reason, StateApproved)
+		if err == nil && changed {
+			err = s.announce(ctx, tx, id, StateApproved, StateFailed, reason)
+		}
+		return err
+	})
+}
+
+// RestartDone forgets the restart asked for at asked, once done; a restart
+// asked for again since is kept.
+func (s *Store) RestartDone(ctx context.Context, id int64, asked time.Time) error {
+	_, err := s.pool.Exec(ctx, `UPDATE requests SET restart_asked_at = NULL WHERE id = $1 AND restart_asked_at = $2`, id, asked)
+	if err != nil {
+		return fmt.Errorf("restart of request %d done: %w", id, err)
+	}
+	return nil
 }
 
 // Observation is what the watcher saw of a request's VM in the cluster.

@@ -171,3 +171,23 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Provision plays the provisioner for request id: when the request is
+// approved (and not to be deleted), it records the VM make returns for it,
+// as the reconcile job does once it has created one, and moves the request
+// to provisioning. A request in any other state is left alone.
+func Provision(ctx context.Context, st *store.Store, id int64, make func(store.Request) (store.VM, error)) error {
+	r, err := st.Request(ctx, id)
+	if err != nil {
+		return err
+	}
+	if r.State != store.StateApproved || r.Desired == store.DesiredDeleted {
+		return nil
+	}
+	vm, err := make(r)
+	if err != nil {
+		return err
+	}
+	_, err = st.RecordVM(ctx, id, vm)
+	return err
+}

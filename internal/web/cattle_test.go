@@ -16,6 +16,7 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/testdb"
 	"paddock/internal/web"
 )
 
@@ -29,7 +30,7 @@ func (e *env) cattleRunning(name string) store.Request {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	err = e.st.Provision(ctx, r.ID, func(_ context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+	err = testdb.Provision(ctx, e.st, r.ID, func(r store.Request) (store.VM, error) {
 		vm, err := provision.Render(tv.Spec, r)
 		if err != nil {
 			return store.VM{}, err
@@ -156,8 +157,8 @@ func TestRebuildFormWhoMayAndWhatItSays(t *testing.T) {
 	if resp, _ := e.post(platform, path2+"/rebuild", url.Values{"version": {"1"}}); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("platform rebuilding cattle: %d", resp.StatusCode)
 	}
-	if n := e.count(`SELECT count(*) FROM river_job WHERE kind = 'rebuild'`); n != 2 {
-		t.Errorf("%d rebuild jobs", n)
+	if n := e.count(`SELECT coalesce(sum(generation), 0) FROM requests`); n != 2 {
+		t.Errorf("%d changes of desired state, want the 2 rebuilds", n)
 	}
 }
 
@@ -233,8 +234,8 @@ func TestRebuildToAnOlderVersionWaitsForApproval(t *testing.T) {
 	if got := e.cattleState(r.ID); got.State != store.StateRunning || got.TemplateVersion != 1 {
 		t.Errorf("before approval: %s v%d", got.State, got.TemplateVersion)
 	}
-	if n := e.count(`SELECT count(*) FROM river_job WHERE kind = 'rebuild'`); n != 0 {
-		t.Errorf("%d rebuild jobs before approval", n)
+	if n := e.count(`SELECT coalesce(sum(generation), 0) FROM requests`); n != 0 {
+		t.Errorf("%d changes of desired state before approval", n)
 	}
 	const reason = "rebuild to ubuntu-2404 v1, older than the current v2"
 	if _, b := e.get(owner, path); !strings.Contains(b, `data-testid="rebuild-pending"`) || !strings.Contains(b, reason) {

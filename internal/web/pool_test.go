@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"paddock/internal/store"
+	"paddock/internal/testdb"
 	"paddock/internal/web"
 )
 
@@ -24,7 +25,7 @@ func (e *env) poolRunning(name string, n int) store.Request {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	err = e.st.Provision(ctx, r.ID, func(_ context.Context, r store.Request, _ store.TemplateVersion) (store.VM, error) {
+	err = testdb.Provision(ctx, e.st, r.ID, func(r store.Request) (store.VM, error) {
 		return store.VM{Namespace: r.Namespace, Name: r.Name, UID: "uid-" + name, Manifest: "kind: VirtualMachinePool\n"}, nil
 	})
 	if err != nil {

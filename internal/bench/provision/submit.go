@@ -334,7 +334,7 @@ func (r *rig) throughput(ctx context.Context, n, teams int, base int64) (string,
 	// A provisioning job that ran twice would show as a second create
 	// attempt; River's attempt counter says whether any did.
 	var retried int
-	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'provision' AND attempt > 1`).Scan(&retried); err != nil {
+	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'reconcile' AND attempt > 1`).Scan(&retried); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("| %d submitters in %d team(s), until the last VM exists (submits alone: %.1f s; jobs retried so far: %d) | %d | %.2f | %.0f | %d | %d |",
