@@ -250,12 +250,23 @@ func openDB(ctx context.Context, url string, minConns ...int32) (*pgxpool.Pool, 
 	return pool, nil
 }
 
+// jobWorkers is every River worker of the portal, and the periodic jobs:
+// the provisioner's (reconcile, rollout steps), the lease keeper, the
+// webhook deliverer and the insight summary.
+func jobWorkers(c config, st *store.Store, w *provision.Workers, log *slog.Logger) (*river.Workers, []*river.PeriodicJob) {
+	workers := river.NewWorkers()
+	w.Register(workers)
+	periodic := c.Guardrails.register(st, workers, log)
+	river.AddWorker(workers, &store.InsightWorker{Store: st, Log: log.With("component", "insight")})
+	return workers, append(periodic, store.InsightPeriodicJob())
+}
+
 // serve runs the web server, the workers and the watcher until ctx ends. When
 // ready is not nil it receives the listening address.
 func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string) error {
-	// Each running job holds a connection (its request's row lock) and may
-	// need one more (the simulated cluster's storage); pages need the rest.
-	pool, err := openDB(ctx, c.DatabaseURL, int32(2*c.Workers+20))
+	// A running job uses one connection at a time, and only between its
+	// cluster calls (no transaction spans one); pages need the rest.
+	pool, err := openDB(ctx, c.DatabaseURL, int32(c.Workers+20))
 	if err != nil {
 		return err
 	}
@@ -312,17 +323,11 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- watcher.Run(ctx, 4) }()
 
-	workers := river.NewWorkers()
-	w := &provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log.With("component", "provisioner"), Metrics: pm,
-		Failpoint: failpoint}
-	w.Register(workers)
 	if err := c.Guardrails.check(); err != nil {
 		return err
 	}
-	periodic := c.Guardrails.register(st, workers, log)
-	// The insight summary (history and insight pages, issue #7).
-	river.AddWorker(workers, &store.InsightWorker{Store: st, Log: log.With("component", "insight")})
-	periodic = append(periodic, store.InsightPeriodicJob())
+	workers, periodic := jobWorkers(c, st, &provision.Workers{Store: st, Cluster: cluster, Watcher: watcher,
+		Log: log.With("component", "provisioner"), Metrics: pm, Failpoint: failpoint}, log)
 	rcfg := &river.Config{
 		PeriodicJobs:      periodic,
 		Logger:            log.With("component", "river"),

@@ -89,8 +89,10 @@ type DecidedError struct {
 	At      time.Time
 }
 
-func (e *DecidedError) Error() string {
-	return fmt.Sprintf("conflict: already %s by %s at %s", e.Verdict, e.By, fmtUTC(e.At))
+func (e *DecidedError) Error() string { return "conflict: " + e.reason() }
+
+func (e *DecidedError) reason() string {
+	return fmt.Sprintf("already %s by %s at %s", e.Verdict, e.By, fmtUTC(e.At))
 }
 
 // Unwrap makes errors.Is(err, ErrConflict) hold.
@@ -139,7 +141,7 @@ func (s *Store) openApproval(ctx context.Context, tx pgx.Tx, requestID int64, ki
 	err := tx.QueryRow(ctx, `INSERT INTO approvals (request_id, kind, extend_days, replicas, version, reasons, requested_by)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, requestID, kind, days, replicas, version, reasons, *by.UserID).Scan(&id)
 	if isUniqueViolation(err, "approvals_open") {
-		return 0, fmt.Errorf("%w: something for this request is already waiting for approval", ErrConflict)
+		return 0, conflictf("something for this request is already waiting for approval")
 	}
 	if err != nil {
 		return 0, fmt.Errorf("open approval: %w", err)
@@ -293,20 +295,19 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 		}
 		switch {
 		case a.Kind == ApprovalRequest && r.state != StatePendingApproval:
-			return fmt.Errorf("%w: the request is %s now", ErrConflict, r.state.Label())
+			return conflictf("the request is %s now", r.state.Label())
 		case a.Kind == ApprovalRequest && approve:
 			// The version it pins may have been withdrawn while it waited.
 			if msg, err := withdrawnRefusal(ctx, tx, r.tplID, r.tplVersion); err != nil {
 				return err
 			} else if msg != "" {
-				return fmt.Errorf("%w: %s; reject it, and the requester asks again", ErrConflict, msg)
+				return conflictf("%s; reject it, and the requester asks again", msg)
 			}
 			add := Usage{VCPU: r.vcpu, MemoryMiB: r.mem, VMs: 1, DiskGiB: spec.RootDiskGiB}.Times(r.replicas)
 			if _, blockers, err := quotaCheck(ctx, tx, teamID, add); err != nil {
 				return err
 			} else if len(blockers) > 0 {
-				return fmt.Errorf("%w: approving it would exceed the quota of team %s: %s; reject it, or raise the quota first",
-					ErrConflict, team, strings.Join(blockers, "; "))
+				return conflictf("approving it would exceed the quota of team %s: %s; reject it, or raise the quota first", team, strings.Join(blockers, "; "))
 			}
 			// The lease runs from approval, not from submission.
 			if _, err := tx.Exec(ctx, `UPDATE requests SET expires_at = now() + make_interval(days => lease_days) WHERE id = $1`, requestID); err != nil {
@@ -323,23 +324,22 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 				return err
 			}
 		case r.state.Terminal() || r.state == StatePendingApproval || r.desired == "deleted":
-			return fmt.Errorf("%w: the request is %s now", ErrConflict, r.state.Label())
+			return conflictf("the request is %s now", r.state.Label())
 		case a.Kind == ApprovalScale && approve:
 			if !slices.Contains(scaleStates, r.state) {
-				return fmt.Errorf("%w: the pool is %s now; reject the scale-up, or wait until it is running", ErrConflict, r.state.Label())
+				return conflictf("the pool is %s now; reject the scale-up, or wait until it is running", r.state.Label())
 			}
 			if msg, err := withdrawnRefusal(ctx, tx, r.tplID, r.tplVersion); err != nil {
 				return err
 			} else if msg != "" && a.Replicas > r.replicas {
-				return fmt.Errorf("%w: %s; reject the scale-up, or rebuild the pool from another version first", ErrConflict, msg)
+				return conflictf("%s; reject the scale-up, or rebuild the pool from another version first", msg)
 			}
 			if grow := a.Replicas - r.replicas; grow > 0 {
 				add := Usage{VCPU: r.vcpu, MemoryMiB: r.mem, VMs: 1, DiskGiB: spec.RootDiskGiB}.Times(grow)
 				if _, blockers, err := quotaCheck(ctx, tx, teamID, add); err != nil {
 					return err
 				} else if len(blockers) > 0 {
-					return fmt.Errorf("%w: approving it would exceed the quota of team %s: %s; reject it, or raise the quota first",
-						ErrConflict, team, strings.Join(blockers, "; "))
+					return conflictf("approving it would exceed the quota of team %s: %s; reject it, or raise the quota first", team, strings.Join(blockers, "; "))
 				}
 			}
 			if err := s.applyScale(ctx, tx, requestID, r.state, r.replicas, a.Replicas, actor, "; "+said); err != nil {
@@ -352,7 +352,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 				askedBy: &a.RequestedByID, via: said, older: true})
 			var verr *ValidationError
 			if errors.As(err, &verr) {
-				return fmt.Errorf("%w: the VM cannot be rebuilt from v%d now: %s; reject it", ErrConflict, a.Version, verr.Messages())
+				return conflictf("the VM cannot be rebuilt from v%d now: %s; reject it", a.Version, verr.Messages())
 			}
 			if err != nil {
 				return err

@@ -122,7 +122,7 @@ func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, a rebuildArg
 		return Rebuild{}, fmt.Errorf("lock request %d: %w", id, err)
 	}
 	if pet && (asker == nil || *asker != requesterID) {
-		return Rebuild{}, fmt.Errorf("%w: %s is a pet; only its owner, %s, may rebuild it", ErrConflict, name, owner)
+		return Rebuild{}, conflictf("%s is a pet; only its owner, %s, may rebuild it", name, owner)
 	}
 	if !RebuildAllowed(state) || desired == "deleted" {
 		what := state.Label()
@@ -131,7 +131,7 @@ func (s *Store) rebuildTx(ctx context.Context, tx pgx.Tx, id int64, a rebuildArg
 		} else if desired == "deleted" {
 			what = "being deleted"
 		}
-		return Rebuild{}, fmt.Errorf("%w: cannot rebuild a VM that is %s", ErrConflict, what)
+		return Rebuild{}, conflictf("cannot rebuild a VM that is %s", what)
 	}
 	var tplName string
 	var current int
@@ -282,7 +282,7 @@ func (s *Store) SetPet(ctx context.Context, id int64, pet bool, actor Actor) err
 			return nil
 		}
 		if state.Terminal() {
-			return fmt.Errorf("%w: the request is %s", ErrConflict, state.Label())
+			return conflictf("the request is %s", state.Label())
 		}
 		if _, err := tx.Exec(ctx, `UPDATE requests SET pet = $2, updated_at = now() WHERE id = $1`, id, pet); err != nil {
 			return fmt.Errorf("set pet: %w", err)

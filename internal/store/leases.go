@@ -83,7 +83,7 @@ func (s *Store) ExtendLease(ctx context.Context, id int64, days int, by User, no
 			if desired == "deleted" && !state.Terminal() {
 				what = "being deleted"
 			}
-			return fmt.Errorf("%w: cannot extend the lease of a request that is %s", ErrConflict, what)
+			return conflictf("cannot extend the lease of a request that is %s", what)
 		}
 		spec, err := specTx(ctx, tx, tplID, tplVersion)
 		if err != nil {

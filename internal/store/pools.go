@@ -181,7 +181,7 @@ func (s *Store) ScalePool(ctx context.Context, id int64, replicas int, actor Act
 		}
 		out = Scale{From: current, To: current}
 		if !pool {
-			return fmt.Errorf("%w: %s is a single VM, not a pool", ErrConflict, name)
+			return conflictf("%s is a single VM, not a pool", name)
 		}
 		v := &ValidationError{}
 		if replicas < 1 || replicas > MaxPoolReplicas {
@@ -198,7 +198,7 @@ func (s *Store) ScalePool(ctx context.Context, id int64, replicas int, actor Act
 			case state == StateExpired:
 				what = "expired (extend its lease first)"
 			}
-			return fmt.Errorf("%w: cannot scale a pool that is %s", ErrConflict, what)
+			return conflictf("cannot scale a pool that is %s", what)
 		}
 		if replicas == current {
 			return nil

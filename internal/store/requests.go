@@ -546,7 +546,7 @@ func (s *Store) RequestAction(ctx context.Context, id int64, action Action, acto
 			return fmt.Errorf("lock request: %w", err)
 		}
 		if !ActionAllowed(action, state) {
-			return fmt.Errorf("%w: cannot %s a request that is %s", ErrConflict, action, state.Label())
+			return conflictf("cannot %s a request that is %s", action, state.Label())
 		}
 		if err := s.Audit(ctx, tx, actor, AuditVMAction, RequestTarget(id), map[string]any{
 			"action": string(action), "state": string(state)}); err != nil {

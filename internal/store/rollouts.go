@@ -273,7 +273,7 @@ func (s *Store) StartRollout(ctx context.Context, n NewRollout, actor Actor) (in
 		var active int64
 		err = tx.QueryRow(ctx, `SELECT id FROM rollouts WHERE template_id = $1 AND state IN ('running', 'paused')`, tplID).Scan(&active)
 		if err == nil {
-			return fmt.Errorf("%w: rollout #%d of %s is under way; cancel it before starting another", ErrConflict, active, n.Template)
+			return conflictf("rollout #%d of %s is under way; cancel it before starting another", active, n.Template)
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("active rollout of %s: %w", n.Template, err)
@@ -340,7 +340,7 @@ func (s *Store) StartRollout(ctx context.Context, n NewRollout, actor Actor) (in
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.ConstraintName == "rollouts_one_active" {
-			return 0, fmt.Errorf("%w: another rollout of %s started at the same moment", ErrConflict, n.Template)
+			return 0, conflictf("another rollout of %s started at the same moment", n.Template)
 		}
 		return 0, err
 	}
@@ -449,7 +449,7 @@ func (s *Store) rollouts(ctx context.Context, where string, args ...any) ([]Roll
 func (s *Store) PauseRollout(ctx context.Context, id int64, actor Actor) error {
 	return s.changeRollout(ctx, id, actor, AuditRolloutPause, func(tx pgx.Tx, state RolloutState) (RolloutState, string, error) {
 		if state != RolloutRunning {
-			return "", "", fmt.Errorf("%w: rollout #%d is %s, not running", ErrConflict, id, state)
+			return "", "", conflictf("rollout #%d is %s, not running", id, state)
 		}
 		return RolloutPaused, "paused by " + actor.Name, nil
 	})
@@ -460,7 +460,7 @@ func (s *Store) PauseRollout(ctx context.Context, id int64, actor Actor) error {
 func (s *Store) ResumeRollout(ctx context.Context, id int64, actor Actor) error {
 	return s.changeRollout(ctx, id, actor, AuditRolloutResume, func(tx pgx.Tx, state RolloutState) (RolloutState, string, error) {
 		if state != RolloutPaused {
-			return "", "", fmt.Errorf("%w: rollout #%d is %s, not paused", ErrConflict, id, state)
+			return "", "", conflictf("rollout #%d is %s, not paused", id, state)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE rollout_items SET state = 'pending', started_at = NULL, finished_at = NULL,
 			reason = 'failed before: ' || reason WHERE rollout_id = $1 AND state = 'failed'`, id); err != nil {
@@ -475,7 +475,7 @@ func (s *Store) ResumeRollout(ctx context.Context, id int64, actor Actor) error 
 func (s *Store) CancelRollout(ctx context.Context, id int64, actor Actor) error {
 	return s.changeRollout(ctx, id, actor, AuditRolloutCancel, func(tx pgx.Tx, state RolloutState) (RolloutState, string, error) {
 		if !state.Active() {
-			return "", "", fmt.Errorf("%w: rollout #%d is %s already", ErrConflict, id, state)
+			return "", "", conflictf("rollout #%d is %s already", id, state)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE rollout_items SET state = 'cancelled', reason = 'not rebuilt: the rollout was cancelled',
 			finished_at = now() WHERE rollout_id = $1 AND state IN ('pending', 'failed')`, id); err != nil {
@@ -747,7 +747,8 @@ func (s *Store) rolloutRebuild(ctx context.Context, tx pgx.Tx, rolloutID, reques
 		}
 		return true, nil
 	case errors.Is(err, ErrConflict):
-		return false, setItem(requestID, ItemSkipped, strings.TrimPrefix(err.Error(), ErrConflict.Error()+": "))
+		reason, _ := ConflictReason(err)
+		return false, setItem(requestID, ItemSkipped, reason)
 	}
 	return false, err
 }

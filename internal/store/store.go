@@ -26,8 +26,42 @@ import (
 var ErrNotFound = errors.New("not found")
 
 // ErrConflict is returned when a row changed under the caller (for example a
-// request that is no longer in the state an action expects).
+// request that is no longer in the state an action expects). Every such
+// error is a *ConflictError (or a DecidedError, QuotaError) with its reason;
+// errors.Is(err, ErrConflict) holds for all of them.
 var ErrConflict = errors.New("conflict")
+
+// ConflictError is an action refused because of the state things are in;
+// Reason says why, in words for the user.
+type ConflictError struct{ Reason string }
+
+func (e *ConflictError) Error() string { return "conflict: " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrConflict) hold.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+func conflictf(format string, args ...any) error {
+	return &ConflictError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// ConflictReason is the reason of a conflict (ConflictError, DecidedError,
+// QuotaError) in err, and false when err is no conflict.
+func ConflictReason(err error) (string, bool) {
+	var ce *ConflictError
+	var de *DecidedError
+	var qe *QuotaError
+	switch {
+	case errors.As(err, &ce):
+		return ce.Reason, true
+	case errors.As(err, &de):
+		return de.reason(), true
+	case errors.As(err, &qe):
+		return QuotaMessage(qe.Team, qe.Blockers), true
+	case errors.Is(err, ErrConflict):
+		return "it changed meanwhile", true
+	}
+	return "", false
+}
 
 // Store holds the connection pool and the job client used for transactional enqueue.
 type Store struct {

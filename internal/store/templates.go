@@ -327,7 +327,7 @@ func (s *Store) publish(ctx context.Context, tx pgx.Tx, p Publish, dry bool) (Pu
 		verr.Add("name", "template %q is retired; restore it on its page before publishing a new version", p.Spec.Name)
 		return res, verr
 	case p.Base != 0 && p.Base != cur:
-		return res, fmt.Errorf("%w: template %s is now at version %d; you edited version %d", ErrConflict, p.Spec.Name, cur, p.Base)
+		return res, conflictf("template %s is now at version %d; you edited version %d", p.Spec.Name, cur, p.Base)
 	}
 	if cur > 0 {
 		old, err := versionSpec(ctx, tx, id, cur)
@@ -616,7 +616,7 @@ func (s *Store) DeprecateTemplate(ctx context.Context, name, note string, actor 
 	}
 	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
 		if t.retired {
-			return nil, fmt.Errorf("%w: template %s is retired; restore it first", ErrConflict, name)
+			return nil, conflictf("template %s is retired; restore it first", name)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE templates SET deprecated_at = coalesce(deprecated_at, now()), deprecation_note = $2 WHERE id = $1`,
 			t.id, note); err != nil {
@@ -633,9 +633,9 @@ func (s *Store) RetireTemplate(ctx context.Context, name string, actor Actor) er
 	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
 		switch {
 		case t.retired:
-			return nil, fmt.Errorf("%w: template %s is already retired", ErrConflict, name)
+			return nil, conflictf("template %s is already retired", name)
 		case !t.deprecated:
-			return nil, fmt.Errorf("%w: deprecate template %s first, so that developers see why it goes", ErrConflict, name)
+			return nil, conflictf("deprecate template %s first, so that developers see why it goes", name)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE templates SET retired_at = now() WHERE id = $1`, t.id); err != nil {
 			return nil, fmt.Errorf("retire template %s: %w", name, err)
@@ -649,7 +649,7 @@ func (s *Store) RetireTemplate(ctx context.Context, name string, actor Actor) er
 func (s *Store) RestoreTemplate(ctx context.Context, name string, actor Actor) error {
 	return s.changeTemplate(ctx, name, actor, func(tx pgx.Tx, t lifecycle) (map[string]any, error) {
 		if !t.deprecated && !t.retired {
-			return nil, fmt.Errorf("%w: template %s is not deprecated", ErrConflict, name)
+			return nil, conflictf("template %s is not deprecated", name)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE templates SET deprecated_at = NULL, deprecation_note = '', retired_at = NULL WHERE id = $1`, t.id); err != nil {
 			return nil, fmt.Errorf("restore template %s: %w", name, err)
@@ -695,17 +695,17 @@ func (s *Store) WithdrawVersion(ctx context.Context, name string, version int, n
 		}
 		switch {
 		case withdrawn:
-			return nil, fmt.Errorf("%w: %s v%d is already withdrawn", ErrConflict, name, version)
+			return nil, conflictf("%s v%d is already withdrawn", name, version)
 		case version == t.current:
-			return nil, fmt.Errorf("%w: v%d is the current version of %s, which new requests use: publish a fixed version "+
+			return nil, conflictf("v%d is the current version of %s, which new requests use: publish a fixed version "+
 				"(or republish an older one) first, then withdraw v%d; to stop new VMs of %s altogether, deprecate it",
-				ErrConflict, version, name, version, name)
+				version, name, version, name)
 		}
 		var rollout int64
 		err = tx.QueryRow(ctx, `SELECT id FROM rollouts WHERE template_id = $1 AND target_version = $2 AND state IN ('running', 'paused')`,
 			t.id, version).Scan(&rollout)
 		if err == nil {
-			return nil, fmt.Errorf("%w: rollout #%d is moving VMs of %s to v%d; cancel it first", ErrConflict, rollout, name, version)
+			return nil, conflictf("rollout #%d is moving VMs of %s to v%d; cancel it first", rollout, name, version)
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("rollout to %s v%d: %w", name, version, err)
@@ -727,7 +727,7 @@ func (s *Store) ReinstateVersion(ctx context.Context, name string, version int, 
 			return nil, err
 		}
 		if !withdrawn {
-			return nil, fmt.Errorf("%w: %s v%d is not withdrawn", ErrConflict, name, version)
+			return nil, conflictf("%s v%d is not withdrawn", name, version)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM template_withdrawals WHERE template_id = $1 AND version = $2`, t.id, version); err != nil {
 			return nil, fmt.Errorf("reinstate %s v%d: %w", name, version, err)

@@ -34,9 +34,12 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, errNotFound.Error()
 	case errors.Is(err, store.ErrUserDisabled):
 		return http.StatusForbidden, "This Paddock account is disabled, so you are not signed in. If you think this is a mistake, ask the platform team."
-	case errors.Is(err, store.ErrConflict):
-		_, after, _ := strings.Cut(err.Error(), "conflict: ")
-		return http.StatusConflict, "This cannot be done now: " + after + "."
+	}
+	if reason, ok := store.ConflictReason(err); ok {
+		return http.StatusConflict, "This cannot be done now: " + strings.TrimSuffix(reason, ".") + "."
+	}
+	if msg := validationMessage(err); msg != "" {
+		return http.StatusUnprocessableEntity, msg
 	}
 	return http.StatusInternalServerError, "Something went wrong on our side. It has been logged; please try again in a moment."
 }
