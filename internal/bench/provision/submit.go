@@ -272,6 +272,7 @@ func (r *rig) throughput(ctx context.Context, n, teams int, base int64) (string,
 		}
 		members, teamIDs = append(members, u), append(teamIDs, t.ID)
 	}
+	peak, stopSampling := sampleConnections(ctx, r.pool)
 	ids := make([]int64, n)
 	var next atomic.Int64
 	next.Store(-1)
@@ -313,6 +314,7 @@ func (r *rig) throughput(ctx context.Context, n, teams int, base int64) (string,
 		}
 	}
 	elapsed := last.Sub(start)
+	stopSampling()
 	// Count the VMs in the API server per request: exactly one each.
 	list, err := r.cluster.Virt.KubevirtV1().VirtualMachines(r.ns).List(ctx, metav1.ListOptions{LabelSelector: provision.LabelManagedBy + "=" + provision.ManagedByValue})
 	if err != nil {
@@ -337,8 +339,37 @@ func (r *rig) throughput(ctx context.Context, n, teams int, base int64) (string,
 	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'reconcile' AND attempt > 1`).Scan(&retried); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("| %d submitters in %d team(s), until the last VM exists (submits alone: %.1f s; jobs retried so far: %d) | %d | %.2f | %.0f | %d | %d |",
-		submitters, teams, submitted.Seconds(), retried, n, elapsed.Seconds(), float64(n)/elapsed.Seconds(), missing, dup), nil
+	return fmt.Sprintf("| %d submitters in %d team(s), until the last VM exists (submits alone: %.1f s; jobs retried so far: %d; most database connections in use at once: %d) | %d | %.2f | %.0f | %d | %d |",
+		submitters, teams, submitted.Seconds(), retried, peak(), n, elapsed.Seconds(), float64(n)/elapsed.Seconds(), missing, dup), nil
+}
+
+// sampleConnections counts, every 20 ms until stop is called, the
+// connections to the benchmark's database that are in use (running a
+// statement or inside a transaction), and reports the most seen at once.
+func sampleConnections(ctx context.Context, pool *pgxpool.Pool) (peak func() int, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var most atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var n int64
+			err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid()
+				  AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')`).Scan(&n)
+			if err == nil && n > most.Load() {
+				most.Store(n)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int { return int(most.Load()) }, func() { cancel(); <-done }
 }
 
 // pgbenchTPS runs pgbench with a one-INSERT transaction script, 20 clients,
