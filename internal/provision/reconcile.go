@@ -101,8 +101,7 @@ func (w *Workers) reconcile(ctx context.Context, id int64, enqueued time.Time, l
 			return 0, err
 		}
 		_, err := w.Store.Transition(ctx, id, store.StateDeleted, store.ActorProvisioner, "state",
-			k.String()+" and its disks deleted", store.StateApproved, store.StateProvisioning, store.StateRunning,
-			store.StateStopped, store.StateFailed, store.StateExpired)
+			k.String()+" and its disks deleted", store.DeletableStates...)
 		log.Info("deleted", "kind", k.String(), "object", ns+"/"+name)
 		return r.Generation, err
 	case r.State == store.StateApproved:

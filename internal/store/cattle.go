@@ -9,21 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// rebuildStates are the states from which a VM may be rebuilt: it exists (or
-// failed), and is not already being rebuilt or deleted. An expired VM is
-// extended first.
-var rebuildStates = []State{StateRunning, StateStopped, StateFailed}
-
-// RebuildAllowed reports whether a request in state may be rebuilt.
-func RebuildAllowed(state State) bool {
-	for _, s := range rebuildStates {
-		if s == state {
-			return true
-		}
-	}
-	return false
-}
-
 // AuditVMRebuild and AuditVMPet are the audit actions of this file.
 const (
 	AuditVMRebuild = "vm_rebuild"

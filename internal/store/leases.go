@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,11 +13,6 @@ import (
 // ActorLease is Paddock's lease keeper, the actor of reminders, expiry and
 // deletion after the grace period.
 var ActorLease = Actor{Name: "lease"}
-
-// leaseStates are the states in which a request's lease runs.
-var leaseStates = []State{StateApproved, StateProvisioning, StateRunning, StateStopped, StateFailed}
-
-func inLease(s State) bool { return slices.Contains(leaseStates, s) }
 
 // Lease reminder points before expiry.
 const (

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -87,13 +86,6 @@ func syncMembers(ctx context.Context, tx pgx.Tx, id int64, seen []PoolMember) (b
 	}
 	return changed || tag.RowsAffected() > 0, nil
 }
-
-// scaleStates are the states in which a pool may be scaled: it exists and
-// is neither being (re)built, deleted, nor expired (extend it first).
-var scaleStates = []State{StateProvisioning, StateRunning, StateStopped}
-
-// ScaleAllowed reports whether a pool in state may be scaled.
-func ScaleAllowed(state State) bool { return slices.Contains(scaleStates, state) }
 
 // Scale is what ScalePool did.
 type Scale struct {

@@ -12,30 +12,6 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// State is where a request is in its life.
-type State string
-
-// The request states; see ARCHITECTURE in the README for the transitions.
-const (
-	StatePendingApproval State = "pending_approval"
-	StateApproved        State = "approved"
-	StateProvisioning    State = "provisioning"
-	StateRunning         State = "running"
-	StateStopped         State = "stopped"
-	StateFailed          State = "failed"
-	StateRejected        State = "rejected"
-	StateExpired         State = "expired"
-	StateDeleted         State = "deleted"
-)
-
-// Terminal reports whether no VM exists or will exist for the request.
-func (s State) Terminal() bool { return s == StateRejected || s == StateDeleted }
-
-// Label is the state in words for pages.
-func (s State) Label() string {
-	return strings.ReplaceAll(string(s), "_", " ")
-}
-
 // Actor is who caused a change: a user, or a part of Paddock ("policy",
 // "provisioner", "cluster").
 type Actor struct {
@@ -511,25 +487,6 @@ func (s *Store) NoteWaiting(ctx context.Context, id int64, reason string) error 
 		}
 		return notify(ctx, tx, id)
 	})
-}
-
-// actionStates lists the states from which each action may be taken.
-var actionStates = map[Action][]State{
-	// An expired VM starts again only when its lease is extended.
-	ActionStart:   {StateStopped},
-	ActionStop:    {StateRunning, StateProvisioning},
-	ActionRestart: {StateRunning},
-	ActionDelete:  {StatePendingApproval, StateApproved, StateProvisioning, StateRunning, StateStopped, StateFailed, StateExpired},
-}
-
-// ActionAllowed reports whether action may be taken on a request in state.
-func ActionAllowed(action Action, state State) bool {
-	for _, s := range actionStates[action] {
-		if s == state {
-			return true
-		}
-	}
-	return false
 }
 
 // RequestAction records an owner's day-2 action and enqueues the job that

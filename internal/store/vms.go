@@ -234,7 +234,7 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 		// Approved is left out: until the provisioner records the VM it made,
 		// the request belongs to the provisioner, which asks for a fresh look
 		// once it has.
-		live := []State{StateProvisioning, StateRunning, StateStopped, StateFailed, StateExpired}
+		live := vmStates
 		switch {
 		case o.Gone && desired == "deleted":
 			return record(StateDeleted)(transition(ctx, tx, id, StateDeleted, ActorCluster, "state", "VirtualMachine deleted", live...))
