@@ -271,6 +271,22 @@ func TestKubeFailureDriftAndOwnership(t *testing.T) {
 	if evs := h.events(drift.ID); evs[len(evs)-1].Kind != "drift" || !strings.Contains(evs[len(evs)-1].Reason, "stopped outside Paddock") {
 		t.Errorf("stop drift event: %+v", evs[len(evs)-1])
 	}
+	// Started again behind Paddock's back: drift too, and the request wants
+	// it running from now on (Paddock does not stop it again).
+	if _, err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).Patch(h.ctx, "drifter", types.MergePatchType,
+		[]byte(`{"spec":{"runStrategy":"Always"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.wait(drift.ID, store.StateRunning, nil); r.Desired != store.DesiredRunning {
+		t.Errorf("started outside Paddock: desired %s", r.Desired)
+	}
+	started := false
+	for _, e := range h.events(drift.ID) {
+		started = started || e.Kind == "drift" && strings.Contains(e.Reason, "started outside Paddock")
+	}
+	if !started {
+		t.Errorf("no start drift event: %+v", h.events(drift.ID))
+	}
 	if err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).Delete(h.ctx, "drifter", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -107,3 +107,45 @@ func TestRestartIsKeptUntilDone(t *testing.T) {
 		t.Fatal("restart still asked for once done")
 	}
 }
+
+// A VM started outside Paddock is drift, taken as the new desired state;
+// but while Paddock's own reconcile of a change is still to come, that
+// change is the newer wish and the observation changes no desire.
+func TestStartedOutsidePaddockIsDriftUnlessPaddockIsActing(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	r := b.running(t, "web-1", "small")
+	vm := store.Observation{Namespace: r.Namespace, Name: r.Name, UID: "uid-1"}
+	stopped, running := vm, vm
+	stopped.State, stopped.Status = store.StateStopped, "Stopped"
+	running.State, running.Status = store.StateRunning, "Running"
+	if err := b.st.RequestAction(ctx, r.ID, store.ActionStop, store.UserActor(b.dev)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.Observe(ctx, r.ID, stopped); err != nil {
+		t.Fatal(err)
+	}
+	// The stop's job has not run: a running VM seen now is Paddock's
+	// business, not drift.
+	if _, err := b.st.Observe(ctx, r.ID, running); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.st.Request(ctx, r.ID); got.Desired != store.DesiredStopped {
+		t.Fatalf("desired %s while Paddock's stop is pending", got.Desired)
+	}
+	if _, err := b.st.Pool().Exec(ctx, `UPDATE river_job SET state = 'completed', finalized_at = now() WHERE kind = 'reconcile'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.Observe(ctx, r.ID, stopped); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := b.st.Observe(ctx, r.ID, running)
+	if err != nil || moved != store.StateRunning {
+		t.Fatalf("started outside Paddock: moved %q err %v", moved, err)
+	}
+	got, _ := b.st.Request(ctx, r.ID)
+	evs, _ := b.st.Events(ctx, r.ID)
+	if last := evs[len(evs)-1]; got.Desired != store.DesiredRunning || last.Kind != "drift" || last.Reason != "the VM was started outside Paddock" {
+		t.Fatalf("desired %s, last event %+v", got.Desired, last)
+	}
+}

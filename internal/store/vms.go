@@ -245,13 +245,29 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 			}
 			return record(StateDeleted)(transition(ctx, tx, id, StateDeleted, ActorCluster, "drift",
 				"the "+what+" was deleted outside Paddock", live...))
-		case o.State == StateStopped && desired == "running" && state == StateRunning:
-			changed, err := transition(ctx, tx, id, StateStopped, ActorCluster, "drift",
-				"the VM was stopped outside Paddock", live...)
-			if err == nil {
-				_, err = tx.Exec(ctx, `UPDATE requests SET desired = 'stopped' WHERE id = $1`, id)
+		case o.State == StateStopped && desired == "running" && state == StateRunning,
+			(o.State == StateRunning || o.State == StateProvisioning) && desired == "stopped" && state == StateStopped:
+			// Stopped or started by someone else: Paddock takes it as the new
+			// desired state rather than fight it, unless its own reconcile of
+			// a change is still to come (that change is the newer wish).
+			if pending, err := reconcilePending(ctx, tx, id); err != nil {
+				return err
+			} else if pending {
+				if changedVM {
+					return notify(ctx, tx, id)
+				}
+				return nil
 			}
-			return record(StateStopped)(changed, err)
+			what, want := "stopped", DesiredStopped
+			if o.State != StateStopped {
+				what, want = "started", DesiredRunning
+			}
+			changed, err := transition(ctx, tx, id, o.State, ActorCluster, "drift",
+				"the VM was "+what+" outside Paddock", live...)
+			if err == nil {
+				_, err = tx.Exec(ctx, `UPDATE requests SET desired = $2 WHERE id = $1`, id, want)
+			}
+			return record(o.State)(changed, err)
 		case state == StateProvisioning && o.StuckAfter > 0 && (o.State == StateProvisioning || o.State == ""):
 			var since time.Time
 			err := tx.QueryRow(ctx, `SELECT coalesce(max(at), now()) FROM events
@@ -307,4 +323,17 @@ func (s *Store) RequestsWithVM(ctx context.Context) ([]Request, error) {
 		return nil, fmt.Errorf("list requests with VMs: %w", err)
 	}
 	return rs, nil
+}
+
+// reconcilePending reports whether request id's reconcile job waits, runs or
+// retries: a change of desired state is still being carried out.
+func reconcilePending(ctx context.Context, tx pgx.Tx, id int64) (bool, error) {
+	var pending bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = 'reconcile'
+		AND args @> jsonb_build_object('request_id', $1::bigint)
+		AND state IN ('available', 'pending', 'retryable', 'running', 'scheduled'))`, id).Scan(&pending)
+	if err != nil {
+		return false, fmt.Errorf("reconcile of request %d pending: %w", id, err)
+	}
+	return pending, nil
 }
