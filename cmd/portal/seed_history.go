@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	seeding "paddock/internal/seed"
 	"paddock/internal/store"
 )
 
@@ -15,7 +16,7 @@ import (
 func seedHistory(ctx context.Context, st *store.Store, n int, log *slog.Logger) error {
 	start := time.Now()
 	last := time.Now()
-	added, err := st.SeedHistory(ctx, n, start, 1, func(done int) {
+	added, err := seeding.History(ctx, st, n, start, 1, func(done int) {
 		if time.Since(last) > 10*time.Second {
 			log.Info("seeding history", "added", done, "elapsed", time.Since(start).Round(time.Second))
 			last = time.Now()

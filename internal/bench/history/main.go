@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"paddock/internal/seed"
 	"paddock/internal/store"
 	"paddock/templates"
 )
@@ -129,7 +130,7 @@ func prepare(ctx context.Context, o options, log *slog.Logger, rep *report) (*pg
 		return nil, err
 	}
 	start := time.Now()
-	added, err := st.SeedHistory(ctx, o.n, time.Now(), 7, func(done int) {
+	added, err := seed.History(ctx, st, o.n, time.Now(), 7, func(done int) {
 		if done%100000 == 0 {
 			log.Info("seeding", "requests", done, "elapsed", time.Since(start).Round(time.Second))
 		}

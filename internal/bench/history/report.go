@@ -86,7 +86,7 @@ func (r *report) write(path string) error {
 	p("**Machine.** %d cores (%s), %s of memory; %s on the same machine, default settings (shared_buffers 128 MB).\n", r.Cores, r.CPU, r.Memory, r.Postgres)
 	p("The machine is shared with other engineers' builds and tests: load average %s before the run, %s after. ", r.LoadBefore, r.LoadAfter)
 	p("The tails depend on that; the baseline row (`/healthz`) shows how quiet the machine was.\n\n")
-	p("**Data.** The dedicated database `paddock_bench`: %s requests (%s with indexes) and %s events (%s), made by `SeedHistory` ", thousands(r.Requests), r.RequestsSize, thousands(r.Events), r.EventSize)
+	p("**Data.** The dedicated database `paddock_bench`: %s requests (%s with indexes) and %s events (%s), made by `seed.History` ", thousands(r.Requests), r.RequestsSize, thousands(r.Events), r.EventSize)
 	p("(the code behind `portal dev --seed-history N`): two years, 20 teams, 5 templates, auto- and person-approved, failed, stopped and started, extended, expired and deleted requests with their events.\n")
 	switch {
 	case r.Seeded > 0:

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"paddock/internal/seed"
 	"paddock/internal/store"
 	"paddock/templates"
 )
@@ -30,7 +31,7 @@ const (
 
 // pages seeds a dedicated database (kept between runs: seeding is skipped
 // when it is done) with 100 templates, 10,000 running VMs and 1,000,000
-// historical requests (store.SeedHistory, issue #7's generator), runs
+// historical requests (seed.History, issue #7's generator), runs
 // `portal serve` on it behind trusted-proxy sign-in, and drives 50
 // concurrent clients at each page and at /healthz of the same server.
 func pages(ctx context.Context, bin, kubeconfig, dbURL string, o options, rep *report, log *slog.Logger) error {
@@ -273,7 +274,7 @@ func seedPages(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error 
 		return err
 	}
 	start := time.Now()
-	added, err := st.SeedHistory(ctx, pageHistory+live, time.Now(), 7, func(done int) {
+	added, err := seed.History(ctx, st, pageHistory+live, time.Now(), 7, func(done int) {
 		if done%100_000 == 0 {
 			log.Info("seeding history", "requests", done, "elapsed", time.Since(start).Round(time.Second))
 		}

@@ -1,23 +1,52 @@
-package store_test
+package seed_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"paddock/internal/seed"
 	"paddock/internal/store"
+	"paddock/internal/testdb"
+	"paddock/templates"
 )
 
+// setup returns a store on a private database holding the example templates.
+func setup(t *testing.T) *store.Store {
+	t.Helper()
+	t.Parallel()
+	st := store.New(testdb.New(t))
+	specs, err := store.ReadTemplates(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs {
+		if _, _, err := st.PublishTemplate(context.Background(), s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+func countRows(t *testing.T, st *store.Store, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := st.Pool().QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
 func TestSeedHistoryMakesConsistentLives(t *testing.T) {
-	b := setup(t)
+	st := setup(t)
 	ctx := context.Background()
 	now := time.Date(2026, 3, 18, 12, 0, 0, 0, time.UTC)
-	added, err := b.st.SeedHistory(ctx, 600, now, 3, nil)
+	added, err := seed.History(ctx, st, 600, now, 3, nil)
 	if err != nil || added != 600 {
 		t.Fatalf("added %d: %v", added, err)
 	}
 	// Topping up to the same number adds nothing.
-	if again, err := b.st.SeedHistory(ctx, 600, now, 3, nil); err != nil || again != 0 {
+	if again, err := seed.History(ctx, st, 600, now, 3, nil); err != nil || again != 0 {
 		t.Errorf("second seed added %d: %v", again, err)
 	}
 	for what, q := range map[string]string{
@@ -36,7 +65,7 @@ func TestSeedHistoryMakesConsistentLives(t *testing.T) {
 		"ids not in time order": `SELECT count(*) FROM (SELECT created_at, lag(created_at) OVER (ORDER BY id) AS prev FROM requests) x
 			WHERE created_at < prev`,
 	} {
-		if n := countRows(t, b.st, q); n != 0 {
+		if n := countRows(t, st, q); n != 0 {
 			t.Errorf("%s: %d", what, n)
 		}
 	}
@@ -53,18 +82,18 @@ func TestSeedHistoryMakesConsistentLives(t *testing.T) {
 		"searchable":          `SELECT count(*) FROM requests WHERE justification <> ''`,
 		"teams":               `SELECT count(DISTINCT team_id) - 10 FROM requests`,
 	} {
-		if n := countRows(t, b.st, q); n <= 0 {
+		if n := countRows(t, st, q); n <= 0 {
 			t.Errorf("no %s", what)
 		}
 	}
 	// The summary counts every request once.
-	if _, err := b.st.RefreshInsight(ctx, now); err != nil {
+	if _, err := st.RefreshInsight(ctx, now); err != nil {
 		t.Fatal(err)
 	}
-	if n := countRows(t, b.st, `SELECT sum(submitted) FROM insight_weekly WHERE team_id = 0 AND template_id = 0`); n != 600 {
+	if n := countRows(t, st, `SELECT sum(submitted) FROM insight_weekly WHERE team_id = 0 AND template_id = 0`); n != 600 {
 		t.Errorf("weeks count %d requests", n)
 	}
-	in, err := b.st.Insight(ctx, store.InsightQuery{Weeks: 52}, now)
+	in, err := st.Insight(ctx, store.InsightQuery{Weeks: 52}, now)
 	if err != nil || in.Total.Submitted == 0 || in.Total.Lead.N == 0 || in.Total.Wait.N == 0 || len(in.Failures) == 0 ||
 		len(in.ByTeam) < 10 || in.Weeks[len(in.Weeks)-1].VCPUHours <= 0 {
 		t.Errorf("insight of the seeded history: %+v %v", in.Total, err)

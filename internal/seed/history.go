@@ -1,4 +1,6 @@
-package store
+// Package seed makes up a realistic history of requests (`portal dev
+// --seed-history N`, the history benchmark), written by the store in bulk.
+package seed
 
 import (
 	"context"
@@ -10,11 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
+
+	"paddock/internal/store"
 )
 
-// SeedHistory adds realistic historical requests, with the events Paddock
+// History adds realistic historical requests, with the events Paddock
 // would have written for them, until the database holds at least n
 // requests; it returns how many it added. The requests spread over the two
 // years before now, more of them recently and on working days; they belong
@@ -24,15 +27,15 @@ import (
 // stopped and started, extended, failed, deleted or expired. The same seed
 // gives the same history. Rows are written with COPY, in batches that each
 // commit; progress, if not nil, is told how many were added so far.
-func (s *Store) SeedHistory(ctx context.Context, n int, now time.Time, seed uint64, progress func(added int)) (int, error) {
-	var have int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM requests`).Scan(&have); err != nil {
+func History(ctx context.Context, s *store.Store, n int, now time.Time, seed uint64, progress func(added int)) (int, error) {
+	have, err := s.RequestCount(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("seed history: %w", err)
 	}
 	if have >= n {
 		return 0, nil
 	}
-	g, err := s.newHistoryGen(ctx, now.UTC(), seed)
+	g, err := newHistoryGen(ctx, s, now.UTC(), seed)
 	if err != nil {
 		return 0, err
 	}
@@ -47,7 +50,7 @@ func (s *Store) SeedHistory(ctx context.Context, n int, now time.Time, seed uint
 	for range 2 {
 		grp.Go(func() error {
 			for w := range work {
-				if err := s.seedBatch(gctx, g, w); err != nil {
+				if err := seedBatch(gctx, s, g, w); err != nil {
 					return err
 				}
 				done := int(added.Add(int64(len(w.ids))))
@@ -62,10 +65,9 @@ func (s *Store) SeedHistory(ctx context.Context, n int, now time.Time, seed uint
 		defer close(work)
 		for off := 0; off < todo; off += batch {
 			end := min(off+batch, todo)
-			rows, _ := s.pool.Query(gctx, `SELECT nextval(pg_get_serial_sequence('requests', 'id')) FROM generate_series(1, $1)`, end-off)
-			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			ids, err := s.ReserveRequestIDs(gctx, end-off)
 			if err != nil {
-				return fmt.Errorf("seed history: reserve ids: %w", err)
+				return fmt.Errorf("seed history: %w", err)
 			}
 			select {
 			case work <- seedWork{offset: off, ids: ids, times: times[off:end]}:
@@ -78,8 +80,8 @@ func (s *Store) SeedHistory(ctx context.Context, n int, now time.Time, seed uint
 	if err := grp.Wait(); err != nil {
 		return int(added.Load()), err
 	}
-	if _, err := s.pool.Exec(ctx, `ANALYZE requests, events`); err != nil {
-		return todo, fmt.Errorf("seed history: analyze: %w", err)
+	if err := s.AnalyzeHistory(ctx); err != nil {
+		return todo, fmt.Errorf("seed history: %w", err)
 	}
 	return todo, nil
 }
@@ -92,7 +94,7 @@ type seedWork struct {
 	times  []time.Time
 }
 
-func (s *Store) seedBatch(ctx context.Context, g *historyGen, w seedWork) error {
+func seedBatch(ctx context.Context, s *store.Store, g *historyGen, w seedWork) error {
 	reqs := make([][]any, 0, len(w.times))
 	var evs [][]any
 	for i, at := range w.times {
@@ -100,22 +102,10 @@ func (s *Store) seedBatch(ctx context.Context, g *historyGen, w seedWork) error 
 		reqs = append(reqs, r)
 		evs = append(evs, es...)
 	}
-	return s.inTx(ctx, func(tx pgx.Tx) error {
-		// A crash loses at most the batch in flight, which is not committed.
-		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return fmt.Errorf("seed history: %w", err)
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"requests"}, []string{"id", "team_id", "requester_id", "template_id",
-			"template_version", "size", "vcpu", "memory_mib", "name", "ssh_public_key", "lease_days", "justification",
-			"state", "state_reason", "decision", "desired", "created_at", "updated_at", "expires_at"}, pgx.CopyFromRows(reqs)); err != nil {
-			return fmt.Errorf("seed history: copy requests: %w", err)
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"request_id", "at", "actor_id", "actor", "kind",
-			"from_state", "to_state", "reason"}, pgx.CopyFromRows(evs)); err != nil {
-			return fmt.Errorf("seed history: copy events: %w", err)
-		}
-		return nil
-	})
+	if err := s.CopyHistory(ctx, reqs, evs); err != nil {
+		return fmt.Errorf("seed history: %w", err)
+	}
+	return nil
 }
 
 type seedUser struct {
@@ -133,7 +123,7 @@ type seedTeam struct {
 type seedTemplate struct {
 	id      int64
 	version int
-	spec    TemplateSpec
+	spec    store.TemplateSpec
 	weight  float64
 }
 
@@ -159,7 +149,7 @@ var seedFirstNames = []string{"ana", "ben", "chen", "dara", "eli", "fatima", "gu
 // templateWeights says how popular the example templates are; others get 1.
 var templateWeights = map[string]float64{"ubuntu-2404": 8, "fedora": 4, "cirros": 3, "centos-stream9": 4, "broken-demo": 0.3}
 
-func (s *Store) newHistoryGen(ctx context.Context, now time.Time, seed uint64) (*historyGen, error) {
+func newHistoryGen(ctx context.Context, s *store.Store, now time.Time, seed uint64) (*historyGen, error) {
 	g := &historyGen{now: now, seed: seed}
 	rng := rand.New(rand.NewPCG(seed, 0))
 	for i, name := range seedTeamNames {
@@ -170,7 +160,7 @@ func (s *Store) newHistoryGen(ctx context.Context, now time.Time, seed uint64) (
 		st := seedTeam{id: t.ID, name: name, weight: 1 / math.Pow(float64(i+1), 0.6)}
 		for j := range 4 + rng.IntN(9) {
 			login := seedFirstNames[(i*7+j)%len(seedFirstNames)] + "." + name
-			u, err := s.EnsureUser(ctx, login, login, RoleDeveloper, &t.ID)
+			u, err := s.EnsureUser(ctx, login, login, store.RoleDeveloper, &t.ID)
 			if err != nil {
 				return nil, err
 			}
@@ -181,8 +171,8 @@ func (s *Store) newHistoryGen(ctx context.Context, now time.Time, seed uint64) (
 	}
 	for _, a := range []struct {
 		login string
-		role  Role
-	}{{"morgan.manager", RoleManager}, {"alex.manager", RoleManager}, {"pat.platform", RolePlatform}} {
+		role  store.Role
+	}{{"morgan.manager", store.RoleManager}, {"alex.manager", store.RoleManager}, {"pat.platform", store.RolePlatform}} {
 		u, err := s.EnsureUser(ctx, a.login, a.login, a.role, nil)
 		if err != nil {
 			return nil, err
@@ -306,7 +296,7 @@ type seedStep struct {
 	actor  *seedUser // a person, or nil for a part of Paddock named by name
 	name   string
 	kind   string
-	to     State // "" for no change
+	to     store.State // "" for no change
 	reason string
 	// settle moves the step before now if it would come later, so that no
 	// seeded request is left waiting for something that nothing will do
@@ -350,24 +340,24 @@ func (g *historyGen) request(id int64, i uint64, created time.Time) ([]any, [][]
 	}
 
 	at := created.Add(time.Duration(rng.IntN(40)) * time.Millisecond)
-	steps := []seedStep{{at: at, actor: &dev, kind: "submitted", to: StatePendingApproval,
+	steps := []seedStep{{at: at, actor: &dev, kind: "submitted", to: store.StatePendingApproval,
 		reason: fmt.Sprintf("%s/%s (v%d), size %s, lease %d days", sp.Name, name, tpl.version, size.Name, lease)}}
 	at = at.Add(time.Duration(1+rng.IntN(20)) * time.Millisecond)
 	approved := true
 	if auto {
-		steps = append(steps, seedStep{at: at, name: "policy", kind: "decision", to: StateApproved, reason: decision,
+		steps = append(steps, seedStep{at: at, name: "policy", kind: "decision", to: store.StateApproved, reason: decision,
 			expires: at.AddDate(0, 0, lease)})
 	} else {
-		steps = append(steps, seedStep{at: at, name: "policy", kind: "decision", to: StatePendingApproval, reason: decision})
+		steps = append(steps, seedStep{at: at, name: "policy", kind: "decision", to: store.StatePendingApproval, reason: decision})
 		at = at.Add(logNormal(rng, 90*time.Minute, 1.3))
 		approver := g.approvers[rng.IntN(len(g.approvers))]
 		switch x := rng.Float64(); {
 		case x < 0.03:
-			steps = append(steps, seedStep{at: at, actor: &dev, kind: "action", to: StateDeleted, settle: true,
+			steps = append(steps, seedStep{at: at, actor: &dev, kind: "action", to: store.StateDeleted, settle: true,
 				reason: "withdrawn before a VM was created", desired: "deleted"})
 			approved = false
 		case x < 0.12:
-			steps = append(steps, seedStep{at: at, actor: &approver, kind: "approval", to: StateRejected, settle: true,
+			steps = append(steps, seedStep{at: at, actor: &approver, kind: "approval", to: store.StateRejected, settle: true,
 				reason: "rejected: " + seedRejections[rng.IntN(len(seedRejections))]})
 			approved = false
 		default:
@@ -376,7 +366,7 @@ func (g *historyGen) request(id int64, i uint64, created time.Time) ([]any, [][]
 				comment += ": " + c
 			}
 			// The lease runs from approval.
-			steps = append(steps, seedStep{at: at, actor: &approver, kind: "approval", to: StateApproved, settle: true,
+			steps = append(steps, seedStep{at: at, actor: &approver, kind: "approval", to: store.StateApproved, settle: true,
 				reason: comment, expires: at.AddDate(0, 0, lease)})
 		}
 	}
@@ -386,7 +376,7 @@ func (g *historyGen) request(id int64, i uint64, created time.Time) ([]any, [][]
 
 	// Play the steps in time order until now.
 	slices.SortStableFunc(steps, func(a, b seedStep) int { return a.at.Compare(b.at) })
-	state, reason, updated := State(""), "", created
+	state, reason, updated := store.State(""), "", created
 	desired, expires := "running", created.AddDate(0, 0, lease)
 	evs := make([][]any, 0, len(steps))
 	for k, st := range steps {
@@ -411,7 +401,7 @@ func (g *historyGen) request(id int64, i uint64, created time.Time) ([]any, [][]
 		evs = append(evs, []any{id, st.at, actorID, actor, st.kind, string(state), string(to), st.reason})
 		if to != state {
 			state, reason = to, ""
-			if to == StateFailed || to == StateExpired {
+			if to == store.StateFailed || to == store.StateExpired {
 				reason = st.reason
 			}
 		}
@@ -430,9 +420,9 @@ func (g *historyGen) request(id int64, i uint64, created time.Time) ([]any, [][]
 
 // live plans an approved request's life from approval at at, with the
 // lease ending at end.
-func (g *historyGen) live(rng *rand.Rand, steps []seedStep, dev *seedUser, sp TemplateSpec, ns, name string, at, end time.Time) []seedStep {
+func (g *historyGen) live(rng *rand.Rand, steps []seedStep, dev *seedUser, sp store.TemplateSpec, ns, name string, at, end time.Time) []seedStep {
 	at = at.Add(time.Duration(300+rng.IntN(2500)) * time.Millisecond)
-	steps = append(steps, seedStep{at: at, name: "provisioner", kind: "vm_created", to: StateProvisioning, settle: true,
+	steps = append(steps, seedStep{at: at, name: "provisioner", kind: "vm_created", to: store.StateProvisioning, settle: true,
 		reason: "VirtualMachine " + ns + "/" + name + " created"})
 	failP := 0.025
 	if sp.Name == "broken-demo" {
@@ -447,7 +437,7 @@ func (g *historyGen) live(rng *rand.Rand, steps []seedStep, dev *seedUser, sp Te
 		return []seedStep{
 			{at: at, actor: dev, kind: "action", reason: "delete requested", desired: "deleted"},
 			{at: at.Add(time.Duration(2+rng.IntN(20)) * time.Second), name: "provisioner", kind: "state",
-				to: StateDeleted, reason: "VirtualMachine and its disks deleted"},
+				to: store.StateDeleted, reason: "VirtualMachine and its disks deleted"},
 		}
 	}
 	if rng.Float64() < failP {
@@ -455,7 +445,7 @@ func (g *historyGen) live(rng *rand.Rand, steps []seedStep, dev *seedUser, sp Te
 		for j, f := range seedFailures {
 			fw[j] = f.weight
 		}
-		steps = append(steps, seedStep{at: at, name: "cluster", kind: "state", to: StateFailed, settle: true,
+		steps = append(steps, seedStep{at: at, name: "cluster", kind: "state", to: store.StateFailed, settle: true,
 			reason: seedFailures[pick(rng, fw)].reason})
 		// Most failed requests are deleted by their owner.
 		if rng.Float64() < 0.85 {
@@ -463,7 +453,7 @@ func (g *historyGen) live(rng *rand.Rand, steps []seedStep, dev *seedUser, sp Te
 		}
 		return steps
 	}
-	steps = append(steps, seedStep{at: at, name: "cluster", kind: "state", to: StateRunning, settle: true})
+	steps = append(steps, seedStep{at: at, name: "cluster", kind: "state", to: store.StateRunning, settle: true})
 	// The owner may extend the lease, stop and start the VM, delete it
 	// early, or let the lease run out.
 	if rng.Float64() < 0.12 {
@@ -486,9 +476,9 @@ func (g *historyGen) live(rng *rand.Rand, steps []seedStep, dev *seedUser, sp Te
 		}
 		steps = append(steps,
 			seedStep{at: t, actor: dev, kind: "action", reason: "stop requested", desired: "stopped"},
-			seedStep{at: t.Add(time.Duration(2+rng.IntN(15)) * time.Second), name: "cluster", kind: "state", to: StateStopped},
+			seedStep{at: t.Add(time.Duration(2+rng.IntN(15)) * time.Second), name: "cluster", kind: "state", to: store.StateStopped},
 			seedStep{at: up, actor: dev, kind: "action", reason: "start requested", desired: "running"},
-			seedStep{at: up.Add(time.Duration(10+rng.IntN(50)) * time.Second), name: "cluster", kind: "state", to: StateRunning})
+			seedStep{at: up.Add(time.Duration(10+rng.IntN(50)) * time.Second), name: "cluster", kind: "state", to: store.StateRunning})
 		at = up.Add(time.Minute)
 	}
 	if deleteEarly {
@@ -496,11 +486,11 @@ func (g *historyGen) live(rng *rand.Rand, steps []seedStep, dev *seedUser, sp Te
 	}
 	grace := 3 * 24 * time.Hour
 	return append(steps,
-		seedStep{at: end, name: "lease", kind: "lease_expired", to: StateExpired, desired: "stopped", reason: fmt.Sprintf(
+		seedStep{at: end, name: "lease", kind: "lease_expired", to: store.StateExpired, desired: "stopped", reason: fmt.Sprintf(
 			"The lease ended at %s: the VM is stopped (runStrategy: Halted) and will be deleted at %s unless the lease is extended.",
 			end.Format("2006-01-02 15:04 UTC"), end.Add(grace).Format("2006-01-02 15:04 UTC"))},
 		seedStep{at: end.Add(grace), name: "lease", kind: "lease_delete", desired: "deleted",
 			reason: "The grace period of 3 days after the lease ended is over: deleting the VM and its disks."},
 		seedStep{at: end.Add(grace + time.Duration(2+rng.IntN(20))*time.Second), name: "provisioner", kind: "state",
-			to: StateDeleted, reason: "VirtualMachine and its disks deleted"})
+			to: store.StateDeleted, reason: "VirtualMachine and its disks deleted"})
 }
