@@ -11,8 +11,9 @@ import (
 // TestPlatformPagesReadAtAGlance opens the platform persona's pages in a real
 // Chromium against `portal dev` (simulated cluster, real PostgreSQL) at
 // 1366 px: the navigation stays on one line, the sub-tab of the page is
-// marked, the quotas are one table, the audit log's times are on one line
-// and nothing scrolls sideways; axe-core finds nothing on either page.
+// marked, the quotas are one table, the history filters line up, the
+// template form is as wide as other pages, the audit log's times are on one
+// line and nothing scrolls sideways (at 360 px too); axe-core finds nothing.
 func TestPlatformPagesReadAtAGlance(t *testing.T) {
 	j := newJourney(t)
 	j.step("signed-in", func(ctx context.Context) error {
@@ -61,6 +62,46 @@ func TestPlatformPagesReadAtAGlance(t *testing.T) {
 			return fmt.Errorf("%d quota forms open after Edit, want 1", n)
 		}
 		return j.checkA11y(ctx, "quota edit")
+	})
+	j.step("history-filters", func(ctx context.Context) error {
+		if _, err := j.open(ctx, "/history"); err != nil {
+			return err
+		}
+		// Labels of one row share a line; every input is drawn alike.
+		odd, err := eval[[]string](ctx, `(() => { const fs = [...document.querySelectorAll('form.history-filters .field')];
+			const out = []; const t0 = fs[0].querySelector('label').getBoundingClientRect().top;
+			const h0 = fs[0].querySelector('input, select').getBoundingClientRect().height;
+			for (const f of fs) { const l = f.querySelector('label'), i = f.querySelector('input, select'), r = f.getBoundingClientRect();
+				if (Math.abs(r.top - fs[0].getBoundingClientRect().top) < 4 && Math.abs(l.getBoundingClientRect().top - t0) > 2) out.push(l.textContent + ': label off the row');
+				if (getComputedStyle(i).borderTopStyle !== 'solid' || Math.abs(i.getBoundingClientRect().height - h0) > 3) out.push(l.textContent + ': input drawn differently'); }
+			return out; })()`)
+		if err != nil {
+			return err
+		}
+		if len(odd) > 0 {
+			return fmt.Errorf("history filters: %v", odd)
+		}
+		return nil
+	})
+	j.step("template-form-width", func(ctx context.Context) error {
+		widthOf := func(path string) (float64, error) {
+			if _, err := j.open(ctx, path); err != nil {
+				return 0, err
+			}
+			return eval[float64](ctx, `document.querySelector('main').getBoundingClientRect().width`)
+		}
+		form, err := widthOf("/platform/templates/new")
+		if err != nil {
+			return err
+		}
+		list, err := widthOf("/platform/templates")
+		if err != nil {
+			return err
+		}
+		if form != list {
+			return fmt.Errorf("the template form is %.0f px wide, the other pages %.0f px", form, list)
+		}
+		return nil
 	})
 	for _, w := range widths {
 		j.step("audit-"+w.name, func(ctx context.Context) error {
