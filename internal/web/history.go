@@ -45,6 +45,8 @@ type historyView struct {
 	Templates []string
 	States    []store.State
 	Rows      []store.HistoryRow
+	// Deciders holds who decided each listed request, by its id.
+	Deciders map[int64]store.Decider
 	// Paged is true past the first page.
 	Paged    bool
 	FirstURL string
@@ -163,6 +165,13 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v.Rows, v.Paged = rows, f.After != nil
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	if v.Deciders, err = s.store.Deciders(r.Context(), ids); err != nil {
+		return err
+	}
 	if next != nil {
 		query.Set("after", next.String())
 		v.NextURL = "/history?" + query.Encode()
@@ -264,4 +273,16 @@ func historyScopeLabel(v historyView) string {
 		return fmt.Sprintf("Every request of team %s, newest first.", v.TeamName)
 	}
 	return "Every request of every team, newest first."
+}
+
+// decisionReason is the reason of a decision without the verdict it
+// repeats: "auto-approved: within quota" reads "within quota" beside
+// "approved".
+func decisionReason(d store.Decider) string {
+	for _, p := range []string{"auto-approved: ", "approved: ", "rejected: "} {
+		if rest, ok := strings.CutPrefix(d.Reason, p); ok {
+			return rest
+		}
+	}
+	return d.Reason
 }
