@@ -115,6 +115,8 @@ type approvalsView struct {
 	Items []approvalItem
 	// Done reports the decision just made, e.g. "Approved request #12 (web-1)."
 	Done string
+	// Live is the notice that watches the queue for changes.
+	Live queueLive
 }
 
 // approvalItem is one entry of the queue.
