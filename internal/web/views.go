@@ -261,7 +261,7 @@ type requestsView struct {
 	States   []store.State
 	// Total is how many requests match the filter; From and To number the
 	// rows of this page among them.
-	Total, From, To int
+	Total, From, To  int
 	PrevURL, NextURL string
 	// PoolIPs holds the member addresses of each pool listed, by its id.
 	PoolIPs map[int64][]string
