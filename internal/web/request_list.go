@@ -97,3 +97,16 @@ func (f requestListForm) sortArrow(key string) string {
 	}
 	return ""
 }
+
+// deprecatedNotes is the deprecation note of each template of the listed
+// requests, once per template rather than once per row.
+func deprecatedNotes(v requestsView) []string {
+	var out []string
+	for _, r := range v.Requests {
+		n := newsOf(r, v.Templates[r.TemplateID])
+		if note := n.Name + " is deprecated: " + n.Deprecated; n.Deprecated != "" && !slices.Contains(out, note) {
+			out = append(out, note)
+		}
+	}
+	return out
+}
