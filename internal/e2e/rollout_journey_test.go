@@ -127,6 +127,13 @@ func TestPlatformRollsOutATemplate(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("[data-testid=rollout-batch]"), batch)); err != nil {
 			return err
 		}
+		// One batch size, the plan's: updating the plan is what sets it.
+		if _, err := clickAndLoad(ctx, "[data-testid=plan-update]"); err != nil {
+			return err
+		}
+		if n, err := eval[int](ctx, `document.querySelectorAll('input[name=batchSize]:not([type=hidden])').length`); err != nil || n != 1 {
+			return fmt.Errorf("%d batch size inputs on the plan, want 1 (%v)", n, err)
+		}
 		if resp, err = clickAndLoad(ctx, "[data-testid=rollout-start-button]"); err != nil {
 			return err
 		}

@@ -104,6 +104,12 @@ type AuditFilter struct {
 	Target string
 	// Before continues a list after the entry with this id (keyset paging).
 	Before int64
+	// After selects entries newer than the one with this id: the page
+	// before, read by AuditLogNewer.
+	After int64
+	// Since and Until bound the time of the entries: at or after Since,
+	// before Until. Zero times do not bound.
+	Since, Until time.Time
 	// Limit bounds a page; 0 means 100. AuditLog caps it at 1000.
 	Limit int
 }
@@ -126,6 +132,15 @@ func (f AuditFilter) where() (string, []any) {
 	}
 	if f.Before != 0 {
 		add("id < $%d", f.Before)
+	}
+	if f.After != 0 {
+		add("id > $%d", f.After)
+	}
+	if !f.Since.IsZero() {
+		add("at >= $%d", f.Since)
+	}
+	if !f.Until.IsZero() {
+		add("at < $%d", f.Until)
 	}
 	if len(where) == 0 {
 		return "", nil
@@ -160,11 +175,11 @@ func (s *Store) AuditActions(ctx context.Context) ([]string, error) {
 	return as, nil
 }
 
-// EachAuditEntry calls fn for every entry matching f (Limit and Before are
-// ignored), oldest first, without holding the whole log in memory: the CSV
+// EachAuditEntry calls fn for every entry matching f (Limit, Before and
+// After are ignored), oldest first, without holding the whole log in memory: the CSV
 // export streams through it.
 func (s *Store) EachAuditEntry(ctx context.Context, f AuditFilter, fn func(AuditEntry) error) error {
-	f.Before, f.Limit = 0, 0
+	f.Before, f.After, f.Limit = 0, 0, 0
 	where, args := f.where()
 	rows, err := s.pool.Query(ctx, auditSelect+where+" ORDER BY id", args...)
 	if err != nil {

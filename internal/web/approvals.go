@@ -39,6 +39,11 @@ func (s *Server) approvalsView(r *http.Request, failed *approvalItem) (approvals
 		}
 		v.Items = append(v.Items, it)
 	}
+	seen := make([]int64, len(q))
+	for i, a := range q {
+		seen[i] = a.ID
+	}
+	v.Live = queueLiveOf(seen, seen, v.Base.Waiting)
 	if id, err := strconv.ParseInt(r.URL.Query().Get("decided"), 10, 64); err == nil {
 		if a, err := s.store.Approval(r.Context(), id); err == nil && !a.Open() {
 			v.Done = fmt.Sprintf("Request #%d (%s): %s.", a.RequestID, a.Request.Name, a.Summary())

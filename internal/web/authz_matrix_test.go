@@ -122,6 +122,7 @@ var routeMatrix = []routeCase{
 	// Scaling a pool: its owner and the platform team (canScale).
 	{"POST /requests/{id}/scale", "/requests/{req}/scale", "replicas=2", ownTeamActs},
 	{"GET /approvals", "/approvals", "", approvers},
+	{"GET /approvals/live", "/approvals/live?seen=1&shown=x", "", approvers},
 	{"POST /approvals/{approvalID}/{verdict}", "/approvals/{approval}/approve", "comment=ok", approvers},
 	{"GET /platform/quotas", "/platform/quotas", "", guardians},
 	{"POST /platform/quotas/{teamID}", "/platform/quotas/{team}", "vcpu=1000", guardians},

@@ -37,6 +37,18 @@ type box struct{ X, Y, W, H float64 }
 type tick struct {
 	Pos   float64
 	Label string
+	// Anchor is the label's text-anchor; "" is middle.
+	Anchor string
+	// Full is the whole label when Label is shortened, for its tooltip.
+	Full string
+}
+
+// anchor is the tick's text-anchor.
+func (t tick) anchor() string {
+	if t.Anchor == "" {
+		return "middle"
+	}
+	return t.Anchor
 }
 
 type chartLine struct {
@@ -96,15 +108,27 @@ func plotBox() box {
 	return box{X: chartLeft, Y: chartTop, W: chartW - chartLeft - chartRight, H: chartH - chartTop - chartBottom}
 }
 
-// xTicks labels at most about a dozen of n slots, evenly.
+// xTicks labels at most maxXTicks of n slots, evenly.
+//
+// A week label is about 50 units wide: eight fit the plot with room between
+// them. The latest ends at its slot rather than centring on it, so that it
+// is not cut off at the chart's right edge.
 func xTicks(labels []string, x func(i int) float64) []tick {
-	step := max(1, (len(labels)+11)/12)
+	step := max(1, (len(labels)+maxXTicks-1)/maxXTicks)
 	var ts []tick
 	for i := len(labels) - 1; i >= 0; i -= step { // the latest always labelled
 		ts = append(ts, tick{Pos: x(i), Label: labels[i]})
 	}
+	if len(ts) > 0 && len(labels) > 1 {
+		ts[0].Anchor = "end"
+		ts[0].Pos += (x(1) - x(0)) / 2 // the slot's right edge
+		ts[0].Pos = min(ts[0].Pos, chartW-chartRight)
+	}
 	return ts
 }
+
+// maxXTicks is how many labels an x axis carries at most.
+const maxXTicks = 8
 
 // yScale maps values to the plot's height.
 type yScale struct {
@@ -264,7 +288,7 @@ func hbarChart(id, title, summary, category string, cats []string, ss []series, 
 	barH := (rowH - 8) / float64(max(len(ss), 1))
 	for i, cat := range cats {
 		y := p.Y + rowH*float64(i)
-		c.Labels = append(c.Labels, tick{Pos: y + rowH/2, Label: shorten(cat, 44)})
+		c.Labels = append(c.Labels, tick{Pos: y + rowH/2, Label: shorten(cat, 44), Full: cat})
 		for k, s := range ss {
 			if !s.OK[i] || s.Values[i] <= 0 {
 				continue

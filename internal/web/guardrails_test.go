@@ -287,7 +287,7 @@ func TestPlatformQuotaRuleAndWebhookPages(t *testing.T) {
 		t.Errorf("quota = %+v", q)
 	}
 	_, b = e.grGet(c, "/platform/quotas?saved=payments")
-	if !strings.Contains(b, `data-testid="saved"`) || !strings.Contains(b, `value="32"`) {
+	if !strings.Contains(b, `data-testid="saved"`) || !strings.Contains(b, "0 GiB of 32 GiB") {
 		t.Error("the quota page does not show the saved quota")
 	}
 	if n := e.count(`SELECT count(*) FROM audit_log WHERE action = 'quota_change' AND actor = 'platform'`); n != 1 {

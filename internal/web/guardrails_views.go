@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,6 +115,8 @@ type approvalsView struct {
 	Items []approvalItem
 	// Done reports the decision just made, e.g. "Approved request #12 (web-1)."
 	Done string
+	// Live is the notice that watches the queue for changes.
+	Live queueLive
 }
 
 // approvalItem is one entry of the queue.
@@ -154,11 +157,16 @@ func approvalItemOf(u store.User, a store.Approval, now time.Time) approvalItem 
 	return it
 }
 
-// quotasView is the platform team's quota page.
+// quotasView is the platform team's quota page: one table of teams, over
+// quota first, and the form of the one team being edited.
 type quotasView struct {
 	Base  base
 	Teams []quotaTeam
 	Saved string
+	// Edit is the team whose form is open (asked for, or refused), if any.
+	Edit *quotaTeam
+	// Over is how many teams are over a limit now.
+	Over int
 }
 
 // quotaTeam is one team's row: its use and its editable limits.
@@ -166,10 +174,24 @@ type quotaTeam struct {
 	ID      string
 	Name    string
 	Used    string
+	Cells   []quotaCell
 	Form    quotaForm
 	Over    []string
 	Updated string
 	Errors  *store.ValidationError
+}
+
+// quotaCell is one resource of a team's row: its use against its limit,
+// drawn as a meter when there is a limit.
+type quotaCell struct {
+	Resource string
+	// Text is the use in words, e.g. "12 GiB of 16 GiB" or "12 GiB, no limit".
+	Text    string
+	Limited bool
+	Over    bool
+	// Value and Max feed the meter; Max is at least 1 so that a zero limit
+	// still draws (as full when anything is used).
+	Value, Max, High int
 }
 
 // quotaForm holds the limits as typed; "" means no limit.
@@ -195,6 +217,26 @@ func quotaTeamOf(t store.TeamQuotaUsage) quotaTeam {
 		Used: fmt.Sprintf("%d vCPU · %s · %d VMs · %d GiB disk", u.VCPU, store.FormatMiB(u.MemoryMiB), u.VMs, u.DiskGiB),
 		Form: quotaForm{VCPU: limitText(q.VCPU, 1), MemoryGiB: limitText(q.MemoryMiB, 1024), VMs: limitText(q.VMs, 1), DiskGiB: limitText(q.DiskGiB, 1)},
 		Over: q.Blockers(u, store.Usage{})}
+	// Every row has the same four columns, disk included.
+	for _, l := range []store.QuotaLine{
+		{Resource: "vCPU", Used: u.VCPU, Limit: q.VCPU},
+		{Resource: "memory", Used: u.MemoryMiB, Limit: q.MemoryMiB},
+		{Resource: "VMs", Used: u.VMs, Limit: q.VMs},
+		{Resource: "disk", Used: u.DiskGiB, Limit: q.DiskGiB},
+	} {
+		c := quotaCell{Resource: l.Resource, Text: l.Format(l.Used) + ", no limit"}
+		if l.Limit != nil {
+			c.Limited, c.Over = true, l.Over()
+			c.Text = l.Format(l.Used) + " of " + l.Format(*l.Limit)
+			c.Value, c.Max = min(l.Used, max(*l.Limit, 1)), max(*l.Limit, 1)
+			if *l.Limit == 0 && l.Used > 0 {
+				c.Value = 1
+			}
+			// The meter turns to its warning colour from 80 % of the limit.
+			c.High = max(c.Max*4/5, 1)
+		}
+		qt.Cells = append(qt.Cells, c)
+	}
 	if q.UpdatedAt != nil {
 		qt.Updated = "changed " + fmtTime(*q.UpdatedAt)
 		if q.UpdatedBy != "" {
@@ -202,6 +244,19 @@ func quotaTeamOf(t store.TeamQuotaUsage) quotaTeam {
 		}
 	}
 	return qt
+}
+
+// sortQuotaTeams puts the teams over a limit first, each group by name.
+func sortQuotaTeams(ts []quotaTeam) {
+	slices.SortStableFunc(ts, func(a, b quotaTeam) int {
+		if ao, bo := len(a.Over) > 0, len(b.Over) > 0; ao != bo {
+			if ao {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 }
 
 // rulesView is the approval rules editor.

@@ -45,10 +45,14 @@ type historyView struct {
 	Templates []string
 	States    []store.State
 	Rows      []store.HistoryRow
+	// Deciders holds who decided each listed request, by its id.
+	Deciders map[int64]store.Decider
 	// Paged is true past the first page.
 	Paged    bool
 	FirstURL string
 	NextURL  string
+	// NewerURL is the page before this one, when there is one.
+	NewerURL string
 	CSVURL   string
 }
 
@@ -158,14 +162,41 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 		return render(w, r, http.StatusUnprocessableEntity, historyPage(v))
 	}
 	f.Limit = historyPageSize
-	rows, next, err := s.store.History(r.Context(), f)
-	if err != nil {
+	var rows []store.HistoryRow
+	var next *store.Cursor
+	newer := f.After != nil // a page past the first has newer rows
+	if b := r.URL.Query().Get("before"); b != "" && f.After == nil {
+		c, err := store.ParseCursor(b)
+		if err != nil {
+			return errStatus(http.StatusUnprocessableEntity, "This page link is damaged; start again from the first page.")
+		}
+		if rows, newer, err = s.store.HistoryNewer(r.Context(), f, c); err != nil {
+			return err
+		}
+		if len(rows) > 0 {
+			// Reached from an older page: there is one.
+			c := rows[len(rows)-1].Cursor()
+			next = &c
+		}
+	} else if rows, next, err = s.store.History(r.Context(), f); err != nil {
 		return err
 	}
-	v.Rows, v.Paged = rows, f.After != nil
+	v.Rows, v.Paged = rows, newer
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	if v.Deciders, err = s.store.Deciders(r.Context(), ids); err != nil {
+		return err
+	}
 	if next != nil {
 		query.Set("after", next.String())
 		v.NextURL = "/history?" + query.Encode()
+		query.Del("after")
+	}
+	if newer && len(rows) > 0 {
+		query.Set("before", rows[0].Cursor().String())
+		v.NewerURL = "/history?" + query.Encode()
 	}
 	return render(w, r, http.StatusOK, historyPage(v))
 }
@@ -264,4 +295,16 @@ func historyScopeLabel(v historyView) string {
 		return fmt.Sprintf("Every request of team %s, newest first.", v.TeamName)
 	}
 	return "Every request of every team, newest first."
+}
+
+// decisionReason is the reason of a decision without the verdict it
+// repeats: "auto-approved: within quota" reads "within quota" beside
+// "approved".
+func decisionReason(d store.Decider) string {
+	for _, p := range []string{"auto-approved: ", "approved: ", "rejected: "} {
+		if rest, ok := strings.CutPrefix(d.Reason, p); ok {
+			return rest
+		}
+	}
+	return d.Reason
 }

@@ -18,11 +18,13 @@ func (s *Server) platformQuotas(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if name := r.URL.Query().Get("saved"); name != "" {
-		for _, t := range v.Teams {
-			if t.Name == name {
-				v.Saved = "Saved the quota of team " + name + "."
-			}
+	q := r.URL.Query()
+	for _, t := range v.Teams {
+		if name := q.Get("saved"); name != "" && t.Name == name {
+			v.Saved = "Saved the quota of team " + name + "."
+		}
+		if q.Get("edit") == t.ID {
+			v.Edit = &t
 		}
 	}
 	return render(w, r, http.StatusOK, quotasPage(v))
@@ -40,9 +42,14 @@ func (s *Server) quotasView(r *http.Request, failed *quotaTeam) (quotasView, err
 		qt := quotaTeamOf(t)
 		if failed != nil && failed.ID == qt.ID {
 			qt.Form, qt.Errors = failed.Form, failed.Errors
+			v.Edit = &qt
+		}
+		if len(qt.Over) > 0 {
+			v.Over++
 		}
 		v.Teams = append(v.Teams, qt)
 	}
+	sortQuotaTeams(v.Teams)
 	return v, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -80,6 +81,10 @@ func (s *Server) cattleOf(ctx context.Context, u store.User, req store.Request, 
 		if tv.Withdrawn() {
 			continue
 		}
+		// A VM that failed is not offered the version it failed on.
+		if req.State == store.StateFailed && tv.Version == req.TemplateVersion {
+			continue
+		}
 		c := versionChoice{Version: tv.Version, Label: "v" + strconv.Itoa(tv.Version), Selected: tv.Version == current}
 		var notes []string
 		if tv.Version == current {
@@ -96,6 +101,13 @@ func (s *Server) cattleOf(ctx context.Context, u store.User, req store.Request, 
 			c.Label += " (" + strings.Join(notes, ", ") + ")"
 		}
 		v.Versions = append(v.Versions, c)
+	}
+	if len(v.Versions) == 0 {
+		v.CanRebuild, v.Older = false, ""
+		return v, nil
+	}
+	if !slices.ContainsFunc(v.Versions, func(c versionChoice) bool { return c.Selected }) {
+		v.Versions[0].Selected = true
 	}
 	if ephemeral {
 		v.Warning = "This VM's disk is a container disk: the rebuilt VM starts with a fresh disk, and anything written to the old one is lost."

@@ -178,29 +178,49 @@ func (s *Server) requestManifest(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
+// requestList lists the requests the user may see, a page at a time,
+// filtered by state and owner and sorted on a column.
 func (s *Server) requestList(w http.ResponseWriter, r *http.Request) error {
 	u, _ := userFrom(r.Context())
-	before, _ := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
+	q := r.URL.Query()
 	const pageSize = 50
-	reqs, err := s.store.Requests(r.Context(), listScope(u, store.RequestFilter{Before: before, Limit: pageSize + 1}))
+	lf := requestListFormOf(q)
+	f := store.RequestPageFilter{State: store.State(lf.State), Sort: lf.Sort, Asc: lf.Asc, Limit: pageSize, Offset: (lf.Page - 1) * pageSize}
+	scope := listScope(u, store.RequestFilter{})
+	f.TeamID = scope.TeamID
+	if lf.Mine {
+		f.RequesterID = u.ID
+	}
+	reqs, total, err := s.store.RequestPage(r.Context(), f)
 	if err != nil {
 		return err
 	}
-	v := requestsView{Base: s.viewBase(r, "VMs & requests"), CanAsk: canRequest(u)}
-	if len(reqs) > pageSize {
-		reqs = reqs[:pageSize]
-		v.Next = reqs[pageSize-1].ID
+	v := requestsView{Base: s.viewBase(r, "VMs & requests"), CanAsk: canRequest(u), Requests: reqs, Form: lf, Total: total,
+		States: historyStates, From: f.Offset + 1, To: f.Offset + len(reqs)}
+	if lf.Page > 1 {
+		v.PrevURL = lf.url(lf.Sort, lf.Asc, lf.Page-1)
 	}
-	v.Requests = reqs
+	if f.Offset+len(reqs) < total {
+		v.NextURL = lf.url(lf.Sort, lf.Asc, lf.Page+1)
+	}
+	var pools []int64
+	for _, rq := range reqs {
+		if rq.Pool {
+			pools = append(pools, rq.ID)
+		}
+	}
+	if v.PoolIPs, err = s.store.PoolIPs(r.Context(), pools); err != nil {
+		return err
+	}
 	if v.Templates, err = s.store.TemplateStates(r.Context()); err != nil {
 		return err
 	}
 	if v.Exports, err = s.exportLinks(r.Context(), u); err != nil {
 		return err
 	}
-	v.Scope = "Every team's requests, newest first."
+	v.Scope = "Every team's requests."
 	if u.Role == store.RoleDeveloper {
-		v.Scope = "Your team's requests, newest first."
+		v.Scope = "Your team's requests."
 	}
 	return render(w, r, http.StatusOK, requestsPage(v))
 }

@@ -144,8 +144,13 @@ func (s *Server) rolloutPlanView(r *http.Request, template, version, batchSize s
 			v.Cattle = append(v.Cattle, c)
 		}
 	}
-	if b, err := strconv.Atoi(v.BatchSize); err == nil && b > 0 {
+	if b, err := strconv.Atoi(strings.TrimSpace(v.BatchSize)); err == nil && b > 0 && b <= store.MaxRolloutBatch {
 		v.Batches = (len(v.Cattle) + b - 1) / b
+	} else if v.Errors == nil {
+		// The plan's batch size is the one a start takes: a bad one is named
+		// at its field, and nothing can start until it is fixed.
+		v.Errors = &store.ValidationError{}
+		v.Errors.Add("batch_size", "batch size must be a whole number of VMs, between 1 and %d", store.MaxRolloutBatch)
 	}
 	return v, nil
 }

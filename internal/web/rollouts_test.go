@@ -176,3 +176,20 @@ func TestRolloutAPI(t *testing.T) {
 	}
 	_ = store.RolloutPaused
 }
+
+// TestRolloutPlanHasOneBatchSize renders the plan from a real database: one
+// batch size input, the plan's, which the start form carries hidden; a bad
+// one is named at the field and no start is offered.
+func TestRolloutPlanHasOneBatchSize(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	platform := e.browser("platform")
+	_, b := e.get(platform, "/platform/rollouts/new?template=ubuntu-2404&batchSize=2")
+	if n := strings.Count(b, `name="batchSize" type="number"`); n != 1 {
+		t.Errorf("%d batch size inputs, want 1", n)
+	}
+	resp, b := e.get(platform, "/platform/rollouts/new?template=ubuntu-2404&batchSize=0")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(b, `data-testid="error-batch_size"`) || strings.Contains(b, `data-testid="rollout-form"`) {
+		t.Errorf("a plan with batch size 0: %d, error shown %v, start offered %v", resp.StatusCode,
+			strings.Contains(b, `data-testid="error-batch_size"`), strings.Contains(b, `data-testid="rollout-form"`))
+	}
+}

@@ -85,6 +85,7 @@ func (s *Server) Router() chi.Router {
 			r.Group(func(r chi.Router) {
 				r.Use(s.allow(canSeeApprovals))
 				r.Get("/approvals", s.page(s.approvals))
+				r.Get("/approvals/live", s.page(s.approvalsLive))
 				r.Post("/approvals/{approvalID}/{verdict}", s.page(s.approvalDecide))
 			})
 

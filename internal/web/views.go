@@ -255,9 +255,16 @@ type actionButton struct {
 type requestsView struct {
 	Base     base
 	Requests []store.Request
-	Next     int64
 	CanAsk   bool
 	Scope    string
+	Form     requestListForm
+	States   []store.State
+	// Total is how many requests match the filter; From and To number the
+	// rows of this page among them.
+	Total, From, To  int
+	PrevURL, NextURL string
+	// PoolIPs holds the member addresses of each pool listed, by its id.
+	PoolIPs map[int64][]string
 	// Templates is the current state of every template, for the outdated badges.
 	Templates map[int64]store.TemplateState
 	// Exports are the teams whose VM manifests the user may download.

@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// RequestPageFilter selects one page of the VM list: filtered, sorted, with
+// offset paging (the list is sorted on other columns than its key).
+type RequestPageFilter struct {
+	// TeamID narrows to one team; -1 matches none (a developer without a team).
+	TeamID      int64
+	RequesterID int64
+	State       State
+	// Sort is "name", "state", "template", "team" or "created" (the default).
+	Sort string
+	// Asc sorts ascending; the default is descending.
+	Asc    bool
+	Offset int
+	// Limit bounds the page; 0 means 50, at most 500.
+	Limit int
+}
+
+// requestSortColumns maps a sort key to its column; the id breaks ties so
+// that pages never overlap.
+var requestSortColumns = map[string]string{
+	"name": "r.name", "state": "r.state", "template": "tp.name", "team": "t.name", "created": "r.id",
+}
+
+// RequestPage lists one page of requests and how many match in all.
+func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request, int, error) {
+	var where []string
+	var args []any
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.TeamID != 0 {
+		add("r.team_id = $%d", f.TeamID)
+	}
+	if f.RequesterID != 0 {
+		add("r.requester_id = $%d", f.RequesterID)
+	}
+	if f.State != "" {
+		add("r.state = $%d", string(f.State))
+	}
+	w := ""
+	if len(where) > 0 {
+		w = " WHERE " + strings.Join(where, " AND ")
+	}
+	var total int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM requests r`+w, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count requests: %w", err)
+	}
+	col, ok := requestSortColumns[f.Sort]
+	if !ok {
+		col = "r.id"
+	}
+	dir := "DESC"
+	if f.Asc {
+		dir = "ASC"
+	}
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 50
+	}
+	q := requestSelect + w + fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit, max(f.Offset, 0))
+	rows, _ := s.pool.Query(ctx, q, args...)
+	rs, err := pgx.CollectRows(rows, scanRequest)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list requests: %w", err)
+	}
+	return rs, total, nil
+}
+
+// PoolIPs lists the addresses of the members of each pool in ids, by
+// member name; members without an address yet are left out.
+func (s *Store) PoolIPs(ctx context.Context, ids []int64) (map[int64][]string, error) {
+	out := map[int64][]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT request_id, ip FROM pool_members WHERE request_id = ANY($1) AND ip <> '' ORDER BY request_id, name`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("pool addresses: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var ip string
+		if err := rows.Scan(&id, &ip); err != nil {
+			return nil, fmt.Errorf("pool addresses: %w", err)
+		}
+		out[id] = append(out[id], ip)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pool addresses: %w", err)
+	}
+	return out, nil
+}
