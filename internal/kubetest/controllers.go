@@ -3,7 +3,9 @@ package kubetest
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -371,14 +372,18 @@ func (e *Env) startVirtController(ctx context.Context, verbose bool) error {
 	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
 		return err
 	}
-	// Its metrics endpoint serves TLS with a certificate from files.
-	if _, err := servingCert(dir); err != nil {
+	// Its metrics endpoint (also /healthz and /leader) serves TLS with a
+	// certificate from files.
+	ca, err := servingCert(dir)
+	if err != nil {
 		return err
 	}
+	e.virtControllerCA = ca
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
+	e.virtControllerURL = "https://127.0.0.1:" + strconv.Itoa(port)
 	e.virtController = &controllerProc{
 		name:    "virt-controller",
 		logPath: filepath.Join(e.tmpDir, "virt-controller.log"),
@@ -399,22 +404,35 @@ func (e *Env) startVirtController(ctx context.Context, verbose bool) error {
 	return e.waitVirtControllerLeading(ctx, 3*time.Minute)
 }
 
-// waitVirtControllerLeading waits until a virt-controller holds the
-// leader-election Lease (it starts its controllers once it does).
+// waitVirtControllerLeading waits until the running virt-controller leads
+// with its controllers started and their caches synced: its /leader
+// endpoint says so once it does (the Lease alone would not tell a restarted
+// process from the one before, both having the host's name).
 func (e *Env) waitVirtControllerLeading(ctx context.Context, timeout time.Duration) error {
-	cs, err := kubernetes.NewForConfig(e.Config)
-	if err != nil {
-		return err
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(e.virtControllerCA)
+	client := &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
 	}
+	defer client.CloseIdleConnections()
 	deadline := time.Now().Add(timeout)
 	for {
-		var lease *coordinationv1.Lease
-		lease, err = cs.CoordinationV1().Leases(KubeVirtNamespace).Get(ctx, "virt-controller", metav1.GetOptions{})
-		if err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" {
-			return nil
+		var answer struct {
+			APIServer struct {
+				Leader string `json:"leader"`
+			} `json:"apiserver"`
+		}
+		resp, err := client.Get(e.virtControllerURL + "/leader")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&answer)
+			resp.Body.Close()
+			if err == nil && answer.APIServer.Leader == "true" {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kubetest: virt-controller holds no lease after %s (%v): %s", timeout, err, e.virtController.logTail())
+			return fmt.Errorf("kubetest: virt-controller not leading after %s (%v, leader %q): %s", timeout, err, answer.APIServer.Leader, e.virtController.logTail())
 		}
 		select {
 		case <-ctx.Done():

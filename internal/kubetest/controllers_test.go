@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -345,5 +346,78 @@ func TestVirtControllerRunsAPoolWithNodeAndVirtHandlerStandIns(t *testing.T) {
 			}
 		}
 		return gone(ctx, c, pool.DeepCopy())
+	})
+}
+
+// TestVirtControllerIsRestartedWhenItExitsOnPurpose: virt-controller (real,
+// KubeVirt v1.8.0) exits on purpose when the DataVolume API goes or comes
+// back, to start again with or without its CDI informers; the harness starts
+// it again each time, and the restarted virt-controller runs a VM (kubelet
+// and virt-handler stood in for).
+func TestVirtControllerIsRestartedWhenItExitsOnPurpose(t *testing.T) {
+	e, c := controllersEnv(t)
+	ctx := context.Background()
+	crds, err := embeddedCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dv *apiextensionsv1.CustomResourceDefinition
+	for _, crd := range crds {
+		if crd.Name == "datavolumes.cdi.kubevirt.io" {
+			dv = crd
+		}
+	}
+	if dv == nil {
+		t.Fatal("no DataVolume CRD embedded")
+	}
+	restartedAfter := func(what string, starts int) {
+		t.Helper()
+		eventually(t, e, 2*time.Minute, what, func(context.Context) error {
+			if got := e.VirtControllerStarts(); got <= starts {
+				return fmt.Errorf("virt-controller started %d times", got)
+			}
+			return nil
+		})
+		if err := e.waitVirtControllerLeading(ctx, 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	starts := e.VirtControllerStarts()
+	if err := c.Delete(ctx, dv.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	restartedAfter("restart once the DataVolume API is gone", starts)
+	eventually(t, e, time.Minute, "DataVolume CRD deleted", func(ctx context.Context) error {
+		return gone(ctx, c, dv.DeepCopy())
+	})
+
+	starts = e.VirtControllerStarts()
+	if err := c.Create(ctx, dv.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitEstablished(ctx, e.Config, []*apiextensionsv1.CustomResourceDefinition{dv}); err != nil {
+		t.Fatal(err)
+	}
+	restartedAfter("restart once the DataVolume API is back", starts)
+	t.Logf("virt-controller started %d times", e.VirtControllerStarts())
+
+	ns, err := e.CreateNamespace(ctx, "vc-restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, e, time.Minute, "default ServiceAccount", func(ctx context.Context) error {
+		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, &corev1.ServiceAccount{})
+	})
+	vm := &kubevirtv1.VirtualMachine{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "after-restart"},
+		Spec:       kubevirtv1.VirtualMachineSpec{RunStrategy: runStrategy(kubevirtv1.RunStrategyAlways), Template: testVMTemplate()},
+	}
+	if err := c.Create(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, e, 2*time.Minute, "VM Running after the restarts", func(ctx context.Context) error {
+		_, _, err := runningWithIP(ctx, c, ns, vm.Name)
+		return err
 	})
 }

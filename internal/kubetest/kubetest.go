@@ -116,8 +116,12 @@ type Env struct {
 	// Set with the Controllers option.
 	kcm            *controllerProc
 	virtController *controllerProc
-	standInNode    *StandInNode
-	standInHandler *StandInVirtHandler
+	// virtControllerURL is where virt-controller serves /metrics, /healthz
+	// and /leader, with a certificate from virtControllerCA.
+	virtControllerURL string
+	virtControllerCA  []byte
+	standInNode       *StandInNode
+	standInHandler    *StandInVirtHandler
 
 	stopOnce sync.Once
 	stopErr  error
