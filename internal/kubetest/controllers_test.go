@@ -421,3 +421,83 @@ func TestVirtControllerIsRestartedWhenItExitsOnPurpose(t *testing.T) {
 		return err
 	})
 }
+
+// TestVirtControllerScalesAPoolDownByItsSortPolicy: KubeVirt's own pool
+// controller (real; kubelet and virt-handler stood in for) chooses which
+// members go on scale-down by the pool's scale-in sort policy: with
+// DescendingOrder, 3 → 1 keeps the member of index 0. (Without a policy
+// KubeVirt v1.8.0 picks at random.)
+func TestVirtControllerScalesAPoolDownByItsSortPolicy(t *testing.T) {
+	e, c := controllersEnv(t)
+	ctx := context.Background()
+	ns, err := e.CreateNamespace(ctx, "vc-scale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, e, time.Minute, "default ServiceAccount", func(ctx context.Context) error {
+		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, &corev1.ServiceAccount{})
+	})
+	labels := map[string]string{"kubetest/pool": "s1"}
+	replicas := int32(3)
+	descending := poolv1beta1.VirtualMachinePoolSortPolicyDescendingOrder
+	pool := &poolv1beta1.VirtualMachinePool{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s1"},
+		Spec: poolv1beta1.VirtualMachinePoolSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			ScaleInStrategy: &poolv1beta1.VirtualMachinePoolScaleInStrategy{
+				Proactive: &poolv1beta1.VirtualMachinePoolProactiveScaleInStrategy{
+					SelectionPolicy: &poolv1beta1.VirtualMachinePoolSelectionPolicy{SortPolicy: &descending},
+				},
+			},
+			VirtualMachineTemplate: &poolv1beta1.VirtualMachineTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       kubevirtv1.VirtualMachineSpec{RunStrategy: runStrategy(kubevirtv1.RunStrategyAlways), Template: testVMTemplate()},
+			},
+		},
+	}
+	pool.Spec.VirtualMachineTemplate.Spec.Template.ObjectMeta.Labels = labels
+	if err := c.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	members := func(ctx context.Context) ([]string, error) {
+		var vms kubevirtv1.VirtualMachineList
+		if err := c.List(ctx, &vms, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, vm := range vms.Items {
+			names = append(names, vm.Name)
+		}
+		return names, nil
+	}
+	eventually(t, e, 3*time.Minute, "3 members ready", func(ctx context.Context) error {
+		got := &poolv1beta1.VirtualMachinePool{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
+			return err
+		}
+		if got.Status.ReadyReplicas != 3 {
+			return fmt.Errorf("readyReplicas %d", got.Status.ReadyReplicas)
+		}
+		return nil
+	})
+	got := &poolv1beta1.VirtualMachinePool{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
+		t.Fatal(err)
+	}
+	one := int32(1)
+	got.Spec.Replicas = &one
+	if err := c.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, e, 2*time.Minute, "scaled down to s1-0", func(ctx context.Context) error {
+		names, err := members(ctx)
+		if err != nil {
+			return err
+		}
+		if len(names) != 1 || names[0] != "s1-0" {
+			return fmt.Errorf("members %v, want [s1-0]", names)
+		}
+		return nil
+	})
+}
