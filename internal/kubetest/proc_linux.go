@@ -15,9 +15,9 @@ func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// reapOrphans kills etcd, kube-apiserver, kubevirt-webhooks and the
-// controllers' processes run
-// from binDir whose parent has died (a test binary that panicked or timed
+// reapOrphans kills etcd, kube-apiserver, kubevirt-webhooks,
+// kube-controller-manager and virt-controller processes run from binDir
+// whose parent has died (a test binary that panicked or timed
 // out never ran Stop; envtest starts its processes without a death signal).
 // Processes of test binaries still running keep their parent and are left
 // alone.

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -228,9 +226,4 @@ func (n *StandInNode) podIP(uid string) string {
 	n.nextIP = n.nextIP.Next()
 	n.ips[uid] = ip
 	return ip
-}
-
-// waitFor polls cond every 100ms until it holds or timeout passes.
-func waitFor(ctx context.Context, timeout time.Duration, cond func(context.Context) (bool, error)) error {
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, cond)
 }
