@@ -18,6 +18,7 @@
 #      copied verbatim from kubevirt.io/kubevirt.
 #
 # Output: internal/kubetest/crds/*.yaml, internal/kubetest/webhooks/*.yaml,
+# internal/kubetest/controller/{crds/*.yaml,rbac.yaml},
 # internal/kubetest/instancetypes/*.yaml. Needs only the Go module proxy.
 set -euo pipefail
 
@@ -40,11 +41,13 @@ cd "$wh_mod"
 "$cg" crd paths=kubevirt.io/api/pool/v1beta1 output:crd:dir="$tmp/crd"
 "$cg" crd paths=kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1 output:crd:dir="$tmp/crd"
 
-rm -rf "$out/crds" "$out/webhooks" "$out/instancetypes"
-go run ./cmd/kubevirt-manifests \
+rm -rf "$out/crds" "$out/webhooks" "$out/instancetypes" "$out/controller"
+# -trimpath: reuse what hack/kube-tools.sh compiled for kubevirt-webhooks.
+go run -trimpath ./cmd/kubevirt-manifests \
 	-controller-gen-dir "$tmp/crd" \
 	-crd-out "$out/crds" \
-	-webhook-out "$out/webhooks"
+	-webhook-out "$out/webhooks" \
+	-controller-out "$out/controller"
 
 kv_dir=$(go list -m -f '{{.Dir}}' kubevirt.io/kubevirt)
 kv_version=$(go list -m -f '{{.Version}}' kubevirt.io/kubevirt)
@@ -58,4 +61,4 @@ for f in common-clusterinstancetypes-bundle.yaml common-clusterpreferences-bundl
 	} >"$out/instancetypes/$f"
 done
 
-echo "gen-crds: wrote $(ls "$out/crds" | wc -l) CRDs, $(ls "$out/webhooks" | wc -l) webhook configurations, 2 instancetype bundles under ${out#"$root"/}" >&2
+echo "gen-crds: wrote $(ls "$out/crds" "$out/controller/crds" | grep -c yaml) CRDs, $(ls "$out/webhooks" | wc -l) webhook configurations, 2 instancetype bundles under ${out#"$root"/}" >&2

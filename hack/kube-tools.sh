@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the binaries internal/kubetest runs (a real kube-apiserver, etcd,
-# KubeVirt's admission webhooks) and controller-gen, from the Go module proxy,
+# kube-controller-manager, KubeVirt's admission webhooks and virt-controller)
+# and controller-gen, from the Go module proxy,
 # into a cache directory keyed by the Kubernetes version, and prints that
 # directory on stdout. Progress goes to stderr.
 #
 #   hack/kube-tools.sh                 build whatever is missing or stale, print the dir
-#   hack/kube-tools.sh TOOL...         only these (kube-apiserver etcd controller-gen kubevirt-webhooks)
+#   hack/kube-tools.sh TOOL...         only these (kube-apiserver etcd controller-gen kubevirt-webhooks
+#                                      kube-controller-manager virt-controller)
 #   hack/kube-tools.sh --check [TOOL...]
 #                                      build nothing: print the dir, exit 1 naming
 #                                      what is missing or stale
@@ -13,15 +15,17 @@
 # The directory is ${PADDOCK_KUBE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/paddock/kube/<k8s-version>}.
 # Each binary has a stamp in .stamps/ recording what it was built from (module
 # files, sources, versions); a binary whose stamp differs is rebuilt. With all
-# four present and current this takes a few milliseconds.
+# of them present and current this takes a few milliseconds.
 #
 # A cold build of everything takes about 15-20 minutes on 2 cores, most of it
-# kube-apiserver; see tools/kube/README.md.
+# kube-apiserver, plus the two controllers; see tools/kube/README.md.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 kube_mod=$root/tools/kube
 wh_mod=$root/tools/kubevirt-webhooks
+kcm_mod=$root/tools/kube-controller-manager
+vc_mod=$root/tools/virt-controller
 
 controller_tools_version=v0.19.0
 
@@ -30,6 +34,7 @@ if [[ -z $k8s_version ]]; then
 	echo "kube-tools: no k8s.io/kubernetes requirement in $kube_mod/go.mod" >&2
 	exit 2
 fi
+kubevirt_version=$(awk '$1 == "kubevirt.io/kubevirt" && $2 ~ /^v/ { print $2; exit }' "$vc_mod/go.mod")
 dir=${PADDOCK_KUBE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/paddock/kube/${k8s_version#v}}
 
 check=false
@@ -37,7 +42,7 @@ tools=()
 for arg in "$@"; do
 	case $arg in
 	--check) check=true ;;
-	kube-apiserver | etcd | controller-gen | kubevirt-webhooks) tools+=("$arg") ;;
+	kube-apiserver | etcd | controller-gen | kubevirt-webhooks | kube-controller-manager | virt-controller) tools+=("$arg") ;;
 	*)
 		echo "kube-tools: unknown argument $arg" >&2
 		exit 2
@@ -45,7 +50,7 @@ for arg in "$@"; do
 	esac
 done
 if [[ ${#tools[@]} -eq 0 ]]; then
-	tools=(kube-apiserver etcd controller-gen kubevirt-webhooks)
+	tools=(kube-apiserver etcd controller-gen kubevirt-webhooks kube-controller-manager virt-controller)
 fi
 
 hash_files() { cat "$@" | sha256sum | cut -d' ' -f1; }
@@ -61,6 +66,8 @@ stamp() {
 		mapfile -t srcs < <(cd "$wh_mod" && find . -name '*.go' -not -path './cmd/kubevirt-manifests/*' | LC_ALL=C sort)
 		echo "kubevirt-webhooks $(cd "$wh_mod" && hash_files go.mod go.sum "${srcs[@]}")"
 		;;
+	kube-controller-manager) echo "k8s.io/kubernetes $k8s_version $(hash_files "$kcm_mod/go.mod" "$kcm_mod/go.sum")" ;;
+	virt-controller) echo "kubevirt.io/kubevirt $kubevirt_version $(hash_files "$vc_mod/go.mod" "$vc_mod/go.sum")" ;;
 	esac
 }
 
@@ -94,6 +101,7 @@ ldflags_k8s="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 	ldflags_k8s+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=${ver%%.*} -X $pkg.gitMinor=$(cut -d. -f2 <<<"$ver") -X $pkg.gitTreeState=clean"
 done
+ldflags_kubevirt="-s -w -X kubevirt.io/client-go/version.gitVersion=$kubevirt_version -X kubevirt.io/client-go/version.gitTreeState=clean"
 
 build() {
 	set -e
@@ -104,6 +112,8 @@ build() {
 	etcd) (cd "$kube_mod" && go build -trimpath -ldflags "-s -w" -o "$tmp" ./cmd/etcd) ;;
 	controller-gen) (cd "$dir" && GOBIN="$dir/.gobin.$$" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/controller-tools/cmd/controller-gen@$controller_tools_version" && mv "$dir/.gobin.$$/controller-gen" "$tmp" && rmdir "$dir/.gobin.$$") ;;
 	kubevirt-webhooks) (cd "$wh_mod" && go build -trimpath -ldflags "-s -w" -o "$tmp" ./cmd/kubevirt-webhooks) ;;
+	kube-controller-manager) (cd "$kcm_mod" && go build -trimpath -ldflags "$ldflags_k8s" -o "$tmp" k8s.io/kubernetes/cmd/kube-controller-manager) ;;
+	virt-controller) (cd "$vc_mod" && go build -trimpath -ldflags "$ldflags_kubevirt" -o "$tmp" kubevirt.io/kubevirt/cmd/virt-controller) ;;
 	esac
 	mv -f "$tmp" "$dir/$t"
 	stamp "$t" >"$dir/.stamps/$t"

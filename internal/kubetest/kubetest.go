@@ -14,9 +14,13 @@
 // Env.AuditedCalls reads what a user asked for, to hold against what its
 // roles grant (GrantedCalls, CompareGrants).
 //
-// No kubelet, scheduler or controllers run: nothing turns a VirtualMachine
-// into a VirtualMachineInstance, and no namespace is ever finalized away.
-// Tests play virt-controller themselves where they need it.
+// By default no kubelet, scheduler or controllers run: nothing turns a
+// VirtualMachine into a VirtualMachineInstance, and no namespace is ever
+// finalized away; tests play virt-controller themselves where they need it.
+// With the Controllers option, kube-controller-manager (garbage collection,
+// namespaces, service accounts) and KubeVirt's own virt-controller run too,
+// and only the node-level parts are stood in for (StandInNode for kubelet,
+// StandInVirtHandler for virt-handler).
 //
 // Start once per test package, from TestMain:
 //
@@ -108,6 +112,17 @@ type Env struct {
 	hookCmd  *exec.Cmd
 	hookDone chan struct{}
 	hookLog  string
+
+	// Set with the Controllers option.
+	kcm            *controllerProc
+	virtController *controllerProc
+	// virtControllerURL is where virt-controller serves /metrics, /healthz
+	// and /leader, with a certificate from virtControllerCA.
+	virtControllerURL string
+	virtControllerCA  []byte
+	standInNode       *StandInNode
+	standInHandler    *StandInVirtHandler
+
 	stopOnce sync.Once
 	stopErr  error
 	// usersMu serialises envtest's AddUser, which is not safe for
@@ -127,7 +142,8 @@ func (e *Env) addUser(user string, groups []string) (*envtest.AuthenticatedUser,
 type Option func(*options)
 
 type options struct {
-	verbose bool
+	verbose     bool
+	controllers bool
 }
 
 // Verbose sends the output of etcd, kube-apiserver and kubevirt-webhooks to
@@ -148,7 +164,11 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	binDir, err := toolsDir(ctx, root)
+	tools := []string{"kube-apiserver", "etcd", "kubevirt-webhooks"}
+	if o.controllers {
+		tools = append(tools, "kube-controller-manager", "virt-controller")
+	}
+	binDir, err := toolsDir(ctx, root, tools)
 	if err != nil {
 		return nil, err
 	}
@@ -228,14 +248,21 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 	if err := e.createInstancetypes(ctx); err != nil {
 		return nil, err
 	}
+	if o.controllers {
+		if err := e.startControllers(ctx, o.verbose); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
 }
 
-// Stop stops the webhook server, kube-apiserver and etcd and removes their
+// Stop stops the stand-ins and controllers, the webhook server,
+// kube-apiserver and etcd and removes their
 // files. It is safe to call more than once.
 func (e *Env) Stop() error {
 	e.stopOnce.Do(func() {
 		var errs []error
+		e.stopControllers()
 		if e.hookCmd != nil && e.hookCmd.Process != nil {
 			_ = e.hookCmd.Process.Signal(syscall.SIGTERM)
 			select {
@@ -328,9 +355,9 @@ func repoRoot() (string, error) {
 
 // toolsDir asks hack/kube-tools.sh where the binaries are, and whether they
 // are built and current. With PADDOCK_KUBETEST_BUILD=1 it builds them.
-func toolsDir(ctx context.Context, root string) (string, error) {
+func toolsDir(ctx context.Context, root string, tools []string) (string, error) {
 	script := filepath.Join(root, "hack", "kube-tools.sh")
-	args := []string{script, "kube-apiserver", "etcd", "kubevirt-webhooks"}
+	args := append([]string{script}, tools...)
 	build := os.Getenv("PADDOCK_KUBETEST_BUILD") == "1"
 	if !build {
 		args = append(args[:1], append([]string{"--check"}, args[1:]...)...)

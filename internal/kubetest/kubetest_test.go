@@ -74,6 +74,9 @@ func run(m *testing.M) int {
 		if err := env.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stop:", err)
 		}
+		if err := stopControllersEnv(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop the Controllers environment:", err)
+		}
 	}()
 	startTook = time.Since(start)
 

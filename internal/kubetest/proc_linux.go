@@ -15,14 +15,15 @@ func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// reapOrphans kills etcd, kube-apiserver and kubevirt-webhooks processes run
-// from binDir whose parent has died (a test binary that panicked or timed
+// reapOrphans kills etcd, kube-apiserver, kubevirt-webhooks,
+// kube-controller-manager and virt-controller processes run from binDir
+// whose parent has died (a test binary that panicked or timed
 // out never ran Stop; envtest starts its processes without a death signal).
 // Processes of test binaries still running keep their parent and are left
 // alone.
 func reapOrphans(binDir string) {
 	ours := map[string]bool{}
-	for _, name := range []string{"etcd", "kube-apiserver", "kubevirt-webhooks"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kubevirt-webhooks", "kube-controller-manager", "virt-controller"} {
 		ours[filepath.Join(binDir, name)] = true
 	}
 	entries, err := os.ReadDir("/proc")

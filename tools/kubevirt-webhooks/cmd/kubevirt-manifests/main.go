@@ -11,6 +11,15 @@
 //     which attach that schema to every served version.
 //   - CDI: the controller-gen CRD is used unchanged (CDI's operator decodes
 //     CDICRDs[...] as is).
+//   - virt-controller (-controller-out): the rest of the CRDs virt-operator
+//     installs, which virt-controller watches (kubevirts, migrations,
+//     replicasets, snapshots, exports, clones, backups, migration policies,
+//     presets), built the same way; a schema controller-gen was not run for
+//     (snapshot, export, clone, backup and migrations API groups) is KubeVirt's
+//     own checked-in components.CRDsValidation entry, which KubeVirt generates
+//     the same way. CDI's cdis, cdiconfigs and storageprofiles CRDs, unchanged,
+//     which virt-controller waits for once DataVolumes exist. And virt-operator's
+//     RBAC for virt-controller (rbac.GetAllController).
 //   - Webhooks: components.NewVirtAPI{Mutating,Validating}WebhookConfiguration,
 //     keeping only the webhooks whose path the kubevirt-webhooks server serves.
 //     Their clientConfig still names virt-api's Service; the test harness
@@ -21,6 +30,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,6 +42,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"kubevirt.io/kubevirt/pkg/virt-operator/resource/generate/components"
+	"kubevirt.io/kubevirt/pkg/virt-operator/resource/generate/rbac"
 
 	"paddock/tools/kubevirt-webhooks/internal/served"
 )
@@ -40,13 +51,24 @@ func main() {
 	genDir := flag.String("controller-gen-dir", "", "directory holding controller-gen's CRD output (required)")
 	crdOut := flag.String("crd-out", "", "directory to write the CRDs to (required)")
 	webhookOut := flag.String("webhook-out", "", "directory to write the webhook configurations to (required)")
+	controllerOut := flag.String("controller-out", "", "directory to write what virt-controller needs besides the base CRDs to (CRDs, RBAC); optional")
 	namespace := flag.String("namespace", "kubevirt", "KubeVirt install namespace named in the webhook service references")
 	flag.Parse()
 	if *genDir == "" || *crdOut == "" || *webhookOut == "" {
 		flag.Usage()
 		os.Exit(2)
 	}
+	// Kept before run replaces it: the schemas of API groups controller-gen
+	// is not run over.
+	checkedIn := maps.Clone(components.CRDsValidation)
 	if err := run(*genDir, *crdOut, *webhookOut, *namespace); err != nil {
+		fmt.Fprintln(os.Stderr, "kubevirt-manifests:", err)
+		os.Exit(1)
+	}
+	if *controllerOut == "" {
+		return
+	}
+	if err := runController(*genDir, *controllerOut, *namespace, checkedIn); err != nil {
 		fmt.Fprintln(os.Stderr, "kubevirt-manifests:", err)
 		os.Exit(1)
 	}
@@ -152,6 +174,88 @@ func run(genDir, crdOut, webhookOut, namespace string) error {
 	vwc.Webhooks = vhooks
 	src = "kubevirt.io/kubevirt v1.8.0 components.NewVirtAPIValidatingWebhookConfiguration, only the webhooks kubevirt-webhooks serves."
 	return writeObject(filepath.Join(webhookOut, "validating.yaml"), vwc, src)
+}
+
+// runController writes the CRDs virt-controller watches beyond those run
+// writes, CDI's configuration CRDs, and virt-controller's RBAC as
+// virt-operator creates it in namespace.
+func runController(genDir, out, namespace string, checkedIn map[string]string) error {
+	generated, err := readCRDs(genDir)
+	if err != nil {
+		return err
+	}
+	kubevirtCRDs := []struct {
+		singular string
+		build    func() (*extv1.CustomResourceDefinition, error)
+	}{
+		{"kubevirt", components.NewKubeVirtCrd},
+		{"virtualmachineinstancepreset", components.NewPresetCrd},
+		{"virtualmachineinstancereplicaset", components.NewReplicaSetCrd},
+		{"virtualmachineinstancemigration", components.NewVirtualMachineInstanceMigrationCrd},
+		{"virtualmachinesnapshot", components.NewVirtualMachineSnapshotCrd},
+		{"virtualmachinesnapshotcontent", components.NewVirtualMachineSnapshotContentCrd},
+		{"virtualmachinerestore", components.NewVirtualMachineRestoreCrd},
+		{"virtualmachineexport", components.NewVirtualMachineExportCrd},
+		{"virtualmachinebackup", components.NewVirtualMachineBackupCrd},
+		{"virtualmachinebackuptracker", components.NewVirtualMachineBackupTrackerCrd},
+		{"migrationpolicy", components.NewMigrationPolicyCrd},
+		{"virtualmachineclone", components.NewVirtualMachineCloneCrd},
+	}
+	crdOut := filepath.Join(out, "crds")
+	if err := os.MkdirAll(crdOut, 0o755); err != nil {
+		return err
+	}
+	for _, c := range kubevirtCRDs {
+		src := "kubevirt.io/kubevirt v1.8.0 components.New*Crd() with the schema controller-gen generated from kubevirt.io/api v1.8.0."
+		if _, ok := components.CRDsValidation[c.singular]; !ok {
+			v, ok := checkedIn[c.singular]
+			if !ok {
+				return fmt.Errorf("no schema for %s", c.singular)
+			}
+			components.CRDsValidation[c.singular] = v
+			src = "kubevirt.io/kubevirt v1.8.0 components.New*Crd() with KubeVirt's checked-in schema (components.CRDsValidation)."
+		}
+		crd, err := c.build()
+		if err != nil {
+			return err
+		}
+		if err := writeObject(filepath.Join(crdOut, crd.Name+".yaml"), crd, src); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{"cdis.cdi.kubevirt.io", "cdiconfigs.cdi.kubevirt.io", "storageprofiles.cdi.kubevirt.io"} {
+		crd, ok := generated[name]
+		if !ok {
+			return fmt.Errorf("controller-gen output has no %s", name)
+		}
+		src := "controller-gen output for kubevirt.io/containerized-data-importer-api, unchanged (as CDI's operator uses it)."
+		if err := writeObject(filepath.Join(crdOut, name+".yaml"), crd, src); err != nil {
+			return err
+		}
+	}
+
+	var docs [][]byte
+	for _, obj := range rbac.GetAllController(namespace, false) {
+		b, err := yaml.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		if md, ok := m["metadata"].(map[string]any); ok {
+			delete(md, "creationTimestamp")
+		}
+		b, err = yaml.Marshal(m)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, b)
+	}
+	src := fmt.Sprintf("kubevirt.io/kubevirt v1.8.0 rbac.GetAllController(%q, false): virt-controller's ServiceAccount, roles and bindings as virt-operator creates them.", namespace)
+	return os.WriteFile(filepath.Join(out, "rbac.yaml"),
+		append([]byte(fmt.Sprintf(header, src)), bytes.Join(docs, []byte("---\n"))...), 0o644)
 }
 
 // readCRDs decodes every CRD in dir, keyed by name.
