@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 )
 
 //go:embed controller/crds/*.yaml controller/rbac.yaml
@@ -181,23 +179,7 @@ func (p *controllerProc) logTail() string {
 
 // controllerCRDs decodes the CRDs virt-controller needs beyond the base set.
 func controllerCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
-	var crds []*apiextensionsv1.CustomResourceDefinition
-	err := fs.WalkDir(controllerFS, "controller/crds", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := controllerFS.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.UnmarshalStrict(b, crd); err != nil {
-			return fmt.Errorf("kubetest: %s: %w", p, err)
-		}
-		crds = append(crds, crd)
-		return nil
-	})
-	return crds, err
+	return decodeCRDs(controllerFS, "controller/crds")
 }
 
 // startControllers runs kube-controller-manager, then gives virt-controller

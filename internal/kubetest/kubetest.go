@@ -383,12 +383,17 @@ func toolsDir(ctx context.Context, root string, tools []string) (string, error) 
 
 // embeddedCRDs decodes the generated CRDs.
 func embeddedCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	return decodeCRDs(crdFS, "crds")
+}
+
+// decodeCRDs decodes every CRD below dir of fsys, strictly.
+func decodeCRDs(fsys embed.FS, dir string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	var crds []*apiextensionsv1.CustomResourceDefinition
-	err := fs.WalkDir(crdFS, "crds", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := crdFS.ReadFile(p)
+		b, err := fsys.ReadFile(p)
 		if err != nil {
 			return err
 		}
