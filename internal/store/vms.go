@@ -235,6 +235,18 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 		// the request belongs to the provisioner, which asks for a fresh look
 		// once it has.
 		live := vmStates
+		// A stop or start seen while Paddock's own reconcile of a change is
+		// still to come is that change's doing, or will be undone by it (the
+		// newer wish): then it is an ordinary state change, not drift.
+		drift := !o.Gone && (o.State == StateStopped && desired == "running" && state == StateRunning ||
+			(o.State == StateRunning || o.State == StateProvisioning) && desired == "stopped" && state == StateStopped)
+		if drift {
+			pending, err := reconcilePending(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			drift = !pending
+		}
 		switch {
 		case o.Gone && desired == "deleted":
 			return record(StateDeleted)(transition(ctx, tx, id, StateDeleted, ActorCluster, "state", "VirtualMachine deleted", live...))
@@ -245,19 +257,9 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 			}
 			return record(StateDeleted)(transition(ctx, tx, id, StateDeleted, ActorCluster, "drift",
 				"the "+what+" was deleted outside Paddock", live...))
-		case o.State == StateStopped && desired == "running" && state == StateRunning,
-			(o.State == StateRunning || o.State == StateProvisioning) && desired == "stopped" && state == StateStopped:
+		case drift:
 			// Stopped or started by someone else: Paddock takes it as the new
-			// desired state rather than fight it, unless its own reconcile of
-			// a change is still to come (that change is the newer wish).
-			if pending, err := reconcilePending(ctx, tx, id); err != nil {
-				return err
-			} else if pending {
-				if changedVM {
-					return notify(ctx, tx, id)
-				}
-				return nil
-			}
+			// desired state rather than fight it.
 			what, want := "stopped", DesiredStopped
 			if o.State != StateStopped {
 				what, want = "started", DesiredRunning
