@@ -122,13 +122,11 @@ func (r *report) write(w io.Writer) {
 	brRatio, brSlower := paired(t[paddock], t[aggregator])
 	n := len(t[direct].rounds)
 	p("- Through Paddock, full-screen updates arrived at %.1f MB/s against %.1f MB/s direct and %.1f MB/s through the aggregator without Paddock's bridge. ", pd, di, ag)
-	p("Round by round (the paths' turns back to back), Paddock's rate was a median %.2f× of direct's and lower in %d of %d rounds; ", pdRatio, pdSlower, n)
-	p("the aggregator's %.2f× of direct's (lower in %d); Paddock's bridge kept %.2f× of the aggregator's rate (lower in %d). ", agRatio, agSlower, brRatio, brSlower)
-	if consistent(pdSlower, n) {
-		p("%s\n", blame("throughput", 100*(1-agRatio), 100*agRatio*(1-brRatio), "% of the direct rate"))
-	} else {
-		p("This run does not show Paddock's path consistently slower than direct (it was slower in fewer than %d of %d rounds): the machine's load varied more than the paths differ.\n", (4*n+4)/5, n)
-	}
+	p("Round by round (the paths' turns back to back), Paddock's rate was a median %.2f× of direct's, the aggregator's %.2f× of direct's, ", pdRatio, agRatio)
+	p("and Paddock's bridge kept %.2f× of the aggregator path's rate. ", brRatio)
+	p("%s %s %s\n", verdict("Paddock's path", "direct", pdRatio, pdSlower, n),
+		verdict("The aggregator", "direct", agRatio, agSlower, n),
+		verdict("Paddock's bridge", "the aggregator path without it", brRatio, brSlower, n))
 	bytesPerUpdate := float64(t[paddock].bytes) / float64(t[paddock].frames)
 	perSec := func(x rate) float64 { return float64(x.frames) / x.took.Seconds() }
 	p("- One full update of %.0f bytes took %s at p50 through Paddock against %s direct; over the whole measure one viewer got %.0f updates per second through Paddock against %.0f direct. ",
@@ -170,21 +168,14 @@ func paired(x, base rate) (median float64, slower int) {
 // out of five.
 func consistent(slower, rounds int) bool { return 5*slower >= 4*rounds }
 
-// blame says which part of a path lost more of a measure: the aggregator
-// (a, of the direct figure) or Paddock's bridge (b).
-func blame(what string, a, b float64, unit string) string {
-	switch {
-	case a <= 0 && b <= 0:
-		return fmt.Sprintf("Neither part lowered the %s in this run (aggregator %+.0f, bridge %+.0f%s).", what, -a, -b, unit)
-	case b <= 0:
-		return fmt.Sprintf("The loss is the aggregator's: %.0f%s; Paddock's bridge changed the %s by %+.0f%s.", a, unit, what, -b, unit)
-	case a <= 0:
-		return fmt.Sprintf("The loss is Paddock's bridge's: %.0f%s; the aggregator changed the %s by %+.0f%s.", b, unit, what, -a, unit)
-	case a >= b:
-		return fmt.Sprintf("Most of the loss is the aggregator's: %.0f%s, against %.0f for Paddock's bridge.", a, unit, b)
-	default:
-		return fmt.Sprintf("Most of the loss is Paddock's bridge's: %.0f%s, against %.0f for the aggregator.", b, unit, a)
+// verdict says whether subject's throughput was consistently lower than
+// than's in this run (in four rounds of five) and by how much, or that the
+// run does not show it.
+func verdict(subject, than string, ratio float64, slower, rounds int) string {
+	if consistent(slower, rounds) {
+		return fmt.Sprintf("%s was consistently slower than %s (%d of %d rounds), by a median %.0f%%.", subject, than, slower, rounds, 100*(1-ratio))
 	}
+	return fmt.Sprintf("%s was not consistently slower than %s (%d of %d rounds): the machine's load varied more than they differ.", subject, than, slower, rounds)
 }
 
 // ms formats a duration in milliseconds.

@@ -34,19 +34,16 @@ func TestSpliceAppendsThenReplacesOnlyItsSection(t *testing.T) {
 	}
 }
 
-func TestBlameNamesThePartThatLostMore(t *testing.T) {
+func TestVerdictConcludesOnlyOnADifferenceThatHoldsInFourRoundsOfFive(t *testing.T) {
 	for _, c := range []struct {
-		a, b float64
-		want string
+		slower int
+		want   string
 	}{
-		{17, 11, "Most of the loss is the aggregator's: 17% of the direct rate"},
-		{3, 20, "Most of the loss is Paddock's bridge's: 20"},
-		{12, -2, "The loss is the aggregator's: 12"},
-		{-1, 5, "The loss is Paddock's bridge's: 5"},
-		{-1, -2, "Neither part lowered"},
+		{16, "the bridge was consistently slower than direct (16 of 20 rounds), by a median 20%."},
+		{15, "the bridge was not consistently slower than direct (15 of 20 rounds): the machine's load varied more than they differ."},
 	} {
-		if got := blame("throughput", c.a, c.b, "% of the direct rate"); !strings.HasPrefix(got, c.want) {
-			t.Errorf("blame(%v, %v) = %q, want it to start %q", c.a, c.b, got, c.want)
+		if got := verdict("the bridge", "direct", 0.8, c.slower, 20); got != c.want {
+			t.Errorf("verdict with %d slower rounds = %q, want %q", c.slower, got, c.want)
 		}
 	}
 }
