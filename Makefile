@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -mod=mod
 
-.PHONY: dev test test-e2e test-short test-race fuzz test-load generate lint kube-tools bench build bench-provision bench-history
+.PHONY: dev test test-e2e test-short test-race fuzz test-load generate lint kube-tools bench build bench-provision bench-history bench-console
 
 # The packages with concurrency (handlers, River workers, watchers, the
 # portal process): make test runs their tests under the race detector.
@@ -81,7 +81,13 @@ bench-provision: kube-tools
 bench-history:
 	$(GO) run ./internal/bench/history $(BENCH_HISTORY_ARGS)
 
-bench: bench-provision bench-history
+## bench-console: console throughput, serial echo latency and open time on a real kube-apiserver, through Paddock's
+## bridge, through the aggregator without it, and by a direct websocket to the virt-api stand-in, in one run (issue 18);
+## writes its section of BENCHMARKS.md
+bench-console: kube-tools
+	$(GO) run ./internal/bench/console -out BENCHMARKS.md $(BENCH_CONSOLE_ARGS)
+
+bench: bench-provision bench-history bench-console
 
 ## load: 100 API clients for 60 s against `portal dev` on the simulated cluster, loopback only (issue #10); zero 5xx, nothing lost or duplicated
 .PHONY: load

@@ -3,6 +3,7 @@ package kubetest
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -44,6 +45,7 @@ var ConsoleColour = color.RGBA{R: 0x2e, G: 0x8b, B: 0x57, A: 255}
 type ConsoleStandIn struct {
 	srv *http.Server
 	ln  net.Listener
+	ca  []byte
 
 	mu    sync.Mutex
 	conns map[*websocket.Conn]struct{}
@@ -76,7 +78,7 @@ func (e *Env) ServeConsoles(ctx context.Context) (*ConsoleStandIn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &ConsoleStandIn{ln: ln, conns: map[*websocket.Conn]struct{}{}}
+	c := &ConsoleStandIn{ln: ln, ca: ca, conns: map[*websocket.Conn]struct{}{}}
 	c.srv = &http.Server{Handler: c, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = c.srv.Serve(ln) }()
 	port := ln.Addr().(*net.TCPAddr).Port
@@ -256,3 +258,12 @@ func apiServiceAvailable(u *unstructured.Unstructured) bool {
 // ConsolePort returns the port of the stand-in (for a direct connection
 // that bypasses the API server, as a baseline).
 func (c *ConsoleStandIn) ConsolePort() int { return c.ln.Addr().(*net.TCPAddr).Port }
+
+// ClientTLS returns a TLS configuration that verifies the stand-in's
+// certificate as the API server does (the CA of the APIService, the
+// Service's DNS name), for a direct connection to ConsolePort.
+func (c *ConsoleStandIn) ClientTLS() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(c.ca)
+	return &tls.Config{RootCAs: pool, ServerName: consoleService + "." + consoleNamespace + ".svc", MinVersion: tls.VersionTLS12}
+}
