@@ -30,8 +30,15 @@ var requestSortColumns = map[string]string{
 	"name": "r.name", "state": "r.state", "template": "tp.name", "team": "t.name", "created": "r.id",
 }
 
-// RequestPage lists one page of requests and how many match in all.
-func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request, int, error) {
+// RequestCountCap bounds how far RequestPage counts: a team's history runs
+// to hundreds of thousands of requests, and counting them all for every
+// page view would cost more than the page.
+const RequestCountCap = 1000
+
+// RequestPage lists one page of requests, how many match in all (counted up
+// to RequestCountCap; a total above it means "more than that") and whether
+// a further page follows.
+func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request, int, bool, error) {
 	var where []string
 	var args []any
 	add := func(cond string, arg any) {
@@ -52,8 +59,9 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 		w = " WHERE " + strings.Join(where, " AND ")
 	}
 	var total int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM requests r`+w, args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("count requests: %w", err)
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM requests r`+w+
+		fmt.Sprintf(` LIMIT %d) capped`, RequestCountCap+1), args...).Scan(&total); err != nil {
+		return nil, 0, false, fmt.Errorf("count requests: %w", err)
 	}
 	col, ok := requestSortColumns[f.Sort]
 	if !ok {
@@ -66,13 +74,17 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 50
 	}
-	q := requestSelect + w + fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit, max(f.Offset, 0))
+	q := requestSelect + w + fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit+1, max(f.Offset, 0))
 	rows, _ := s.pool.Query(ctx, q, args...)
 	rs, err := pgx.CollectRows(rows, scanRequest)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list requests: %w", err)
+		return nil, 0, false, fmt.Errorf("list requests: %w", err)
 	}
-	return rs, total, nil
+	more := len(rs) > f.Limit
+	if more {
+		rs = rs[:f.Limit]
+	}
+	return rs, total, more, nil
 }
 
 // PoolIPs lists the addresses of the members of each pool in ids, by

@@ -110,3 +110,12 @@ func deprecatedNotes(v requestsView) []string {
 	}
 	return out
 }
+
+// requestsTotal says how many requests match: exactly up to the store's
+// count cap, "more than" it beyond.
+func requestsTotal(n int) string {
+	if n > store.RequestCountCap {
+		return "more than " + nouns(store.RequestCountCap, "request", "requests")
+	}
+	return nouns(n, "request", "requests")
+}

@@ -1,11 +1,14 @@
 package web_test
 
 import (
+	"context"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
+	"paddock/internal/store"
 	"paddock/internal/web"
 )
 
@@ -71,5 +74,34 @@ func TestVMListFiltersSortsPagesAndShowsPoolIPs(t *testing.T) {
 	_, b = e.grGet(c, "/requests?state=rejected")
 	if !strings.Contains(b, `data-testid="requests-none"`) {
 		t.Error("an empty filter does not say so")
+	}
+}
+
+// TestVMListCountsOnlyAsFarAsIsCheap: a team with a long history is not
+// counted whole on every page view; past store.RequestCountCap the list
+// says "more than" and still leads to the next page.
+func TestVMListCountsOnlyAsFarAsIsCheap(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	r := e.grSubmit("developer", "ubuntu-2404", "small", "seed")
+	// The team's history: rejected requests with the same columns.
+	if _, err := e.st.Pool().Exec(context.Background(), `
+		INSERT INTO requests (team_id, requester_id, template_id, template_version, size, vcpu, memory_mib, name,
+			ssh_public_key, lease_days, justification, state, decision, desired, created_at, updated_at, expires_at)
+		SELECT team_id, requester_id, template_id, template_version, size, vcpu, memory_mib, name || '-' || g,
+			ssh_public_key, lease_days, justification, 'rejected', decision, 'deleted', created_at, updated_at, expires_at
+		FROM requests, generate_series(1, $2) g WHERE id = $1`, r.ID, store.RequestCountCap+5); err != nil {
+		t.Fatal(err)
+	}
+	_, b := e.grGet(e.browser("developer"), "/requests")
+	want := fmt.Sprintf(`data-testid="requests-count">1–50 of more than %d requests`, store.RequestCountCap)
+	if !strings.Contains(b, want) {
+		t.Errorf("no capped total %q", want)
+	}
+	if !strings.Contains(b, `href="/requests?page=2" data-testid="requests-next"`) {
+		t.Error("no next page")
+	}
+	_, last := e.grGet(e.browser("developer"), fmt.Sprintf("/requests?page=%d", (store.RequestCountCap+6+49)/50))
+	if strings.Contains(last, `data-testid="requests-next"`) || !strings.Contains(last, `data-testid="requests-prev"`) {
+		t.Error("the last page leads further, or not back")
 	}
 }

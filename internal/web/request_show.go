@@ -191,7 +191,7 @@ func (s *Server) requestList(w http.ResponseWriter, r *http.Request) error {
 	if lf.Mine {
 		f.RequesterID = u.ID
 	}
-	reqs, total, err := s.store.RequestPage(r.Context(), f)
+	reqs, total, more, err := s.store.RequestPage(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func (s *Server) requestList(w http.ResponseWriter, r *http.Request) error {
 	if lf.Page > 1 {
 		v.PrevURL = lf.url(lf.Sort, lf.Asc, lf.Page-1)
 	}
-	if f.Offset+len(reqs) < total {
+	if more {
 		v.NextURL = lf.url(lf.Sort, lf.Asc, lf.Page+1)
 	}
 	var pools []int64
