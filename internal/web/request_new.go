@@ -87,6 +87,7 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) error {
 		TeamID: *u.TeamID, Requester: u, Template: form.Template, Size: form.Size, Name: form.Name,
 		SSHPublicKey: form.SSHPublicKey, LeaseDays: lease, Justification: form.Justification,
 		IdempotencyKey: r.PostFormValue("idempotencyKey"), Replicas: replicas,
+		ClusterLacks: s.cfg.ClusterLacks,
 	})
 	var verr *store.ValidationError
 	if errors.As(err, &verr) {
