@@ -14,6 +14,10 @@
 // Env.AuditedCalls reads what a user asked for, to hold against what its
 // roles grant (GrantedCalls, CompareGrants).
 //
+// WithoutCDI and WithoutPools leave CDI's DataVolume and DataSource CRDs, or
+// the VirtualMachinePool CRD, out, as on clusters that lack them;
+// Env.InstallCRDs installs them later.
+//
 // By default no kubelet, scheduler or controllers run: nothing turns a
 // VirtualMachine into a VirtualMachineInstance, and no namespace is ever
 // finalized away; tests play virt-controller themselves where they need it.
