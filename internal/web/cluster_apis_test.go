@@ -15,7 +15,8 @@ import (
 // API; discovering that on a real API server is tested in
 // internal/provision): the form and the JSON API refuse a template that
 // imports its disk and a pool, each at its field with the same sentence
-// naming the missing component, store nothing, and accept a containerDisk VM.
+// naming the missing component (the form as soon as they are picked), store
+// nothing, and accept a containerDisk VM.
 func TestRequestRefusedForAPIsTheClusterLacks(t *testing.T) {
 	kubevirtAlone := provision.APIs{Known: true}
 	e := setup(t, web.Config{DevSignIn: true, ClusterLacks: kubevirtAlone.Lacks})
@@ -25,6 +26,16 @@ func TestRequestRefusedForAPIsTheClusterLacks(t *testing.T) {
 	)
 
 	c := e.browser("developer")
+	// Said as soon as the template or the pool size is picked.
+	if resp, b := e.get(c, "/requests/new?template=fedora"); resp.StatusCode != http.StatusOK || !strings.Contains(b, noCDI) {
+		t.Errorf("form shown for fedora: %d, sentence shown %v", resp.StatusCode, strings.Contains(b, noCDI))
+	}
+	if resp, b := e.get(c, "/requests/new?template=cirros&replicas=2"); resp.StatusCode != http.StatusOK || !strings.Contains(b, noPools) {
+		t.Errorf("form shown for a pool: %d, sentence shown %v", resp.StatusCode, strings.Contains(b, noPools))
+	}
+	if _, b := e.get(c, "/requests/new?template=cirros"); strings.Contains(b, "This cluster has no") {
+		t.Error("form shown for a single containerDisk VM names a missing component")
+	}
 	f := validForm()
 	f.Set("template", "fedora")
 	resp, b := e.post(c, "/requests", f)

@@ -43,6 +43,14 @@ func (s *Server) formView(r *http.Request, form requestForm, verr *store.Validat
 		v.Templates = append(v.Templates, c)
 		if t.Name == form.Template {
 			v.Selected = &c
+			if verr == nil && s.cfg.ClusterLacks != nil {
+				// Said as soon as the template is picked, not only once the
+				// form is sent.
+				replicas, _ := strconv.Atoi(form.Replicas)
+				if lacks := s.cfg.ClusterLacks(t.Spec, replicas > 1); len(lacks) > 0 {
+					v.Errors = &store.ValidationError{Fields: lacks}
+				}
+			}
 		}
 	}
 	if v.Selected != nil && u.TeamID != nil {
