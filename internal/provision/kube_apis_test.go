@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
@@ -24,7 +25,8 @@ import (
 // VirtualMachinePool CRD, as many clusters are, then installs CDI, then the
 // pool API, while the watcher runs. At each step a watcher started then
 // syncs with the informers that can work there, a template needing a
-// missing API is refused with a sentence naming the component, and an
+// missing API is refused with a sentence naming the component (and one
+// submitted without that check is failed with it), and an
 // object of an API installed later is seen by the watcher already running.
 // Paddock's Simulator plays virt-controller (VM status, instances, IPs,
 // DataVolumes, pool members); the API server, admission and RBAC are real.
@@ -145,6 +147,16 @@ func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
 	refused("fedora", 0, "template", noCDI)
 	refused("centos-stream9", 0, "template", noClone)
 	refused("cirros", 2, "replicas", noPools)
+	// Submitted without asking the cluster (as before its APIs were
+	// known): the provisioner fails it with the same sentence, creating
+	// nothing.
+	early := h.submit("fedora", "small", "early")
+	if got := h.wait(early.ID, store.StateFailed, nil).StateReason; !strings.Contains(got, noCDI) {
+		t.Errorf("fedora submitted without the check: %q", got)
+	}
+	if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "early", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a VM was made for a template the cluster cannot run: %v", err)
+	}
 	if err := h.st.RequestAction(h.ctx, r.ID, store.ActionDelete, store.UserActor(h.dev)); err != nil {
 		t.Fatal(err)
 	}
