@@ -364,7 +364,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 		SessionLifetime: c.Auth.SessionLifetime, SessionIdleTimeout: c.Auth.SessionIdleTimeout,
 		SignInRate: c.Auth.SignInRate, APIRate: c.Auth.APIRate, LeaseGrace: c.Guardrails.LeaseGrace,
 		Webhooks:        len(c.Guardrails.WebhookURLs) > 0,
-		SeparateMetrics: c.MetricsAddr != ""}, st, cluster, watcher, log)
+		SeparateMetrics: c.MetricsAddr != "", ClusterLacks: watcher.Lacks}, st, cluster, watcher, log)
 	go srv.Run(ctx)
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),

@@ -14,6 +14,10 @@
 // Env.AuditedCalls reads what a user asked for, to hold against what its
 // roles grant (GrantedCalls, CompareGrants).
 //
+// WithoutCDI and WithoutPools leave CDI's DataVolume and DataSource CRDs, or
+// the VirtualMachinePool CRD, out, as on clusters that lack them;
+// Env.InstallCRDs installs them later.
+//
 // By default no kubelet, scheduler or controllers run: nothing turns a
 // VirtualMachine into a VirtualMachineInstance, and no namespace is ever
 // finalized away; tests play virt-controller themselves where they need it.
@@ -123,6 +127,10 @@ type Env struct {
 	standInNode       *StandInNode
 	standInHandler    *StandInVirtHandler
 
+	// leftOut are the CRDs Start did not install (WithoutCDI,
+	// WithoutPools), for InstallCRDs.
+	leftOut []*apiextensionsv1.CustomResourceDefinition
+
 	stopOnce sync.Once
 	stopErr  error
 	// usersMu serialises envtest's AddUser, which is not safe for
@@ -144,6 +152,8 @@ type Option func(*options)
 type options struct {
 	verbose     bool
 	controllers bool
+	// leftOut are the API groups whose CRDs Start does not install.
+	leftOut map[string]bool
 }
 
 // Verbose sends the output of etcd, kube-apiserver and kubevirt-webhooks to
@@ -175,10 +185,11 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 	reapOrphans(binDir)
 	reapStaleDirs()
 
-	crds, err := embeddedCRDs()
+	all, err := embeddedCRDs()
 	if err != nil {
 		return nil, err
 	}
+	crds, leftOut := o.splitLeftOut(all)
 
 	// Everything this Env writes lives under tmpDir, which records its owner
 	// so a later Start can remove it if the owner died without Stop.
@@ -186,7 +197,7 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{BinDir: binDir, RepoRoot: root, tmpDir: tmpDir}
+	e := &Env{BinDir: binDir, RepoRoot: root, tmpDir: tmpDir, leftOut: leftOut}
 	defer func() {
 		if retErr != nil {
 			_ = e.Stop()

@@ -146,7 +146,7 @@ func (poolKind) cached(w *Watcher, ns, name, rid string) (virtv1.VirtualMachineR
 	if w == nil {
 		return "", 0, false
 	}
-	obj, ok, _ := w.pools.GetStore().GetByKey(ns + "/" + name)
+	obj, ok := cached(w.poolInformer(), ns+"/"+name)
 	if !ok {
 		return "", 0, false
 	}

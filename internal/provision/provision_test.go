@@ -74,6 +74,14 @@ func startHarnessIn(t *testing.T, ctx context.Context, st *store.Store, cluster 
 // watchNS instead ("" for every namespace).
 func startHarnessWatching(t *testing.T, ctx context.Context, st *store.Store, cluster *provision.Cluster, ns, watchNS string) *harness {
 	t.Helper()
+	return startHarnessConfigured(t, ctx, st, cluster, ns, watchNS, nil)
+}
+
+// startHarnessConfigured is startHarnessWatching with configure, when set,
+// called on the watcher before it runs.
+func startHarnessConfigured(t *testing.T, ctx context.Context, st *store.Store, cluster *provision.Cluster, ns, watchNS string,
+	configure func(*provision.Watcher)) *harness {
+	t.Helper()
 	warned := &warnings{}
 	var handler slog.Handler = warned
 	if os.Getenv("PADDOCK_TEST_LOG") != "" {
@@ -84,6 +92,9 @@ func startHarnessWatching(t *testing.T, ctx context.Context, st *store.Store, cl
 	reg := prometheus.NewRegistry()
 	metrics := provision.NewMetrics(reg, watcher)
 	watcher.Metrics = metrics
+	if configure != nil {
+		configure(watcher)
+	}
 	go func() { _ = watcher.Run(ctx, 2) }()
 	workers := river.NewWorkers()
 	(&provision.Workers{Store: st, Cluster: cluster, Watcher: watcher, Log: log, Metrics: metrics}).Register(workers)

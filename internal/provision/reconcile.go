@@ -202,6 +202,16 @@ func (w *Workers) create(ctx context.Context, k kind, r store.Request, enqueued 
 	if err != nil {
 		return err
 	}
+	if w.Watcher != nil && r.VM == nil {
+		// Approved without asking (before the cluster's APIs were known, or
+		// not through the form or the API): made anyway, it would never
+		// come up, and say nothing.
+		if reason := (&store.ValidationError{Fields: w.Watcher.Lacks(tv.Spec, r.Pool)}).Messages(); reason != "" {
+			w.Metrics.failed("permanent")
+			log.Warn("provisioning failed for good: the cluster lacks an API", "reason", reason)
+			return w.Store.FailProvisioning(ctx, r.ID, reason)
+		}
+	}
 	w.failpoint("before-create")
 	made, err := k.create(ctx, w.Cluster, r, tv.Spec)
 	if perm := (*PermanentError)(nil); errors.As(err, &perm) {

@@ -263,6 +263,10 @@ func (s *Simulator) reconcile(ctx context.Context, key string) error {
 			return err
 		}
 		dvs, err := s.cluster.CDI.CdiV1beta1().DataVolumes(ns).List(ctx, metav1.ListOptions{})
+		if apierrors.IsNotFound(err) {
+			// A real API server without CDI: no DataVolumes to delete.
+			dvs, err = &cdiv1.DataVolumeList{}, nil
+		}
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,20 +23,28 @@ import (
 )
 
 // Watcher keeps request states in step with the cluster. One set of
-// informers (VirtualMachines, VirtualMachineInstances, DataVolumes, each
-// selected by Paddock's managed-by label across namespaces) feeds a work
-// queue keyed by VM; each key is reconciled by reading the three caches and
-// writing an observation to the store, which changes rows only on change.
+// informers (VirtualMachines, VirtualMachineInstances, DataVolumes,
+// VirtualMachinePools, each selected by Paddock's managed-by label across
+// namespaces) feeds a work queue keyed by VM; each key is reconciled by
+// reading the caches and writing an observation to the store, which changes
+// rows only on change. The DataVolume and pool informers run only while the
+// cluster serves their APIs (discovery.go): a cluster without CDI or without
+// VirtualMachinePools has no such objects, and an informer of an API that is
+// not served would never sync.
 type Watcher struct {
-	store   *store.Store
-	cluster *Cluster
-	log     *slog.Logger
-	queue   workqueue.TypedRateLimitingInterface[vmKey]
-	vms     cache.SharedIndexInformer
-	vmis    cache.SharedIndexInformer
-	dvs     cache.SharedIndexInformer
-	pools   cache.SharedIndexInformer
-	synced  atomic.Bool
+	store     *store.Store
+	cluster   *Cluster
+	log       *slog.Logger
+	queue     workqueue.TypedRateLimitingInterface[vmKey]
+	namespace string
+	vms       cache.SharedIndexInformer
+	vmis      cache.SharedIndexInformer
+	synced    atomic.Bool
+	apis      atomic.Pointer[APIs]
+	// optMu guards dvs and pools, nil until their API is found served.
+	optMu sync.RWMutex
+	dvs   cache.SharedIndexInformer
+	pools cache.SharedIndexInformer
 	// Metrics, when set, records state changes and time to running.
 	Metrics *Metrics
 	// StuckAfter fails a request whose VM has not come up this long after
@@ -44,6 +53,10 @@ type Watcher struct {
 	// Resync re-observes every VM this often, repairing anything missed
 	// while PostgreSQL was away.
 	Resync time.Duration
+	// Discovery is how often the watcher asks which APIs the cluster
+	// serves (also at each Resync), to start the informers of an API
+	// installed since.
+	Discovery time.Duration
 	// Failpoint, when set, is called at named points of reconciling
 	// ("observe" before every observation is written, "observe-running"
 	// before one that would record the VM running); the crash tests make it
@@ -75,65 +88,168 @@ func NewWatcher(st *store.Store, c *Cluster, log *slog.Logger) *Watcher {
 // NewNamespacedWatcher watches one namespace only (tests that share an API
 // server use it to keep out of each other's way).
 func NewNamespacedWatcher(st *store.Store, c *Cluster, log *slog.Logger, namespace string) *Watcher {
-	sel := LabelManagedBy + "=" + ManagedByValue
-	opts := func(o *metav1.ListOptions) { o.LabelSelector = sel }
 	w := &Watcher{
 		store: st, cluster: c, log: log,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[vmKey](100*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[vmKey]{Name: "paddock-watcher"}),
+		namespace:  namespace,
 		Resync:     5 * time.Minute,
+		Discovery:  30 * time.Second,
 		StuckAfter: 15 * time.Minute,
 	}
 	vmAPI := c.Virt.KubevirtV1()
 	w.vms = cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			opts(&o)
+			managedOnly(&o)
 			return vmAPI.VirtualMachines(namespace).List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			opts(&o)
+			managedOnly(&o)
 			return vmAPI.VirtualMachines(namespace).Watch(ctx, o)
 		},
 	}, &virtv1.VirtualMachine{}, 0, cache.Indexers{})
 	w.vmis = cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			opts(&o)
+			managedOnly(&o)
 			return vmAPI.VirtualMachineInstances(namespace).List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			opts(&o)
+			managedOnly(&o)
 			return vmAPI.VirtualMachineInstances(namespace).Watch(ctx, o)
 		},
 	}, &virtv1.VirtualMachineInstance{}, 0, cache.Indexers{})
-	dvAPI := c.CDI.CdiV1beta1()
-	w.dvs = cache.NewSharedIndexInformer(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			opts(&o)
-			return dvAPI.DataVolumes(namespace).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			opts(&o)
-			return dvAPI.DataVolumes(namespace).Watch(ctx, o)
-		},
-	}, &cdiv1.DataVolume{}, 0, cache.Indexers{})
-
-	w.pools = newPoolInformer(c, namespace, opts)
 	_ = w.vms.AddIndexers(cache.Indexers{poolIndex: poolIndexFunc})
 	_ = w.vmis.AddIndexers(cache.Indexers{poolIndex: poolIndexFunc})
 	// The caches keep only the fields the watcher reads (cache_transform.go).
 	_ = w.vms.SetTransform(slimVM)
 	_ = w.vmis.SetTransform(slimVMI)
+	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis} {
+		_, _ = inf.AddEventHandler(w.handler())
+	}
+	return w
+}
 
-	handler := cache.ResourceEventHandlerFuncs{
+func (w *Watcher) handler() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
 		AddFunc:    w.enqueue,
 		UpdateFunc: func(_, obj any) { w.enqueue(obj) },
 		DeleteFunc: w.enqueue,
 	}
-	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis, w.dvs, w.pools} {
-		_, _ = inf.AddEventHandler(handler)
+}
+
+func managedOnly(o *metav1.ListOptions) { o.LabelSelector = LabelManagedBy + "=" + ManagedByValue }
+
+func newDataVolumeInformer(c *Cluster, namespace string) cache.SharedIndexInformer {
+	api := c.CDI.CdiV1beta1()
+	return cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			managedOnly(&o)
+			return api.DataVolumes(namespace).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			managedOnly(&o)
+			return api.DataVolumes(namespace).Watch(ctx, o)
+		},
+	}, &cdiv1.DataVolume{}, 0, cache.Indexers{})
+}
+
+// dataVolumes is the DataVolume informer, nil while the cluster serves no
+// DataVolumes (and then has none).
+func (w *Watcher) dataVolumes() cache.SharedIndexInformer {
+	w.optMu.RLock()
+	defer w.optMu.RUnlock()
+	return w.dvs
+}
+
+// poolInformer is the VirtualMachinePool informer, nil while the cluster
+// serves no pools (and then has none).
+func (w *Watcher) poolInformer() cache.SharedIndexInformer {
+	w.optMu.RLock()
+	defer w.optMu.RUnlock()
+	return w.pools
+}
+
+// cached returns the object stored under key by inf, which may be nil (an
+// API the cluster does not serve: no such object).
+func cached(inf cache.SharedIndexInformer, key string) (any, bool) {
+	if inf == nil {
+		return nil, false
 	}
-	return w
+	obj, ok, _ := inf.GetStore().GetByKey(key)
+	return obj, ok
+}
+
+// APIs returns which optional APIs the cluster served when last asked
+// (Known is false before the first answer).
+func (w *Watcher) APIs() APIs {
+	if a := w.apis.Load(); a != nil {
+		return *a
+	}
+	return APIs{}
+}
+
+// Lacks is APIs().Lacks: what the cluster lacks, as last seen, to run
+// template spec (as a pool when pool is set).
+func (w *Watcher) Lacks(spec store.TemplateSpec, pool bool) []store.FieldError {
+	return w.APIs().Lacks(spec, pool)
+}
+
+// discover asks which APIs the cluster serves until it gets an answer or
+// ctx ends, waiting longer after each failure, up to Discovery.
+func (w *Watcher) discover(ctx context.Context) (APIs, error) {
+	wait := time.Second
+	for {
+		a, err := w.cluster.ServedAPIs(ctx)
+		if err == nil {
+			return a, nil
+		}
+		w.log.Error("watcher: cannot tell which APIs the cluster serves; not watching yet", "err", err)
+		select {
+		case <-ctx.Done():
+			return APIs{}, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, max(w.Discovery, time.Second))
+	}
+}
+
+// startServed starts the informers of the optional APIs a says are served
+// that are not running yet, and returns them.
+func (w *Watcher) startServed(ctx context.Context, a APIs) []cache.SharedIndexInformer {
+	w.optMu.Lock()
+	defer w.optMu.Unlock()
+	var started []cache.SharedIndexInformer
+	if a.DataVolumes && w.dvs == nil {
+		w.dvs = newDataVolumeInformer(w.cluster, w.namespace)
+		started = append(started, w.dvs)
+	}
+	if a.Pools && w.pools == nil {
+		w.pools = newPoolInformer(w.cluster, w.namespace, managedOnly)
+		started = append(started, w.pools)
+	}
+	for _, inf := range started {
+		_, _ = inf.AddEventHandler(w.handler())
+		go inf.RunWithContext(ctx)
+	}
+	w.apis.Store(&a)
+	return started
+}
+
+// rediscover asks again which APIs the cluster serves and starts the
+// informers of those installed since.
+func (w *Watcher) rediscover(ctx context.Context) {
+	before := w.APIs()
+	a, err := w.cluster.ServedAPIs(ctx)
+	if err != nil {
+		w.log.Warn("watcher: cannot tell which APIs the cluster serves; keeping what it served before", "err", err)
+		return
+	}
+	w.startServed(ctx, a)
+	if a != before {
+		w.log.Info("watcher: the APIs the cluster serves changed; watching those served",
+			"datavolumes", a.DataVolumes, "pools", a.Pools, "missing", a.Missing())
+	}
 }
 
 // enqueue maps any watched object to its VM's key. VMIs share their VM's
@@ -182,20 +298,30 @@ func (w *Watcher) Kick(namespace, name string, requestID int64) {
 	w.queue.Add(vmKey{Namespace: namespace, Name: name, RequestID: requestID})
 }
 
-// Synced reports whether the informers have completed their first list.
+// Synced reports whether the informers of the APIs the cluster served at
+// start have completed their first list.
 func (w *Watcher) Synced() bool { return w.synced.Load() }
 
-// Run starts the informers and reconciles until ctx ends.
+// Run finds which APIs the cluster serves, starts the informers that can
+// work there and reconciles until ctx ends, asking again every Discovery
+// and Resync for APIs installed since.
 func (w *Watcher) Run(ctx context.Context, workers int) error {
 	defer w.queue.ShutDown()
-	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis, w.dvs, w.pools} {
-		go inf.RunWithContext(ctx)
+	apis, err := w.discover(ctx)
+	if err != nil {
+		return fmt.Errorf("watcher: discover APIs: %w", err)
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), w.vms.HasSynced, w.vmis.HasSynced, w.dvs.HasSynced, w.pools.HasSynced) {
+	synced := []cache.InformerSynced{w.vms.HasSynced, w.vmis.HasSynced}
+	go w.vms.RunWithContext(ctx)
+	go w.vmis.RunWithContext(ctx)
+	for _, inf := range w.startServed(ctx, apis) {
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("watcher: informers did not sync: %w", ctx.Err())
 	}
 	w.synced.Store(true)
-	w.log.Info("watcher synced", "vms", len(w.vms.GetStore().ListKeys()))
+	w.log.Info("watcher synced", "vms", len(w.vms.GetStore().ListKeys()), "missing_apis", apis.Missing())
 	// Requests whose VM vanished while Paddock was not watching.
 	if err := w.resyncAll(ctx); err != nil {
 		w.log.Error("watcher: initial resync", "err", err)
@@ -208,11 +334,16 @@ func (w *Watcher) Run(ctx context.Context, workers int) error {
 	}
 	t := time.NewTicker(w.Resync)
 	defer t.Stop()
+	d := time.NewTicker(max(w.Discovery, time.Second))
+	defer d.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-d.C:
+			w.rediscover(ctx)
 		case <-t.C:
+			w.rediscover(ctx)
 			if err := w.resyncAll(ctx); err != nil {
 				w.log.Error("watcher: resync", "err", err)
 			}
@@ -230,8 +361,10 @@ func (w *Watcher) resyncAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, obj := range w.pools.GetStore().List() {
-		w.enqueue(obj)
+	if pools := w.poolInformer(); pools != nil {
+		for _, obj := range pools.GetStore().List() {
+			w.enqueue(obj)
+		}
 	}
 	for _, r := range live {
 		w.queue.Add(vmKey{Namespace: r.VM.Namespace, Name: r.VM.Name, RequestID: r.ID, Pool: r.Pool})
@@ -312,7 +445,7 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 		if obj, ok, _ := w.vmis.GetStore().GetByKey(nsName); ok {
 			vmi = ownedBy(w, key, obj.(*virtv1.VirtualMachineInstance), vm, "VirtualMachineInstance")
 		}
-		if obj, ok, _ := w.dvs.GetStore().GetByKey(key.Namespace + "/" + DataVolumeName(key.Name)); ok {
+		if obj, ok := cached(w.dataVolumes(), key.Namespace+"/"+DataVolumeName(key.Name)); ok {
 			dv = ownedBy(w, key, obj.(*cdiv1.DataVolume), vm, "DataVolume")
 		}
 	}
@@ -390,12 +523,12 @@ func (w *Watcher) kindAt(key vmKey) string {
 	nsName := key.Namespace + "/" + key.Name
 	rid := strconv.FormatInt(key.RequestID, 10)
 	labelled := func(inf cache.SharedIndexInformer, k string) bool {
-		obj, ok, _ := inf.GetStore().GetByKey(k)
+		obj, ok := cached(inf, k)
 		m, isMeta := obj.(metav1.Object)
 		return ok && isMeta && m.GetLabels()[LabelRequest] == rid
 	}
 	if key.Pool {
-		if labelled(w.pools, nsName) {
+		if labelled(w.poolInformer(), nsName) {
 			return "VirtualMachinePool"
 		}
 		if objs, _ := w.vms.GetIndexer().ByIndex(poolIndex, nsName); len(objs) > 0 {
@@ -406,7 +539,7 @@ func (w *Watcher) kindAt(key vmKey) string {
 	switch {
 	case labelled(w.vmis, nsName) && !labelled(w.vms, nsName):
 		return "VirtualMachineInstance"
-	case labelled(w.dvs, key.Namespace+"/"+DataVolumeName(key.Name)) && !labelled(w.vms, nsName):
+	case labelled(w.dataVolumes(), key.Namespace+"/"+DataVolumeName(key.Name)) && !labelled(w.vms, nsName):
 		return "DataVolume"
 	}
 	return "VirtualMachine"

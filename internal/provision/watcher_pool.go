@@ -61,7 +61,7 @@ func (w *Watcher) reconcilePool(ctx context.Context, key vmKey, rec store.Watche
 	rid := strconv.FormatInt(key.RequestID, 10)
 	ours := func(p *poolv1.VirtualMachinePool) bool { return isRecorded(p, rec, rid) }
 	var p, squatter *poolv1.VirtualMachinePool
-	if obj, ok, _ := w.pools.GetStore().GetByKey(nsName); ok {
+	if obj, ok := cached(w.poolInformer(), nsName); ok {
 		if got := obj.(*poolv1.VirtualMachinePool); ours(got) {
 			p = got
 		}
@@ -112,7 +112,7 @@ func (w *Watcher) reconcilePool(ctx context.Context, key vmKey, rec store.Watche
 		// KubeVirt appends the member's index to each DataVolume template's name.
 		idx := strings.TrimPrefix(member, key.Name+"-")
 		m := byName[member]
-		if obj, ok, _ := w.dvs.GetStore().GetByKey(key.Namespace + "/" + DataVolumeName(key.Name) + "-" + idx); ok && m != nil {
+		if obj, ok := cached(w.dataVolumes(), key.Namespace+"/"+DataVolumeName(key.Name)+"-"+idx); ok && m != nil {
 			return ownedBy(w, key, obj.(*cdiv1.DataVolume), m, "DataVolume")
 		}
 		return nil

@@ -98,6 +98,10 @@ type NewRequest struct {
 	// for a pool even of one.
 	Replicas int
 	Pool     bool
+	// ClusterLacks, when set, says what the cluster lacks to run the
+	// template (as a pool when the flag is set): each problem refuses the
+	// request at its field.
+	ClusterLacks func(spec TemplateSpec, pool bool) []FieldError
 }
 
 // Limits on free text.
@@ -193,6 +197,9 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 				names[i] = s.Name
 			}
 			v.Add("size", "template %q has no size %q (choose one of %s)", n.Template, n.Size, strings.Join(names, ", "))
+		}
+		if tpl.ID != 0 && n.ClusterLacks != nil {
+			v.Fields = append(v.Fields, n.ClusterLacks(tpl.Spec, n.Pool || n.Replicas > 1)...)
 		}
 		if len(v.Fields) > 0 {
 			return v

@@ -217,6 +217,7 @@ func (s *Server) apiCreateRequest(w http.ResponseWriter, r *http.Request) error 
 		TeamID: *u.TeamID, Requester: u, Template: in.Template, Size: in.Size, Name: in.Name,
 		SSHPublicKey: in.SSHPublicKey, LeaseDays: in.LeaseDays, Justification: in.Justification,
 		IdempotencyKey: r.Header.Get("Idempotency-Key"), Replicas: in.Replicas,
+		ClusterLacks: s.cfg.ClusterLacks,
 	})
 	if err != nil {
 		return err

@@ -43,6 +43,14 @@ func (s *Server) formView(r *http.Request, form requestForm, verr *store.Validat
 		v.Templates = append(v.Templates, c)
 		if t.Name == form.Template {
 			v.Selected = &c
+			if verr == nil && s.cfg.ClusterLacks != nil {
+				// Said as soon as the template is picked, not only once the
+				// form is sent.
+				replicas, _ := strconv.Atoi(form.Replicas)
+				if lacks := s.cfg.ClusterLacks(t.Spec, replicas > 1); len(lacks) > 0 {
+					v.Errors = &store.ValidationError{Fields: lacks}
+				}
+			}
 		}
 	}
 	if v.Selected != nil && u.TeamID != nil {
@@ -87,6 +95,7 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) error {
 		TeamID: *u.TeamID, Requester: u, Template: form.Template, Size: form.Size, Name: form.Name,
 		SSHPublicKey: form.SSHPublicKey, LeaseDays: lease, Justification: form.Justification,
 		IdempotencyKey: r.PostFormValue("idempotencyKey"), Replicas: replicas,
+		ClusterLacks: s.cfg.ClusterLacks,
 	})
 	var verr *store.ValidationError
 	if errors.As(err, &verr) {

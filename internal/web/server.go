@@ -26,6 +26,11 @@ type Config struct {
 	SecureCookies bool
 	// ClusterName is shown in the footer and the API ("simulated" or "kubernetes").
 	ClusterName string
+	// ClusterLacks says what the cluster lacks (an API it does not serve)
+	// to run a template, as a pool when the flag is set; the request form
+	// and the API refuse such a request at the field it names. nil refuses
+	// nothing. serve wires provision.Watcher.Lacks.
+	ClusterLacks func(spec store.TemplateSpec, pool bool) []store.FieldError
 
 	// OIDC enables single sign-on with an OpenID provider; nil turns it off.
 	OIDC *OIDCConfig

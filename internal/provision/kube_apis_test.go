@@ -1,0 +1,228 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+
+	"paddock/internal/kubetest"
+	"paddock/internal/provision"
+	"paddock/internal/store"
+	"paddock/internal/testdb"
+	"paddock/templates"
+)
+
+// TestKubeClusterWithoutCDIOrPools_SimulatedVirtController runs the
+// provisioner on a real kube-apiserver of its own that starts with
+// KubeVirt's CRDs and webhooks but neither CDI's DataVolume CRD nor the
+// VirtualMachinePool CRD, as many clusters are, then installs CDI, then the
+// pool API, while the watcher runs. At each step a watcher started then
+// syncs with the informers that can work there, a template needing a
+// missing API is refused with a sentence naming the component (and one
+// submitted without that check is failed with it), and an
+// object of an API installed later is seen by the watcher already running.
+// Paddock's Simulator plays virt-controller (VM status, instances, IPs,
+// DataVolumes, pool members); the API server, admission and RBAC are real.
+func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kube-apiserver (run without -short)")
+	}
+	t.Parallel()
+	// An API server of its own, but one real-cluster test at a time: the
+	// machine's cores are shared.
+	kubeMu.Lock()
+	t.Cleanup(kubeMu.Unlock)
+	ctx := context.Background()
+	env, err := kubetest.Start(ctx, kubetest.WithoutCDI(), kubetest.WithoutPools())
+	if err != nil {
+		t.Fatalf("test cluster: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	if err := env.ApplyPaddockRBAC(ctx, provisionerUser); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := env.CreateNamespace(ctx, "apis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.ConfigFor(provisionerUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := provision.NewKubernetesCluster(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.Timeout = 3 * time.Second
+	admin, err := provision.NewKubernetesCluster(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(testdb.New(t))
+	hctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	// The Simulator's pool controller lists pools once at start: one is
+	// started again once the pool API is there.
+	simCtx, stopSim := context.WithCancel(hctx)
+	startSim := func() {
+		sim := provision.NewSimulator(admin, st, slog.New(slog.DiscardHandler), 0)
+		sim.Namespace = ns
+		go sim.Run(simCtx)
+	}
+	startSim()
+	h := startHarnessConfigured(t, hctx, st, cluster, ns, ns, func(w *provision.Watcher) {
+		w.Discovery = 200 * time.Millisecond
+	})
+	h.limit = 30 * time.Second
+	specs := map[string]store.TemplateSpec{}
+	all, err := store.ReadTemplates(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range all {
+		specs[s.Name] = s
+	}
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20s", what)
+			}
+		}
+	}
+	// freshWatcher starts another watcher, as a Paddock started now would,
+	// and returns it once synced.
+	freshWatcher := func() *provision.Watcher {
+		t.Helper()
+		wctx, stop := context.WithCancel(hctx)
+		t.Cleanup(stop)
+		w := provision.NewNamespacedWatcher(st, cluster, slog.New(slog.DiscardHandler), ns)
+		go func() { _ = w.Run(wctx, 0) }()
+		waitFor("a watcher started now syncs", w.Synced)
+		return w
+	}
+	submit := func(template, name string, replicas int) (store.Request, *store.ValidationError) {
+		t.Helper()
+		r, err := h.st.SubmitRequest(h.ctx, store.NewRequest{TeamID: h.team.ID, Requester: h.dev, Template: template,
+			Size: specs[template].Sizes[0].Name, Name: name, SSHPublicKey: sshKey, LeaseDays: 3, Replicas: replicas,
+			ClusterLacks: h.watcher.Lacks})
+		var verr *store.ValidationError
+		if errors.As(err, &verr) {
+			return r, verr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, nil
+	}
+	noCDI := "This cluster has no CDI (Containerized Data Importer), which template fedora needs to import its disk"
+	noClone := "This cluster has no CDI (Containerized Data Importer), which template centos-stream9 needs to clone its disk"
+	noPools := "This cluster has no VirtualMachinePool API"
+	refused := func(template string, replicas int, field, want string) {
+		t.Helper()
+		_, verr := submit(template, "refused", replicas)
+		if got := verr.For(field); !strings.Contains(got, want) {
+			t.Errorf("%s (replicas %d) at %s: %q (all: %v), want %q", template, replicas, field, got, verr, want)
+		}
+	}
+
+	// KubeVirt alone.
+	waitFor("the watcher syncs without DataVolumes and pools", h.watcher.Synced)
+	if got, want := h.watcher.APIs(), (provision.APIs{Known: true}); got != want {
+		t.Errorf("KubeVirt alone: APIs %+v, want %+v", got, want)
+	}
+	r, verr := submit("cirros", "alone", 0)
+	if verr != nil {
+		t.Fatalf("a containerDisk VM was refused: %v", verr)
+	}
+	h.wait(r.ID, store.StateRunning, hasIP)
+	refused("fedora", 0, "template", noCDI)
+	refused("centos-stream9", 0, "template", noClone)
+	refused("cirros", 2, "replicas", noPools)
+	// Submitted without asking the cluster (as before its APIs were
+	// known): the provisioner fails it with the same sentence, creating
+	// nothing.
+	early := h.submit("fedora", "small", "early")
+	if got := h.wait(early.ID, store.StateFailed, nil).StateReason; !strings.Contains(got, noCDI) {
+		t.Errorf("fedora submitted without the check: %q", got)
+	}
+	if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "early", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a VM was made for a template the cluster cannot run: %v", err)
+	}
+	if err := h.st.RequestAction(h.ctx, r.ID, store.ActionDelete, store.UserActor(h.dev)); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(r.ID, store.StateDeleted, nil)
+
+	// KubeVirt + CDI: the running watcher starts watching DataVolumes.
+	if err := env.InstallCRDs(ctx, kubetest.GroupCDI); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the running watcher finds DataVolumes served", func() bool { return h.watcher.APIs().DataVolumes })
+	since := time.Now()
+	stray := &cdiv1.DataVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "stray-rootdisk", Namespace: ns, Labels: map[string]string{
+			provision.LabelManagedBy: provision.ManagedByValue, provision.LabelRequest: "999999"}},
+		Spec: cdiv1.DataVolumeSpec{Source: &cdiv1.DataVolumeSource{Blank: &cdiv1.DataVolumeBlankImage{}}},
+	}
+	if _, err := admin.CDI.CdiV1beta1().DataVolumes(ns).Create(ctx, stray, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the running watcher sees a DataVolume made after CDI was installed", func() bool {
+		return len(h.warnings.about("kind", "DataVolume", since)) > 0
+	})
+	r, verr = submit("fedora", "imported", 0)
+	if verr != nil {
+		t.Fatalf("a DataVolume template refused once CDI is installed: %v", verr)
+	}
+	h.wait(r.ID, store.StateRunning, hasIP)
+	refused("cirros", 2, "replicas", noPools)
+	if got, want := freshWatcher().APIs(), (provision.APIs{Known: true, DataVolumes: true}); got != want {
+		t.Errorf("KubeVirt + CDI: APIs %+v, want %+v", got, want)
+	}
+
+	// KubeVirt + CDI + pools: the running watcher starts watching pools.
+	if err := env.InstallCRDs(ctx, kubetest.GroupPools); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the running watcher finds pools served", func() bool { return h.watcher.APIs().Pools })
+	since = time.Now()
+	strayPool, err := provision.RenderPool(specs["cirros"], store.Request{ID: 999998, TeamName: "payments", Namespace: ns,
+		RequesterLogin: "dev", TemplateName: "cirros", TemplateVersion: 1, Size: specs["cirros"].Sizes[0].Name, Name: "stray",
+		SSHPublicKey: sshKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := int32(0)
+	strayPool.Spec.Replicas = &zero
+	if _, err := admin.Virt.PoolV1beta1().VirtualMachinePools(ns).Create(ctx, strayPool, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the running watcher sees a pool made after the pool API was installed", func() bool {
+		return len(h.warnings.about("kind", "VirtualMachinePool", since)) > 0
+	})
+	stopSim()
+	simCtx, stopSim = context.WithCancel(hctx)
+	defer stopSim()
+	startSim()
+	r, verr = submit("cirros", "pool", 2)
+	if verr != nil {
+		t.Fatalf("a pool refused once the pool API is installed: %v", verr)
+	}
+	h.wait(r.ID, store.StateRunning, poolReady(2))
+	w := freshWatcher()
+	if got := w.APIs(); got != provision.AllAPIs {
+		t.Errorf("KubeVirt + CDI + pools: APIs %+v, want %+v", got, provision.AllAPIs)
+	}
+	if lacks := w.Lacks(specs["fedora"], true); lacks != nil {
+		t.Errorf("everything installed, yet a fedora pool lacks %v", lacks)
+	}
+}
