@@ -269,8 +269,12 @@ func seedPages(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error 
 			return fmt.Errorf("publish %s: %w", s.Name, err)
 		}
 	}
-	var live int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM requests WHERE name LIKE 'live-%' AND state = 'running'`).Scan(&live); err != nil {
+	// A portal of an earlier run recorded some of the seeded VMs as deleted
+	// outside Paddock (they exist only as rows): new ones take the names
+	// after every one used so far.
+	var live, named int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'running'), coalesce(max(substr(name, 6)::int), 0)
+		FROM requests WHERE name ~ '^live-[0-9]+$'`).Scan(&live, &named); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -300,7 +304,7 @@ r AS (
 INSERT INTO vms (request_id, namespace, name, uid, status, ip, created_at, updated_at)
 SELECT id, 'payments', name, gen_random_uuid()::text, 'Running',
        '10.1.' || (id / 250 % 250) || '.' || (id % 250 + 1), created_at, now()
-FROM r`, team.ID, dev.ID, sshKey, live, pageLiveVMs)
+FROM r`, team.ID, dev.ID, sshKey, named, named+pageLiveVMs-live)
 		if err != nil {
 			return fmt.Errorf("seed running VMs: %w", err)
 		}
