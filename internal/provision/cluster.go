@@ -171,8 +171,8 @@ func (c *Cluster) ours(ctx context.Context, ns, name, requestID string) (*virtv1
 	return vm, nil
 }
 
-// SetRunStrategy starts (Always) or stops (Halted) a VM.
-func (c *Cluster) SetRunStrategy(ctx context.Context, ns, name, requestID string, rs virtv1.VirtualMachineRunStrategy) error {
+// setRunStrategy starts (Always) or stops (Halted) a VM.
+func (vmKind) setRunStrategy(ctx context.Context, c *Cluster, ns, name, requestID string, rs virtv1.VirtualMachineRunStrategy) error {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	if _, err := c.ours(ctx, ns, name, requestID); err != nil {
@@ -186,8 +186,8 @@ func (c *Cluster) SetRunStrategy(ctx context.Context, ns, name, requestID string
 	return nil
 }
 
-// Restart deletes the VM's instance; the VM controller starts a fresh one.
-func (c *Cluster) Restart(ctx context.Context, ns, name, requestID string) error {
+// restart deletes the VM's instance; the VM controller starts a fresh one.
+func (vmKind) restart(ctx context.Context, c *Cluster, ns, name, requestID string) error {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	if _, err := c.ours(ctx, ns, name, requestID); err != nil {
@@ -200,9 +200,9 @@ func (c *Cluster) Restart(ctx context.Context, ns, name, requestID string) error
 	return nil
 }
 
-// DeleteVM deletes a VM and the DataVolumes made for its request. It reports
-// whether the VM is gone; a VM that never existed counts as gone.
-func (c *Cluster) DeleteVM(ctx context.Context, ns, name, requestID string) error {
+// remove deletes a VM and the DataVolumes made for its request; a VM that
+// never existed counts as removed.
+func (vmKind) remove(ctx context.Context, c *Cluster, ns, name, requestID string) error {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	_, err := c.ours(ctx, ns, name, requestID)

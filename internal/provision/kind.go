@@ -65,23 +65,7 @@ func (vmKind) create(ctx context.Context, c *Cluster, r store.Request, spec stor
 		Status: string(created.Status.PrintableStatus), Manifest: manifest}, nil
 }
 
-func (vmKind) setRunStrategy(ctx context.Context, c *Cluster, ns, name, rid string, rs virtv1.VirtualMachineRunStrategy) error {
-	return c.SetRunStrategy(ctx, ns, name, rid, rs)
-}
-
-func (vmKind) restart(ctx context.Context, c *Cluster, ns, name, rid string) error {
-	return c.Restart(ctx, ns, name, rid)
-}
-
 func (vmKind) scale(context.Context, *Cluster, string, string, string, int) error { return nil }
-
-func (vmKind) remove(ctx context.Context, c *Cluster, ns, name, rid string) error {
-	return c.DeleteVM(ctx, ns, name, rid)
-}
-
-func (vmKind) removeForRebuild(ctx context.Context, c *Cluster, ns, name, rid, oldUID string) (bool, error) {
-	return c.removeForRebuild(ctx, ns, name, rid, oldUID)
-}
 
 func (vmKind) cached(w *Watcher, ns, name, rid string) (virtv1.VirtualMachineRunStrategy, int, bool) {
 	if w == nil {
@@ -118,26 +102,6 @@ func (poolKind) create(ctx context.Context, c *Cluster, r store.Request, spec st
 		return store.VM{}, err
 	}
 	return store.VM{Namespace: created.Namespace, Name: created.Name, UID: string(created.UID), Manifest: manifest}, nil
-}
-
-func (poolKind) setRunStrategy(ctx context.Context, c *Cluster, ns, name, rid string, rs virtv1.VirtualMachineRunStrategy) error {
-	return c.SetPoolRunStrategy(ctx, ns, name, rid, rs)
-}
-
-func (poolKind) restart(ctx context.Context, c *Cluster, ns, name, rid string) error {
-	return c.RestartPool(ctx, ns, name, rid)
-}
-
-func (poolKind) scale(ctx context.Context, c *Cluster, ns, name, rid string, replicas int) error {
-	return c.ScalePool(ctx, ns, name, rid, replicas)
-}
-
-func (poolKind) remove(ctx context.Context, c *Cluster, ns, name, rid string) error {
-	return c.DeletePool(ctx, ns, name, rid)
-}
-
-func (poolKind) removeForRebuild(ctx context.Context, c *Cluster, ns, name, rid, oldUID string) (bool, error) {
-	return c.removePoolForRebuild(ctx, ns, name, rid, oldUID)
 }
 
 // cached reads the run strategy of the pool's VM template: the members

@@ -92,6 +92,12 @@ func TestKubePoolScaleChangesReplicasAndQuotaTogether(t *testing.T) {
 	}
 	together(3)
 
+	// Scaled outside Paddock, over the quota: the watcher sees the pool's
+	// spec differ from the request and enqueues its reconcile, which
+	// scales the pool back.
+	scaleBehindPaddocksBack(t, h, ns, "workers", 5)
+	together(3)
+
 	// Beyond policy (cirros: 3 without approval): an approval, and the pool
 	// keeps its size until someone approves.
 	setQuota(10)

@@ -126,6 +126,10 @@ func (c *Cluster) ourPool(ctx context.Context, ns, name, requestID string) (*poo
 // ScalePool sets spec.replicas of the request's pool (a merge patch: it
 // changes nothing else, so it cannot undo what others set meanwhile).
 func (c *Cluster) ScalePool(ctx context.Context, ns, name, requestID string, replicas int) error {
+	return poolKind{}.scale(ctx, c, ns, name, requestID, replicas)
+}
+
+func (poolKind) scale(ctx context.Context, c *Cluster, ns, name, requestID string, replicas int) error {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	p, err := c.ourPool(ctx, ns, name, requestID)
@@ -153,10 +157,10 @@ func (c *Cluster) members(ctx context.Context, ns, name, requestID string) ([]vi
 	return list.Items, nil
 }
 
-// SetPoolRunStrategy starts (Always) or stops (Halted) a pool: it sets the
+// setRunStrategy starts (Always) or stops (Halted) a pool: it sets the
 // run strategy of the pool's VM template, so members made later follow it,
 // and of every member now.
-func (c *Cluster) SetPoolRunStrategy(ctx context.Context, ns, name, requestID string, rs virtv1.VirtualMachineRunStrategy) error {
+func (poolKind) setRunStrategy(ctx context.Context, c *Cluster, ns, name, requestID string, rs virtv1.VirtualMachineRunStrategy) error {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	if _, err := c.ourPool(ctx, ns, name, requestID); err != nil {
@@ -180,9 +184,9 @@ func (c *Cluster) SetPoolRunStrategy(ctx context.Context, ns, name, requestID st
 	return nil
 }
 
-// RestartPool restarts every member of a pool (deleting its instance; the
-// VM controller starts a fresh one).
-func (c *Cluster) RestartPool(ctx context.Context, ns, name, requestID string) error {
+// restart restarts every member of a pool (deleting its instance; the VM
+// controller starts a fresh one).
+func (poolKind) restart(ctx context.Context, c *Cluster, ns, name, requestID string) error {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	if _, err := c.ourPool(ctx, ns, name, requestID); err != nil {
@@ -201,11 +205,11 @@ func (c *Cluster) RestartPool(ctx context.Context, ns, name, requestID string) e
 	return nil
 }
 
-// DeletePool deletes a pool; its members, their instances and DataVolumes
+// remove deletes a pool; its members, their instances and DataVolumes
 // follow by owner reference (KubeVirt's pool controller and the garbage
-// collector). The request's DataVolumes are deleted explicitly too, as
-// DeleteVM does.
-func (c *Cluster) DeletePool(ctx context.Context, ns, name, requestID string) error {
+// collector). The request's DataVolumes are deleted explicitly too, as a
+// VM's are.
+func (poolKind) remove(ctx context.Context, c *Cluster, ns, name, requestID string) error {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	_, err := c.ourPool(ctx, ns, name, requestID)
@@ -223,13 +227,13 @@ func (c *Cluster) DeletePool(ctx context.Context, ns, name, requestID string) er
 	return c.deleteDataVolumes(ctx, ns, name, requestID)
 }
 
-// removePoolForRebuild deletes the request's old pool (the one with oldUID,
+// removeForRebuild deletes the request's old pool (the one with oldUID,
 // or any pool of that name with the request's label when oldUID is unknown)
 // and reports whether it and every member VM of the request are gone. A
 // pool of the request with another UID was made by an earlier attempt of
 // the same rebuild: the old one is gone and that one is kept (CreatePool
 // adopts it); its members are the new pool's.
-func (c *Cluster) removePoolForRebuild(ctx context.Context, ns, name, requestID, oldUID string) (bool, error) {
+func (poolKind) removeForRebuild(ctx context.Context, c *Cluster, ns, name, requestID, oldUID string) (bool, error) {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	pools := c.Virt.PoolV1beta1().VirtualMachinePools(ns)
@@ -318,7 +322,7 @@ func ObservePool(p *poolv1.VirtualMachinePool, members []*virtv1.VirtualMachine,
 		a, b := members[i].Name, members[j].Name
 		return len(a) < len(b) || len(a) == len(b) && a < b
 	})
-	o := store.Observation{Pool: true, Members: []store.PoolMember{}}
+	o := store.Observation{Pool: true, Members: []store.PoolMember{}, Replicas: desired}
 	ready, stopped, live := 0, 0, 0
 	var failed []string
 	for _, m := range members {

@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	virtv1 "kubevirt.io/api/core/v1"
 	poolv1 "kubevirt.io/api/pool/v1beta1"
 	"sigs.k8s.io/yaml"
@@ -150,6 +152,17 @@ func TestSimulatedPoolJourney(t *testing.T) {
 	scale(2)
 	scale(3)
 
+	// Scaled outside Paddock: the request's reconcile scales it back.
+	scaleBehindPaddocksBack(t, h, "payments", "workers", 5)
+	deadline := time.Now().Add(20 * time.Second)
+	for got, names := h.poolIn("payments", "workers"); got != 3 || len(names) != 3; got, names = h.poolIn("payments", "workers") {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool scaled to 5 outside Paddock: spec.replicas %d, members %v, want 3", got, names)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r = h.wait(r.ID, store.StateRunning, poolReady(3))
+
 	act := func(a store.Action, want store.State, extra func(store.Request) bool) {
 		t.Helper()
 		if err := h.st.RequestAction(h.ctx, r.ID, a, owner); err != nil {
@@ -204,6 +217,17 @@ func TestSimulatedPoolJourney(t *testing.T) {
 }
 
 // waitNoVMs waits until no VM is left in ns.
+// scaleBehindPaddocksBack sets the pool's spec.replicas to n on the API
+// server, as someone with kubectl would.
+func scaleBehindPaddocksBack(t *testing.T, h *harness, ns, name string, n int) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
+	_, err := h.cluster.Virt.PoolV1beta1().VirtualMachinePools(ns).Patch(h.ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	if err != nil {
+		t.Fatalf("scale %s/%s to %d outside Paddock: %v", ns, name, n, err)
+	}
+}
+
 func (h *harness) waitNoVMs(ns string) {
 	h.t.Helper()
 	for range 500 {

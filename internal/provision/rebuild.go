@@ -8,12 +8,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// removeForRebuild deletes the request's old VM (the one with oldUID, or any
+// removeForRebuild (of vmKind) deletes the request's old VM (the one with oldUID, or any
 // VM of that name with the request's label when oldUID is unknown), its
 // instance and its DataVolumes, and reports whether all of them are gone.
 // A VM of the request with another UID was made by an earlier attempt of the
 // same rebuild: the old one is gone and that one is kept (CreateVM adopts it).
-func (c *Cluster) removeForRebuild(ctx context.Context, ns, name, requestID, oldUID string) (bool, error) {
+func (vmKind) removeForRebuild(ctx context.Context, c *Cluster, ns, name, requestID, oldUID string) (bool, error) {
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
 	virt := c.Virt.KubevirtV1()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -450,7 +451,7 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 		}
 	}
 	o := Observe(vm, vmi, dv)
-	o.StuckAfter = w.StuckAfter
+	w.failIfStuck(&o, rec)
 	o.Namespace, o.Name, o.UID = key.Namespace, key.Name, rec.UID
 	if vm != nil {
 		o.UID = string(vm.UID)
@@ -470,7 +471,7 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 	if o.State == store.StateRunning {
 		w.failpoint("observe-running")
 	}
-	moved, applied, err := w.record(ctx, key, o)
+	moved, applied, err := w.record(ctx, key, o, rec)
 	if err != nil {
 		return err
 	}
@@ -481,6 +482,25 @@ func (w *Watcher) reconcile(ctx context.Context, key vmKey) error {
 		w.Metrics.running(vm.CreationTimestamp.Time)
 	}
 	return nil
+}
+
+// failIfStuck turns o, an observation of a request provisioning for longer
+// than StuckAfter whose VM has still not come up, into a failure with the
+// VM's last status as the reason. It applies only while the request is
+// still provisioning (OnlyFrom).
+func (w *Watcher) failIfStuck(o *store.Observation, rec store.Watched) {
+	if w.StuckAfter <= 0 || rec.ProvisioningSince.IsZero() || o.Gone ||
+		o.State != store.StateProvisioning && o.State != "" ||
+		time.Since(rec.ProvisioningSince) <= w.StuckAfter {
+		return
+	}
+	status := o.Status
+	if status == "" {
+		status = "none"
+	}
+	o.State, o.OnlyFrom = store.StateFailed, []store.State{store.StateProvisioning}
+	o.Reason = strings.TrimSpace(fmt.Sprintf("The VM did not start within %s (its last status was %s). %s",
+		w.StuckAfter.Round(time.Second), status, o.Reason))
 }
 
 // isRecorded reports whether obj, found in the place recorded for request
@@ -551,7 +571,7 @@ func (w *Watcher) kindAt(key vmKey) string {
 // request moved to, or "", and whether the store took the observation: it
 // does not when what is recorded for the request changed since the watcher
 // read it (a rebuild recorded its new VM), and the watcher then looks again.
-func (w *Watcher) record(ctx context.Context, key vmKey, o store.Observation) (store.State, bool, error) {
+func (w *Watcher) record(ctx context.Context, key vmKey, o store.Observation, rec store.Watched) (store.State, bool, error) {
 	moved, err := w.store.Observe(ctx, key.RequestID, o)
 	if errors.Is(err, store.ErrNotRecorded) {
 		w.queue.AddRateLimited(key)
@@ -560,8 +580,9 @@ func (w *Watcher) record(ctx context.Context, key vmKey, o store.Observation) (s
 	if err != nil {
 		return "", false, fmt.Errorf("record observation: %w", err)
 	}
-	if o.State == store.StateProvisioning && moved != store.StateFailed && w.StuckAfter > 0 {
-		w.queue.AddAfter(key, w.StuckAfter+time.Second)
+	if !rec.ProvisioningSince.IsZero() && w.StuckAfter > 0 && moved == "" && o.State != store.StateFailed {
+		// Nothing else may change before the deadline: look again then.
+		w.queue.AddAfter(key, time.Until(rec.ProvisioningSince.Add(w.StuckAfter))+time.Second)
 	}
 	if moved != "" {
 		kind := "vm"

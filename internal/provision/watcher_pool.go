@@ -118,13 +118,13 @@ func (w *Watcher) reconcilePool(ctx context.Context, key vmKey, rec store.Watche
 		return nil
 	}
 	o := ObservePool(p, members, vmi, dv)
-	o.StuckAfter = w.StuckAfter
+	w.failIfStuck(&o, rec)
 	o.Namespace, o.Name, o.UID = key.Namespace, key.Name, rec.UID
 	if p != nil {
 		o.UID = string(p.UID)
 	}
 	w.failpoint("observe")
-	_, applied, err := w.record(ctx, key, o)
+	_, applied, err := w.record(ctx, key, o, rec)
 	if applied && squatter != nil {
 		w.foreign(key, "VirtualMachinePool", "another pool took the recorded one's place")
 	}

@@ -464,8 +464,9 @@ func TestObserveBelievesOnlyTheRecordedObject(t *testing.T) {
 			t.Errorf("observe %+v: %q %v, want ErrNotRecorded", o, moved, err)
 		}
 	}
-	if got, _ := b.st.WatchedObject(ctx, r.ID); got != (store.Watched{Namespace: r.Namespace, Name: r.Name}) {
-		t.Fatalf("recorded before its first observation: %+v", got)
+	if got, _ := b.st.WatchedObject(ctx, r.ID); got.ProvisioningSince.IsZero() ||
+		got != (store.Watched{Namespace: r.Namespace, Name: r.Name, ProvisioningSince: got.ProvisioningSince}) {
+		t.Fatalf("recorded before its first observation (provisioning since it was recorded): %+v", got)
 	}
 	if moved, err := b.st.Observe(ctx, r.ID, running(r.Namespace, r.Name, "u1")); err != nil || moved != store.StateRunning {
 		t.Fatalf("observe the recorded VM: %q %v", moved, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -78,9 +77,10 @@ type Observation struct {
 	State State
 	// Reason explains State in words a developer understands.
 	Reason string
-	// StuckAfter, when set, fails a request that has been provisioning
-	// longer than this, with the VM's last status as the reason.
-	StuckAfter time.Duration
+	// OnlyFrom, when set, limits the states the request may move to State
+	// from (the watcher fails a request whose VM never came up only while
+	// it is still provisioning).
+	OnlyFrom []State
 	// Version is the newest resourceVersion among the objects observed
 	// (the API server's etcd revision), or 0 when unknown. An observation
 	// older than one recorded already is stale and changes nothing: another
@@ -90,6 +90,11 @@ type Observation struct {
 	// its member VMs as seen (stored, replacing the previous list).
 	Pool    bool
 	Members []PoolMember
+	// Replicas is the number of VMs the observed pool's spec asks for (0
+	// when unknown). One other than the request's, with no reconcile of the
+	// request under way, was set outside Paddock (perhaps over quota):
+	// Observe enqueues the request's reconcile, which scales the pool back.
+	Replicas int
 	// Namespace, Name and UID say which VM (or pool) was observed; for one
 	// that is gone, the UID it had ("" when none was known). Anything that
 	// carries a request's label can be made by hand, so an observation of
@@ -111,6 +116,9 @@ type Watched struct {
 	UID string
 	// Pool is set when the object is a VirtualMachinePool.
 	Pool bool
+	// ProvisioningSince is when the request last began provisioning, zero
+	// unless it is provisioning now.
+	ProvisioningSince time.Time
 }
 
 // Recorded reports whether a VM or pool has been recorded (the request
@@ -137,8 +145,11 @@ func (s *Store) WatchedObject(ctx context.Context, id int64) (Watched, error) {
 func watchedObject(ctx context.Context, q queryRower, id int64) (Watched, error) {
 	var w Watched
 	var ns, name, uid *string
-	err := q.QueryRow(ctx, `SELECT r.pool, v.namespace, v.name, v.uid
-		FROM requests r LEFT JOIN vms v ON v.request_id = r.id WHERE r.id = $1`, id).Scan(&w.Pool, &ns, &name, &uid)
+	var since *time.Time
+	err := q.QueryRow(ctx, `SELECT r.pool, v.namespace, v.name, v.uid,
+			CASE WHEN r.state = 'provisioning' THEN (SELECT coalesce(max(e.at), now()) FROM events e
+				WHERE e.request_id = r.id AND e.to_state = 'provisioning' AND e.from_state <> 'provisioning') END
+		FROM requests r LEFT JOIN vms v ON v.request_id = r.id WHERE r.id = $1`, id).Scan(&w.Pool, &ns, &name, &uid, &since)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Watched{}, ErrNotFound
 	}
@@ -147,6 +158,9 @@ func watchedObject(ctx context.Context, q queryRower, id int64) (Watched, error)
 	}
 	if name != nil {
 		w.Namespace, w.Name, w.UID = *ns, *name, *uid
+	}
+	if since != nil {
+		w.ProvisioningSince = *since
 	}
 	return w, nil
 }
@@ -170,8 +184,9 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 			}
 		}
 		var state State
-		var desired string
-		err := tx.QueryRow(ctx, `SELECT state, desired FROM requests WHERE id = $1 FOR UPDATE`, id).Scan(&state, &desired)
+		var desired Desired
+		var replicas int
+		err := tx.QueryRow(ctx, `SELECT state, desired, replicas FROM requests WHERE id = $1 FOR UPDATE`, id).Scan(&state, &desired, &replicas)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -247,6 +262,19 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 			}
 			drift = !pending
 		}
+		if o.Pool && !o.Gone && o.Replicas > 0 && o.Replicas != replicas && desired != DesiredDeleted && state != StateExpired {
+			pending, err := reconcilePending(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if !pending {
+				// Or a cache behind Paddock's own scale: the reconcile then
+				// finds nothing to do.
+				if err := s.reconcileLater(ctx, tx, id); err != nil {
+					return err
+				}
+			}
+		}
 		switch {
 		case o.Gone && desired == "deleted":
 			return record(StateDeleted)(transition(ctx, tx, id, StateDeleted, ActorCluster, "state", "VirtualMachine deleted", live...))
@@ -270,41 +298,20 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 				_, err = tx.Exec(ctx, `UPDATE requests SET desired = $2 WHERE id = $1`, id, want)
 			}
 			return record(o.State)(changed, err)
-		case state == StateProvisioning && o.StuckAfter > 0 && (o.State == StateProvisioning || o.State == ""):
-			var since time.Time
-			err := tx.QueryRow(ctx, `SELECT coalesce(max(at), now()) FROM events
-				WHERE request_id = $1 AND to_state = 'provisioning' AND from_state <> 'provisioning'`, id).Scan(&since)
-			if err != nil {
-				return fmt.Errorf("provisioning since: %w", err)
-			}
-			if time.Since(since) > o.StuckAfter {
-				status := o.Status
-				if status == "" {
-					status = "none"
-				}
-				reason := strings.TrimSpace(fmt.Sprintf("The VM did not start within %s (its last status was %s). %s",
-					o.StuckAfter.Round(time.Second), status, o.Reason))
-				changed, err := transition(ctx, tx, id, StateFailed, ActorCluster, "state", reason, StateProvisioning)
-				if err == nil && changed {
-					err = s.announce(ctx, tx, id, state, StateFailed, reason)
-				}
-				return record(StateFailed)(changed, err)
-			}
-			if o.Reason != "" {
-				if _, err := tx.Exec(ctx, `UPDATE requests SET state_reason = $2 WHERE id = $1 AND state_reason <> $2`, id, o.Reason); err != nil {
-					return fmt.Errorf("update reason: %w", err)
-				}
-			}
 		case state == StateExpired:
 			// An expired VM stays expired, stopped or started by someone, until
 			// its lease is extended.
 		case o.State != "" && o.State != state:
-			changed, err := transition(ctx, tx, id, o.State, ActorCluster, "state", o.Reason, live...)
+			from := live
+			if o.OnlyFrom != nil {
+				from = o.OnlyFrom
+			}
+			changed, err := transition(ctx, tx, id, o.State, ActorCluster, "state", o.Reason, from...)
 			if err == nil && changed {
 				err = s.announce(ctx, tx, id, state, o.State, o.Reason)
 			}
 			return record(o.State)(changed, err)
-		case o.State == state && o.Reason != "":
+		case o.Reason != "" && (o.State == state || o.State == "" && state == StateProvisioning):
 			if _, err := tx.Exec(ctx, `UPDATE requests SET state_reason = $2 WHERE id = $1 AND state_reason <> $2`, id, o.Reason); err != nil {
 				return fmt.Errorf("update reason: %w", err)
 			}
