@@ -313,12 +313,20 @@ func TestDeveloperRequestsVM(t *testing.T) {
 		return nil
 	})
 
+	j.step("actions-menu-by-keyboard", func(ctx context.Context) error {
+		return actionsMenuByKeyboard(ctx, j)
+	})
+
 	j.step("extend-lease", func(ctx context.Context) error {
 		if err := settle(ctx); err != nil {
 			return err
 		}
 		before, _, err := text(ctx, "[data-testid=lease]")
 		if err != nil {
+			return err
+		}
+		// Extending a lease that has days to run is a secondary action, in the menu.
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("[data-testid=more-actions-toggle]"))); err != nil {
 			return err
 		}
 		resp, err := clickAndLoad(ctx, "[data-testid=extend]")
