@@ -297,14 +297,9 @@ func historyScopeLabel(v historyView) string {
 	return "Every request of every team, newest first."
 }
 
-// decisionReason is the reason of a decision without the verdict it
-// repeats: "auto-approved: within quota" reads "within quota" beside
-// "approved".
+// decisionReason is the reason of a decision without the verdict and
+// decider it repeats: "auto-approved: within quota" reads "within quota"
+// beside "policy (approved)", "rejected by manager: too big" reads "too big".
 func decisionReason(d store.Decider) string {
-	for _, p := range []string{"auto-approved: ", "approved: ", "rejected: "} {
-		if rest, ok := strings.CutPrefix(d.Reason, p); ok {
-			return rest
-		}
-	}
-	return d.Reason
+	return verdictCut(d.Reason, d.Actor)
 }
