@@ -32,7 +32,7 @@ func actionsMenuByKeyboard(ctx context.Context, j *journey) error {
 			if (!el || !danger.contains(el) || bar.contains(el)) return id + ' is not in the danger area alone';
 		}
 		if (menu.open) return 'the menu is open before anyone opened it';
-		if (q('[data-testid=extend]').getBoundingClientRect().height !== 0) return 'the closed menu shows its items';
+		if (q('[data-testid=extend]').checkVisibility()) return 'the closed menu shows its items';
 		return '';
 	})()`)
 	if err != nil {
