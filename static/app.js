@@ -69,12 +69,23 @@
   // by name) gets it back in the new content; when it is gone or disabled,
   // the swapped container takes it, so focus never drops to <body>.
   var focusKey = null;
+  // Menus (<details class="menu">) open before a swap stay open after it.
+  var openMenus = [];
   document.addEventListener("htmx:beforeSwap", function (e) {
     var a = document.activeElement;
     focusKey = null;
+    openMenus = [];
+    e.detail.target.querySelectorAll("details.menu[open][id]").forEach(function (d) { openMenus.push(d.id); });
     if (!a || a === document.body || !e.detail.target.contains(a)) return;
     focusKey = { id: a.id, name: a.getAttribute("name"), value: a.type === "radio" ? a.value : null };
   });
+  function reopenMenus() {
+    openMenus.forEach(function (id) {
+      var d = document.getElementById(id);
+      if (d) d.open = true;
+    });
+    openMenus = [];
+  }
   function restoreFocus(target) {
     if (!focusKey) return;
     var k = focusKey, el = null;
@@ -118,6 +129,21 @@
     btn.closest("header").classList.toggle("open", open);
   });
 
+  // Escape closes an open menu and gives the focus back to its button; a
+  // click elsewhere closes it too.
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "Escape") return;
+    var d = e.target.closest && e.target.closest("details.menu[open]");
+    if (!d) return;
+    d.open = false;
+    d.querySelector("summary").focus();
+  });
+  document.addEventListener("click", function (e) {
+    document.querySelectorAll("details.menu[open]").forEach(function (d) {
+      if (!d.contains(e.target)) d.open = false;
+    });
+  });
+
   function init(root) {
     root.querySelectorAll("[data-live-stream]").forEach(connect);
     copyButtons(root);
@@ -135,6 +161,7 @@
   document.addEventListener("htmx:afterSwap", function (e) {
     init(e.target);
     if (e.target.dataset.liveStream) announceState(e.target);
+    reopenMenus();
     restoreFocus(e.target);
   });
 })();

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 var (
@@ -216,6 +217,38 @@ func TestDeveloperRequestsVM(t *testing.T) {
 		if tmpl, err := value(ctx, "#template"); err != nil || tmpl != "ubuntu-2404" {
 			return fmt.Errorf("the form's template is %q (%v), want ubuntu-2404", tmpl, err)
 		}
+		// A keyboard user picks another size with the arrow keys: the form is
+		// drawn again for it (quota and policy), and the focus stays on the
+		// size picked; then back to the first.
+		first, err := value(ctx, "input[name=size]:checked")
+		if err != nil {
+			return err
+		}
+		if err := chromedp.Do(ctx, chromedp.Focus(chromedp.CSS("input[name=size]:checked"))); err != nil {
+			return err
+		}
+		for _, k := range []struct{ name, key string }{{"ArrowDown", kb.ArrowDown}, {"ArrowUp", kb.ArrowUp}} {
+			if _, err := eval[bool](ctx, `(() => {
+				window.__formSwapped = false;
+				document.body.addEventListener('htmx:afterSwap', () => { window.__formSwapped = true; }, {once: true});
+				return true;
+			})()`); err != nil {
+				return err
+			}
+			if err := chromedp.Do(ctx, chromedp.KeyEvent(k.key)); err != nil {
+				return err
+			}
+			if err := waitUntil(ctx, "the form to be drawn again for the size", `window.__formSwapped === true && !document.querySelector('.htmx-request')`); err != nil {
+				return err
+			}
+			focus, err := eval[string](ctx, `(() => { const a = document.activeElement; return a && a.name === 'size' && a.checked ? a.value : (a?.tagName ?? '') + '#' + (a?.id ?? ''); })()`)
+			if err != nil {
+				return err
+			}
+			if back := k.key == kb.ArrowUp; focus == "" || (focus == first) != back || strings.Contains(focus, "#") {
+				return fmt.Errorf("after %q on the sizes and the form drawn again, the focus is on %q (first size %q)", k.name, focus, first)
+			}
+		}
 		return j.checkA11y(ctx, "request form")
 	})
 
@@ -313,12 +346,20 @@ func TestDeveloperRequestsVM(t *testing.T) {
 		return nil
 	})
 
+	j.step("actions-menu-by-keyboard", func(ctx context.Context) error {
+		return actionsMenuByKeyboard(ctx, j)
+	})
+
 	j.step("extend-lease", func(ctx context.Context) error {
 		if err := settle(ctx); err != nil {
 			return err
 		}
 		before, _, err := text(ctx, "[data-testid=lease]")
 		if err != nil {
+			return err
+		}
+		// Extending a lease that has days to run is a secondary action, in the menu.
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("[data-testid=more-actions-toggle]"))); err != nil {
 			return err
 		}
 		resp, err := clickAndLoad(ctx, "[data-testid=extend]")

@@ -79,6 +79,14 @@ func (a Approval) Summary() string {
 	return s
 }
 
+// nouns writes a number with its noun in the right form: "1 day", "3 days".
+func nouns(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 func fmtUTC(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
 // DecidedError is returned to the second of two people deciding the same
@@ -129,7 +137,7 @@ func (s *Store) openApproval(ctx context.Context, tx pgx.Tx, requestID int64, ki
 	switch kind {
 	case ApprovalExtension:
 		days = n
-		what = fmt.Sprintf("Approval needed for a lease extension of %d days", n)
+		what = "Approval needed for a lease extension of " + nouns(n, "day", "days")
 	case ApprovalScale:
 		replicas = n
 		what = fmt.Sprintf("Approval needed to grow a pool to %d VMs", n)
@@ -379,7 +387,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 			}
 		default:
 			if err := addEvent(ctx, tx, requestID, actor, "extension_rejected", r.state, r.state,
-				fmt.Sprintf("lease extension of %d days %s", a.ExtendDays, said)); err != nil {
+				fmt.Sprintf("lease extension of %s %s", nouns(a.ExtendDays, "day", "days"), said)); err != nil {
 				return err
 			}
 			if err := notify(ctx, tx, requestID); err != nil {
@@ -398,7 +406,7 @@ func (s *Store) DecideApproval(ctx context.Context, id int64, approver User, app
 		what := "The request was " + said
 		switch a.Kind {
 		case ApprovalExtension:
-			what = fmt.Sprintf("The lease extension of %d days was %s", a.ExtendDays, said)
+			what = fmt.Sprintf("The lease extension of %s was %s", nouns(a.ExtendDays, "day", "days"), said)
 		case ApprovalScale:
 			what = fmt.Sprintf("Growing the pool to %d VMs was %s", a.Replicas, said)
 		case ApprovalRebuild:

@@ -24,6 +24,10 @@ type HistoryFilter struct {
 	// After continues a list after this position (keyset paging).
 	After *Cursor
 	Limit int
+	// Sort is a column of HistorySorts, or "" for the time of the request.
+	Sort string
+	// Asc sorts ascending (oldest first); the default is descending.
+	Asc bool
 }
 
 // MaxHistoryPage is the largest page History returns.
@@ -39,23 +43,29 @@ const MaxHistorySearchLen = 200
 type Cursor struct {
 	CreatedAt time.Time
 	ID        int64
+	// Key is the row's value of the column the history is sorted on, when
+	// it is sorted on another than time (history_sort.go).
+	Key string
 }
 
 // String encodes the cursor for a URL: microseconds since the epoch (the
-// precision PostgreSQL keeps), a dot, and the id.
-func (c Cursor) String() string {
-	return strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + strconv.FormatInt(c.ID, 10)
-}
+// precision PostgreSQL keeps), a dot, and the id; then, in a sorted
+// history, a dot and the sort value in URL-safe base64.
+func (c Cursor) String() string { return cursorString(c) }
 
 // ParseCursor reads a cursor written by Cursor.String.
 func ParseCursor(s string) (Cursor, error) {
+	s, key, err := cursorKeyPart(s)
+	if err != nil {
+		return Cursor{}, err
+	}
 	us, id, ok := strings.Cut(s, ".")
 	micros, err1 := strconv.ParseInt(us, 10, 64)
 	n, err2 := strconv.ParseInt(id, 10, 64)
 	if !ok || err1 != nil || err2 != nil || n <= 0 {
 		return Cursor{}, fmt.Errorf("malformed cursor %q", s)
 	}
-	return Cursor{CreatedAt: time.UnixMicro(micros).UTC(), ID: n}, nil
+	return Cursor{CreatedAt: time.UnixMicro(micros).UTC(), ID: n, Key: key}, nil
 }
 
 // HistoryRow is one request as the history lists and exports it.
@@ -92,6 +102,9 @@ func (f HistoryFilter) Validate() error {
 	}
 	if f.State != "" && !validState(f.State) {
 		v.Add("state", "is not a request state")
+	}
+	if !validSort(f.Sort) {
+		v.Add("sort", "is not a column the history sorts on")
 	}
 	return v.OrNil()
 }
@@ -143,7 +156,8 @@ func historyWhere(f HistoryFilter) (string, []any) {
 		add(`(r.name || ' ' || r.justification) ILIKE ?`, "%"+escapeLike(q)+"%")
 	}
 	if f.After != nil {
-		add("(r.created_at, r.id) < (?, ?)", f.After.CreatedAt, f.After.ID)
+		cond, vals := cursorCond(f, *f.After, false)
+		add(cond, vals...)
 	}
 	if len(where) == 0 {
 		return "true", args
@@ -168,8 +182,8 @@ const historySelect = `
 	       r.template_version, r.size, r.vcpu, r.memory_mib, r.name, r.lease_days, r.justification, r.state,
 	       r.state_reason, r.decision, r.expires_at
 	FROM requests r
-	WHERE r.id = ANY (ARRAY(SELECT r.id FROM requests r WHERE %s ORDER BY r.created_at DESC, r.id DESC %s))
-	ORDER BY r.created_at DESC, r.id DESC`
+	WHERE r.id = ANY (ARRAY(SELECT r.id FROM requests r%s WHERE %s ORDER BY %s %s))
+	ORDER BY %s`
 
 // historyExportSelect is historySelect for any number of rows, streamed.
 const historyExportSelect = `
@@ -208,7 +222,7 @@ func (s *Store) History(ctx context.Context, f HistoryFilter) ([]HistoryRow, *Cu
 		return hs, nil, nil
 	}
 	hs = hs[:f.Limit]
-	next := hs[len(hs)-1].Cursor()
+	next := hs[len(hs)-1].CursorIn(f.Sort)
 	return hs, &next, nil
 }
 
@@ -221,8 +235,16 @@ func (s *Store) History(ctx context.Context, f HistoryFilter) ([]HistoryRow, *Cu
 // it won where they are many and recent.)
 func historyQuery(f HistoryFilter) (string, []any) {
 	where, args := historyWhere(f)
-	q := fmt.Sprintf(historySelect, where, "LIMIT "+strconv.Itoa(f.Limit+1))
+	order, join := historyOrder(f, false)
+	q := fmt.Sprintf(historySelect, join, where, order, "LIMIT "+strconv.Itoa(f.Limit+1), outerOrder(order))
 	return q, append([]any{pgx.QueryExecModeExec}, args...)
+}
+
+// outerOrder is order for the outer query, which has no joins: the sort
+// columns of joined tables are read by the subqueries of historySelect,
+// whose positions ORDER BY names instead.
+func outerOrder(order string) string {
+	return strings.NewReplacer("st.name", "3", "su.login", "4", "stp.name", "5").Replace(order)
 }
 
 // historyExportBatch is how many rows the export fetches at a time.

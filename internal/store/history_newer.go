@@ -5,13 +5,15 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// HistoryNewer returns the page of requests matching f just newer than
-// before, newest first like History, and whether there are newer ones
-// still: the "Newer" link of the history. f.After is ignored.
+// HistoryNewer returns the page of requests matching f just before
+// before in f's order, in that order like History, and whether there are
+// more before them still: the "Newer" link of the history (newer in its
+// default order). f.After is ignored.
 func (s *Store) HistoryNewer(ctx context.Context, f HistoryFilter, before Cursor) ([]HistoryRow, bool, error) {
 	if err := f.Validate(); err != nil {
 		return nil, false, err
@@ -21,17 +23,21 @@ func (s *Store) HistoryNewer(ctx context.Context, f HistoryFilter, before Cursor
 	}
 	f.After = nil
 	where, args := historyWhere(f)
-	args = append(args, before.CreatedAt, before.ID)
-	n := len(args)
-	where += " AND (r.created_at, r.id) > ($" + strconv.Itoa(n-1) + ", $" + strconv.Itoa(n) + ")"
+	cond, vals := cursorCond(f, before, true)
+	for _, v := range vals {
+		args = append(args, v)
+		cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(args)), 1)
+	}
+	where += " AND " + cond
+	order, join := historyOrder(f, true)
 	q := `
 	SELECT r.id, r.created_at, (SELECT name FROM teams WHERE id = r.team_id),
 	       (SELECT login FROM users WHERE id = r.requester_id), (SELECT name FROM templates WHERE id = r.template_id),
 	       r.template_version, r.size, r.vcpu, r.memory_mib, r.name, r.lease_days, r.justification, r.state,
 	       r.state_reason, r.decision, r.expires_at
 	FROM requests r
-	WHERE r.id = ANY (ARRAY(SELECT r.id FROM requests r WHERE ` + where + ` ORDER BY r.created_at, r.id LIMIT ` + strconv.Itoa(f.Limit+1) + `))
-	ORDER BY r.created_at, r.id`
+	WHERE r.id = ANY (ARRAY(SELECT r.id FROM requests r` + join + ` WHERE ` + where + ` ORDER BY ` + order + ` LIMIT ` + strconv.Itoa(f.Limit+1) + `))
+	ORDER BY ` + outerOrder(order)
 	rows, _ := s.pool.Query(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
 	hs, err := pgx.CollectRows(rows, scanHistoryRow)
 	if err != nil {

@@ -94,8 +94,8 @@ func (s *Store) ExtendLease(ctx context.Context, id int64, days int, by User, no
 			ext.ExpiresAt, err = s.extendTx(ctx, tx, id, state, days, actor, now, "")
 			return err
 		}
-		ext.Reason = fmt.Sprintf("extending by %d days to %s goes beyond template %s's maximum lease of %d days from now",
-			days, fmtUTC(newExp), spec.Name, spec.MaxLeaseDays)
+		ext.Reason = fmt.Sprintf("extending by %s to %s goes beyond template %s's maximum lease of %s from now",
+			nouns(days, "day", "days"), fmtUTC(newExp), spec.Name, nouns(spec.MaxLeaseDays, "day", "days"))
 		ext.ApprovalID, err = s.openApproval(ctx, tx, id, ApprovalExtension, days, ext.Reason, actor)
 		if err != nil {
 			return err
@@ -119,7 +119,7 @@ func (s *Store) extendTx(ctx context.Context, tx pgx.Tx, id int64, state State, 
 		return exp, fmt.Errorf("extend lease: %w", err)
 	}
 	if err := addEvent(ctx, tx, id, actor, "lease_extended", state, state,
-		fmt.Sprintf("lease extended by %d days to %s%s", days, fmtUTC(exp), why)); err != nil {
+		fmt.Sprintf("lease extended by %s to %s%s", nouns(days, "day", "days"), fmtUTC(exp), why)); err != nil {
 		return exp, err
 	}
 	if state == StateExpired {
@@ -288,10 +288,7 @@ func (s *Store) leaseNotice(ctx context.Context, tx pgx.Tx, id int64, state Stat
 
 func graceWords(d time.Duration) string {
 	if d%(24*time.Hour) == 0 {
-		if d == 24*time.Hour {
-			return "1 day"
-		}
-		return fmt.Sprintf("%d days", d/(24*time.Hour))
+		return nouns(int(d/(24*time.Hour)), "day", "days")
 	}
 	return d.String()
 }

@@ -82,9 +82,9 @@ func Decide(in PolicyInput) Decision {
 	case in.LeaseDays == 0:
 		// Scaling a pool: its lease was decided when it was requested.
 	case in.LeaseDays <= in.Template.MaxLeaseDays:
-		ok = append(ok, fmt.Sprintf("lease %d days ≤ maximum %d", in.LeaseDays, in.Template.MaxLeaseDays))
+		ok = append(ok, fmt.Sprintf("lease %s ≤ maximum %d", nouns(in.LeaseDays, "day", "days"), in.Template.MaxLeaseDays))
 	default:
-		blockers = append(blockers, fmt.Sprintf("lease %d days exceeds the template's maximum of %d", in.LeaseDays, in.Template.MaxLeaseDays))
+		blockers = append(blockers, fmt.Sprintf("lease %s exceeds the template's maximum of %d", nouns(in.LeaseDays, "day", "days"), in.Template.MaxLeaseDays))
 	}
 	if len(blockers) > 0 {
 		return Decision{Approve: false, Reasons: blockers}

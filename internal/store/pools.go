@@ -256,7 +256,7 @@ func (s *Store) applyScale(ctx context.Context, tx pgx.Tx, id int64, state State
 		return fmt.Errorf("scale request %d: %w", id, err)
 	}
 	if err := addEvent(ctx, tx, id, actor, "scale", state, state,
-		fmt.Sprintf("pool scaled from %d to %d VMs%s", from, to, why)); err != nil {
+		fmt.Sprintf("pool scaled from %d to %s%s", from, nouns(to, "VM", "VMs"), why)); err != nil {
 		return err
 	}
 	if err := s.Audit(ctx, tx, actor, AuditPoolScale, RequestTarget(id), map[string]any{

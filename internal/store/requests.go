@@ -248,7 +248,7 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 			return fmt.Errorf("insert request: %w", err)
 		}
 		actor := UserActor(n.Requester)
-		what := fmt.Sprintf("%s/%s (v%d), size %s, lease %d days", tpl.Name, n.Name, tpl.Version, size.Name, n.LeaseDays)
+		what := fmt.Sprintf("%s/%s (v%d), size %s, lease %s", tpl.Name, n.Name, tpl.Version, size.Name, nouns(n.LeaseDays, "day", "days"))
 		if pool {
 			what += fmt.Sprintf(", pool of %d VMs", replicas)
 		}

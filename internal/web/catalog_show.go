@@ -30,7 +30,7 @@ type sizeDetail struct {
 }
 
 func detailsOf(sp store.TemplateSpec) templateDetails {
-	d := templateDetails{SSHUser: sp.SSHUser, CloudInit: sp.CloudInit, MaxLease: fmt.Sprintf("%d days", sp.MaxLeaseDays),
+	d := templateDetails{SSHUser: sp.SSHUser, CloudInit: sp.CloudInit, MaxLease: nouns(sp.MaxLeaseDays, "day", "days"),
 		Teams: "Every team"}
 	img := sp.Image
 	switch img.Kind() {
@@ -53,7 +53,7 @@ func detailsOf(sp store.TemplateSpec) templateDetails {
 			Instancetype: sz.Instancetype, Preference: sz.Preference})
 	}
 	if sp.AutoApprove {
-		d.Approval = fmt.Sprintf("Approved automatically for a lease of up to %d days; a longer lease waits for approval.", sp.MaxLeaseDays)
+		d.Approval = "Approved automatically for a lease of up to " + nouns(sp.MaxLeaseDays, "day", "days") + "; a longer lease waits for approval."
 	} else {
 		d.Approval = "Every request waits for approval."
 	}

@@ -176,6 +176,22 @@ func linearScale(top float64) yScale {
 	return s
 }
 
+// countScale is linearScale for things counted one by one (requests,
+// VMs): its ticks are whole numbers, 0, 1, 2 rather than 0, 0.5, 1, 1.5, 2,
+// which a count's labels would print as 0, 0, 1, 2, 2.
+func countScale(top float64) yScale {
+	s := linearScale(top)
+	if len(s.ticks) < 2 || s.ticks[1] >= 1 {
+		return s
+	}
+	s.hi = math.Max(1, math.Ceil(top))
+	s.ticks = s.ticks[:0]
+	for t := 0.0; t <= s.hi; t++ {
+		s.ticks = append(s.ticks, t)
+	}
+	return s
+}
+
 // durationTicks are the round durations a log axis may be labelled with.
 var durationTicks = []float64{1, 10, 60, 5 * 60, 15 * 60, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 28 * 86400, 91 * 86400}
 

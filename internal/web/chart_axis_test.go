@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 )
@@ -50,5 +51,55 @@ func TestWeekAxisLabelsFitAndLongLabelsHaveTooltips(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "<title>"+long+"</title>") {
 		t.Error("a shortened reason has no tooltip with its whole text")
+	}
+}
+
+// TestAxisTicksAreRoundAndCountsWhole checks the value axes: ticks start at
+// 0, a round step apart (1, 2 or 5 times a power of ten), the last at or
+// above the top; a count's ticks are whole numbers with labels that differ
+// (0, 1, 2, not 0, 0, 1, 2, 2).
+func TestAxisTicksAreRoundAndCountsWhole(t *testing.T) {
+	round := func(step float64) bool {
+		for _, m := range []float64{1, 2, 5} {
+			for e := -3; e <= 6; e++ {
+				if r := m * math.Pow(10, float64(e)); math.Abs(step-r) < r*1e-9 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, c := range []struct {
+		name  string
+		top   float64
+		scale func(float64) yScale
+		whole bool
+	}{
+		{"count", 1, countScale, true}, {"count", 2, countScale, true}, {"count", 3, countScale, true},
+		{"count", 7, countScale, true}, {"count", 10, countScale, true}, {"count", 23, countScale, true},
+		{"count", 480, countScale, true}, {"hours", 0.3, linearScale, false}, {"hours", 8, linearScale, false},
+		{"hours", 10, linearScale, false}, {"hours", 1234, linearScale, false},
+	} {
+		s := c.scale(c.top)
+		if len(s.ticks) < 2 || s.ticks[0] != 0 || s.ticks[len(s.ticks)-1] < c.top {
+			t.Errorf("%s up to %v: ticks %v", c.name, c.top, s.ticks)
+			continue
+		}
+		step := s.ticks[1]
+		labels := map[string]bool{}
+		for i, v := range s.ticks {
+			if math.Abs(v-float64(i)*step) > step*1e-9 {
+				t.Errorf("%s up to %v: ticks %v are not evenly apart", c.name, c.top, s.ticks)
+			}
+			if c.whole {
+				if v != math.Trunc(v) || labels[fmtCount(v)] {
+					t.Errorf("%s up to %v: ticks %v are not distinct whole numbers", c.name, c.top, s.ticks)
+				}
+				labels[fmtCount(v)] = true
+			}
+		}
+		if !round(step) {
+			t.Errorf("%s up to %v: the step %v is not round (ticks %v)", c.name, c.top, step, s.ticks)
+		}
 	}
 }

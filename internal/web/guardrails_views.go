@@ -77,8 +77,8 @@ func leaseOf(u store.User, req store.Request, approvals []store.Approval, maxLea
 	v := leaseView{MaxDays: maxLease, ExtendDays: min(7, max(maxLease, 1))}
 	for _, a := range approvals {
 		if a.Open() && a.Kind == store.ApprovalExtension {
-			v.Pending = fmt.Sprintf("An extension of the lease by %d days is waiting for approval (asked by %s %s).",
-				a.ExtendDays, a.RequestedBy, until(a.CreatedAt.Sub(now)))
+			v.Pending = fmt.Sprintf("An extension of the lease by %s is waiting for approval (asked by %s %s).",
+				nouns(a.ExtendDays, "day", "days"), a.RequestedBy, until(a.CreatedAt.Sub(now)))
 		}
 	}
 	left := req.ExpiresAt.Sub(now)
@@ -139,7 +139,7 @@ func approvalItemOf(u store.User, a store.Approval, now time.Time) approvalItem 
 		Waiting: until(a.CreatedAt.Sub(now)), Mine: !canDecide(u, a)}
 	switch a.Kind {
 	case store.ApprovalExtension:
-		it.What = fmt.Sprintf("Lease extension by %d days (the lease ends %s)", a.ExtendDays, fmtTime(r.ExpiresAt))
+		it.What = fmt.Sprintf("Lease extension by %s (the lease ends %s)", nouns(a.ExtendDays, "day", "days"), fmtTime(r.ExpiresAt))
 	case store.ApprovalRebuild:
 		it.What = fmt.Sprintf("Rebuild %s from %s v%d, an older version (it is on v%d); size %s. The VM is deleted and made again.",
 			r.Name, r.TemplateName, a.Version, r.TemplateVersion, r.Size)
@@ -147,11 +147,12 @@ func approvalItemOf(u store.User, a store.Approval, now time.Time) approvalItem 
 		it.What = fmt.Sprintf("Grow pool from %d to %d VMs: %s v%d, size %s (%d vCPU, %s each)",
 			r.Replicas, a.Replicas, r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB))
 	default:
-		it.What = fmt.Sprintf("New VM: %s v%d, size %s (%d vCPU, %s), lease %d days",
-			r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB), r.LeaseDays)
+		lease := nouns(r.LeaseDays, "day", "days")
+		it.What = fmt.Sprintf("New VM: %s v%d, size %s (%d vCPU, %s), lease %s",
+			r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB), lease)
 		if r.Pool {
-			it.What = fmt.Sprintf("New pool of %d VMs: %s v%d, size %s (%d vCPU, %s each), lease %d days",
-				r.Replicas, r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB), r.LeaseDays)
+			it.What = fmt.Sprintf("New pool of %d VMs: %s v%d, size %s (%d vCPU, %s each), lease %s",
+				r.Replicas, r.TemplateName, r.TemplateVersion, r.Size, r.VCPU, memString(r.MemoryMiB), lease)
 		}
 	}
 	return it
@@ -214,7 +215,7 @@ func limitText(n *int, div int) string {
 func quotaTeamOf(t store.TeamQuotaUsage) quotaTeam {
 	q, u := t.Quota, t.Usage
 	qt := quotaTeam{ID: strconv.FormatInt(t.Team.ID, 10), Name: t.Team.Name,
-		Used: fmt.Sprintf("%d vCPU · %s · %d VMs · %d GiB disk", u.VCPU, store.FormatMiB(u.MemoryMiB), u.VMs, u.DiskGiB),
+		Used: fmt.Sprintf("%d vCPU · %s · %s · %d GiB disk", u.VCPU, store.FormatMiB(u.MemoryMiB), nouns(u.VMs, "VM", "VMs"), u.DiskGiB),
 		Form: quotaForm{VCPU: limitText(q.VCPU, 1), MemoryGiB: limitText(q.MemoryMiB, 1024), VMs: limitText(q.VMs, 1), DiskGiB: limitText(q.DiskGiB, 1)},
 		Over: q.Blockers(u, store.Usage{})}
 	// Every row has the same four columns, disk included.

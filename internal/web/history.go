@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,18 +22,92 @@ const historyPageSize = 50
 // historyForm is the history filter as typed, kept to fill the form again.
 type historyForm struct {
 	Team, Requester, Template, State, From, To, Q string
+	// Sort is a column of store.HistorySorts, "" for the time of the
+	// request; Asc sorts ascending (the default is descending).
+	Sort string
+	Asc  bool
 }
 
 // values renders the form as a query string, empty fields left out.
 func (f historyForm) values() url.Values {
 	v := url.Values{}
 	for k, s := range map[string]string{"team": f.Team, "requester": f.Requester, "template": f.Template,
-		"state": f.State, "from": f.From, "to": f.To, "q": f.Q} {
+		"state": f.State, "from": f.From, "to": f.To, "q": f.Q, "sort": f.Sort} {
 		if s != "" {
 			v.Set(k, s)
 		}
 	}
+	if f.Asc {
+		v.Set("dir", "asc")
+	}
 	return v
+}
+
+// filterValues is values without the sort, for the filter form's own
+// hidden fields to add back.
+func (f historyForm) filterValues() url.Values {
+	f.Sort, f.Asc = "", false
+	return f.values()
+}
+
+// sortedOn reports whether the history is sorted on key ("created" is the
+// time of the request, the default).
+func (f historyForm) sortedOn(key string) bool {
+	return f.Sort == key || f.Sort == "" && key == "created"
+}
+
+// sortURL is the link of a column's header: the first page sorted on it,
+// ascending for words and newest first for time, or reversed when it is
+// sorted on it already; the filters stay.
+func (f historyForm) sortURL(key string) string {
+	asc := key != "created"
+	if f.sortedOn(key) {
+		asc = !f.Asc
+	}
+	f.Sort, f.Asc = key, asc
+	if key == "created" {
+		f.Sort = ""
+	}
+	if q := f.values().Encode(); q != "" {
+		return "/history?" + q
+	}
+	return "/history"
+}
+
+// ariaSort is the aria-sort of a column's header.
+func (f historyForm) ariaSort(key string) string {
+	switch {
+	case !f.sortedOn(key):
+		return "none"
+	case f.Asc:
+		return "ascending"
+	}
+	return "descending"
+}
+
+// sortArrow shows the direction of the sorted column.
+func (f historyForm) sortArrow(key string) string {
+	switch f.ariaSort(key) {
+	case "ascending":
+		return " ▲"
+	case "descending":
+		return " ▼"
+	}
+	return ""
+}
+
+// sortLabel says how the history is sorted, for its caption and scope.
+func (f historyForm) sortLabel() string {
+	names := map[string]string{"name": "name", "team": "team", "requester": "requester", "template": "template", "state": "state"}
+	switch {
+	case f.Sort == "" && f.Asc:
+		return "oldest first"
+	case f.Sort == "":
+		return "newest first"
+	case f.Asc:
+		return "by " + names[f.Sort] + " (A to Z), newest first within each"
+	}
+	return "by " + names[f.Sort] + " (Z to A), newest first within each"
 }
 
 type historyView struct {
@@ -48,7 +123,9 @@ type historyView struct {
 	// Deciders holds who decided each listed request, by its id.
 	Deciders map[int64]store.Decider
 	// Paged is true past the first page.
-	Paged    bool
+	Paged bool
+	// Total is how many requests match, counted up to store.RequestCountCap.
+	Total    int
 	FirstURL string
 	NextURL  string
 	// NewerURL is the page before this one, when there is one.
@@ -66,7 +143,12 @@ var historyStates = []store.State{store.StatePendingApproval, store.StateApprove
 // *store.ValidationError naming the field; the choices are for the form.
 func (s *Server) historyFilter(ctx context.Context, u store.User, q url.Values) (historyForm, store.HistoryFilter, historyView, error) {
 	form := historyForm{Team: strings.TrimSpace(q.Get("team")), Requester: strings.TrimSpace(q.Get("requester")),
-		Template: q.Get("template"), State: q.Get("state"), From: q.Get("from"), To: q.Get("to"), Q: strings.TrimSpace(q.Get("q"))}
+		Template: q.Get("template"), State: q.Get("state"), From: q.Get("from"), To: q.Get("to"), Q: strings.TrimSpace(q.Get("q")),
+		Sort: q.Get("sort"), Asc: q.Get("dir") == "asc"}
+	// An unknown column sorts on time, as a link from an older version might ask.
+	if !slices.Contains(store.HistorySorts, form.Sort) {
+		form.Sort = ""
+	}
 	var f store.HistoryFilter
 	var v historyView
 	bad := &store.ValidationError{}
@@ -125,7 +207,7 @@ func (s *Server) historyFilter(ctx context.Context, u store.User, q url.Values) 
 			f.To = to.AddDate(0, 0, 1) // the whole day
 		}
 	}
-	f.Q = form.Q
+	f.Q, f.Sort, f.Asc = form.Q, form.Sort, form.Asc
 	if a := q.Get("after"); a != "" {
 		c, err := store.ParseCursor(a)
 		if err != nil {
@@ -156,7 +238,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 	v.Base, v.Form, v.States = s.viewBase(r, "History"), form, historyStates
 	query := form.values()
 	v.FirstURL = "/history?" + query.Encode()
-	v.CSVURL = "/history.csv?" + query.Encode()
+	v.CSVURL = "/history.csv?" + form.filterValues().Encode()
 	if bad != nil {
 		v.Errors = bad
 		return render(w, r, http.StatusUnprocessableEntity, historyPage(v))
@@ -175,7 +257,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 		}
 		if len(rows) > 0 {
 			// Reached from an older page: there is one.
-			c := rows[len(rows)-1].Cursor()
+			c := rows[len(rows)-1].CursorIn(f.Sort)
 			next = &c
 		}
 	} else if rows, next, err = s.store.History(r.Context(), f); err != nil {
@@ -189,13 +271,18 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 	if v.Deciders, err = s.store.Deciders(r.Context(), ids); err != nil {
 		return err
 	}
+	if len(rows) > 0 {
+		if v.Total, err = s.store.HistoryCount(r.Context(), f); err != nil {
+			return err
+		}
+	}
 	if next != nil {
 		query.Set("after", next.String())
 		v.NextURL = "/history?" + query.Encode()
 		query.Del("after")
 	}
 	if newer && len(rows) > 0 {
-		query.Set("before", rows[0].Cursor().String())
+		query.Set("before", rows[0].CursorIn(f.Sort).String())
 		v.NewerURL = "/history?" + query.Encode()
 	}
 	return render(w, r, http.StatusOK, historyPage(v))
@@ -286,25 +373,41 @@ func historyCSVRecord(h store.HistoryRow) []string {
 	}
 }
 
+// historyTotal says how many requests match: exactly up to the store's
+// count cap, "more than" it beyond.
+func historyTotal(n int) string {
+	if n > store.RequestCountCap {
+		return "More than " + nouns(store.RequestCountCap, "request matches", "requests match") + "."
+	}
+	return nouns(n, "request matches", "requests match") + "."
+}
+
+// pagerLabels name the links to the pages before and after this one in
+// the order of the page: newer and older in time, else previous and next.
+func (f historyForm) pagerLabels() (before, after string) {
+	switch {
+	case f.Sort == "" && !f.Asc:
+		return "← Newer", "Older →"
+	case f.Sort == "":
+		return "← Older", "Newer →"
+	}
+	return "← Previous page", "Next page →"
+}
+
 // historyScopeLabel says whose history the page lists.
 func historyScopeLabel(v historyView) string {
 	if v.Teams == nil {
 		if v.TeamName == "" {
 			return "You are not in a team, so there is no history to show."
 		}
-		return fmt.Sprintf("Every request of team %s, newest first.", v.TeamName)
+		return fmt.Sprintf("Every request of team %s, %s.", v.TeamName, v.Form.sortLabel())
 	}
-	return "Every request of every team, newest first."
+	return "Every request of every team, " + v.Form.sortLabel() + "."
 }
 
-// decisionReason is the reason of a decision without the verdict it
-// repeats: "auto-approved: within quota" reads "within quota" beside
-// "approved".
+// decisionReason is the reason of a decision without the verdict and
+// decider it repeats: "auto-approved: within quota" reads "within quota"
+// beside "policy (approved)", "rejected by manager: too big" reads "too big".
 func decisionReason(d store.Decider) string {
-	for _, p := range []string{"auto-approved: ", "approved: ", "rejected: "} {
-		if rest, ok := strings.CutPrefix(d.Reason, p); ok {
-			return rest
-		}
-	}
-	return d.Reason
+	return verdictCut(d.Reason, d.Actor)
 }

@@ -52,6 +52,10 @@ func TestHistoryShowsWhoDecidedAndWhy(t *testing.T) {
 			t.Errorf("request %d is waiting but shows a reason", c.id)
 		}
 	}
+	// The reason does not repeat the verdict and the decider beside it.
+	if r := row(rejected.ID); !strings.Contains(r, `data-testid="decision-reason">use the shared one</td>`) {
+		t.Errorf("the rejection's reason repeats its verdict or decider: %s", r)
+	}
 	if !strings.Contains(b, `<th scope="col">Decided by</th>`) || !strings.Contains(b, `<th scope="col">Reason</th>`) {
 		t.Error("the history table lacks its Decided by and Reason columns")
 	}

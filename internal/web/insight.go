@@ -182,7 +182,7 @@ func fillInsight(v *insightView, in store.Insight) {
 		counts.set(i, float64(f.Count))
 	}
 	v.Failure = hbarChart("failures", "Failed requests by reason", "Bar chart of failed requests per reason.",
-		"Reason", reasons, []series{counts}, linearScale(topOf([]series{counts})), fmtCount)
+		"Reason", reasons, []series{counts}, countScale(topOf([]series{counts})), fmtCount)
 
 	v.LeadByTeam = groupChart("lead-team", "Request to running, per team", "Team", in.ByTeam)
 	v.LeadByTpl = groupChart("lead-template", "Request to running, per template", "Template", in.ByTemplate)
@@ -221,7 +221,7 @@ func fillInsight(v *insightView, in store.Insight) {
 	v.Memory = barChart("memory", "Memory GiB-hours per week, by team", "Stacked bar chart of the memory GiB-hours each team's running VMs used per week.",
 		labels, mem, linearScale(top(mem)), fmtHours)
 	v.VMs = barChart("vms", "VMs that ran, per week, by team", "Stacked bar chart of how many VMs of each team ran during each week.",
-		labels, vms, linearScale(top(vms)), fmtCount)
+		labels, vms, countScale(top(vms)), fmtCount)
 }
 
 func groupChart(id, title, category string, gs []store.InsightGroup) chart {

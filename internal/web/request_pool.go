@@ -111,7 +111,7 @@ func (s *Server) requestScale(w http.ResponseWriter, r *http.Request) error {
 			errStatus(http.StatusUnprocessableEntity, fmt.Sprintf("Replicas must be a whole number of VMs, from 1 to %d.", store.MaxPoolReplicas)))
 	}
 	sc, err := s.store.ScalePool(r.Context(), req.ID, n, store.UserActor(u))
-	done := fmt.Sprintf("Scaling the pool from %d to %d VMs.", sc.From, sc.To)
+	done := fmt.Sprintf("Scaling the pool from %d to %s.", sc.From, nouns(sc.To, "VM", "VMs"))
 	switch {
 	case sc.Pending:
 		done = fmt.Sprintf("Growing the pool to %d VMs is waiting for approval: %s.", sc.To, sc.Decision)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -320,10 +321,11 @@ func eventTitle(e store.Event) string {
 	case "drift":
 		return "Changed outside Paddock → " + e.ToState.Label()
 	case "approval":
+		// The approver follows the title, as the policy does.
 		if e.ToState == store.StateRejected {
-			return "Rejected by " + e.Actor
+			return "Rejected"
 		}
-		return "Approved by " + e.Actor
+		return "Approved"
 	case "lease_warning":
 		return "Lease ending soon"
 	case "lease_expired":
@@ -361,6 +363,24 @@ func eventTitle(e store.Event) string {
 		return e.FromState.Label() + " → " + e.ToState.Label()
 	}
 	return e.Kind
+}
+
+// eventReason is an event's reason without the verdict its title and actor
+// say already: under "Approved by manager", "approved by manager: go ahead"
+// reads "go ahead"; under "Approved by policy", "auto-approved: within team
+// quota" reads "within team quota".
+func eventReason(e store.Event) string {
+	return verdictCut(e.Reason, e.Actor)
+}
+
+// verdictCut cuts a leading verdict, alone or by actor, off reason.
+func verdictCut(reason, actor string) string {
+	for _, p := range []string{"auto-approved", "needs approval", "approved by " + actor, "rejected by " + actor, "approved", "rejected"} {
+		if rest, ok := strings.CutPrefix(reason, p); ok && (rest == "" || strings.HasPrefix(rest, ": ")) {
+			return strings.TrimPrefix(rest, ": ")
+		}
+	}
+	return reason
 }
 
 // ariaInvalid is the aria-invalid value for a field with error message msg.
