@@ -23,7 +23,7 @@ import (
 )
 
 // thumbnailPixel draws the VM page's thumbnail on a canvas and reads its
-// pixel (5,5); ” until the picture has loaded.
+// pixel (5,5) as hex; empty until the picture has loaded.
 const thumbnailPixel = `(() => {
 	const img = document.querySelector('[data-testid=vm-thumbnail]');
 	if (!img || !img.complete || img.naturalWidth === 0) return '';
