@@ -6,9 +6,6 @@
 // brings new <img> elements; they are found on the next tick.
 (function () {
   "use strict";
-  // The script comes again with each live update of the page: run once.
-  if (window.paddockThumbnails) return;
-  window.paddockThumbnails = true;
 
   function refresh(img) {
     var now = Date.now();
