@@ -48,8 +48,8 @@ test-load:
 test-short:
 	$(GO) test -count=1 -short ./...
 
-## test-e2e: the browser journeys in headless Chromium
-test-e2e:
+## test-e2e: the browser journeys in headless Chromium (one of them on a real kube-apiserver)
+test-e2e: kube-tools
 	$(GO) test -count=1 -timeout 10m ./internal/e2e/...
 
 ## kube-tools: build kube-apiserver, etcd and friends into ~/.cache/paddock (once)

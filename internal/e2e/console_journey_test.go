@@ -19,8 +19,9 @@ const consoleScreenPixel = `(() => {
 	return [d[0], d[1], d[2]].map(v => v.toString(16).padStart(2, '0')).join('');
 })()`
 
-// TestDeveloperOpensConsoles: a developer opens the screen and the serial
-// console of a running VM of the simulated cluster (the bridge, noVNC and
+// TestDeveloperOpensConsoles: a developer sees the thumbnail of a running
+// VM's screen on its page, opens the screen and the serial console of the
+// VM of the simulated cluster (the bridge, noVNC and
 // xterm.js are real, loaded under the site's content security policy; the
 // guest is the simulator's), types into the serial console, and is told
 // when the VM stops under it, with a way to reconnect.
@@ -45,6 +46,15 @@ func TestDeveloperOpensConsoles(t *testing.T) {
 		reqPath = p
 		_, err = waitLive(ctx, "running")
 		return err
+	})
+
+	j.step("thumbnail", func(ctx context.Context) error {
+		// The VM page shows the simulated screen, as the console will.
+		if err := waitUntil(ctx, "the thumbnail of the simulated screen", thumbnailPixel+` === '1b263b'`); err != nil {
+			px, _ := eval[string](ctx, thumbnailPixel)
+			return fmt.Errorf("%w; pixel (5,5) is %q", err, px)
+		}
+		return nil
 	})
 
 	j.step("screen", func(ctx context.Context) error {

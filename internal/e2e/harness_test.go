@@ -51,14 +51,17 @@ var runningLine = regexp.MustCompile(`Paddock is running: open http://[^\s/]*:(\
 
 // startApp starts the portal binary that TestMain built, in dev mode with the
 // simulated cluster, on a fresh migrated database, and waits until it listens.
+// extraEnv (KEY=value) is added to its environment, over the defaults (a
+// journey on a real API server sets KUBECONFIG and PADDOCK_CLUSTER).
 // It is stopped (SIGTERM, then SIGKILL) when the test ends; its output goes to
 // the test log when the test failed.
-func startApp(t *testing.T) *app {
+func startApp(t *testing.T, extraEnv ...string) *app {
 	t.Helper()
 	dbURL := testdb.NewURL(t) // dropped after the cleanups registered below
 
 	cmd := exec.Command(portalBin, "dev", "--addr", "127.0.0.1:0")
-	cmd.Env = appEnv(dbURL)
+	// exec keeps the last of duplicate keys: extraEnv wins.
+	cmd.Env = append(appEnv(dbURL), extraEnv...)
 	stdout := &lineWatcher{re: runningLine, found: make(chan string, 1)}
 	stderr := &tailBuffer{max: 256 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -216,6 +219,13 @@ type shot struct {
 // test-artifacts/e2e/<TestName>/ at the repository root.
 func newJourney(t *testing.T) *journey {
 	t.Helper()
+	return newJourneyWith(t)
+}
+
+// newJourneyWith is newJourney with extraEnv added to the app's
+// environment (see startApp).
+func newJourneyWith(t *testing.T, extraEnv ...string) *journey {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("browser journey: skipped in -short mode (it needs headless Chromium and PostgreSQL)")
 	}
@@ -229,7 +239,7 @@ func newJourney(t *testing.T) *journey {
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	t.Cleanup(cancel) // runs last: after the browser and the app have stopped
 
-	j := &journey{t: t, app: startApp(t), chromeOut: &tailBuffer{max: 64 << 10}}
+	j := &journey{t: t, app: startApp(t, extraEnv...), chromeOut: &tailBuffer{max: 64 << 10}}
 
 	profile, err := os.MkdirTemp("", "paddock-e2e-chromium-")
 	if err != nil {

@@ -2,8 +2,10 @@ package guestconsole
 
 import (
 	"bufio"
+	"bytes"
 	"image"
 	"image/color"
+	"image/png"
 	"net"
 	"testing"
 	"time"
@@ -78,5 +80,29 @@ func TestDrawTextInks(t *testing.T) {
 	}
 	if TextWidth("abc", 2) != 36 {
 		t.Errorf("TextWidth(abc, 2) = %d", TextWidth("abc", 2))
+	}
+}
+
+func TestScreenPNG(t *testing.T) {
+	green := color.RGBA{R: 0x2e, G: 0x8b, B: 0x57, A: 255}
+	screen := NewScreen(64, 48, green)
+	screen.Update(func(img *image.RGBA) { DrawText(img, 2, 2, 1, "A", color.RGBA{R: 255, G: 255, B: 255, A: 255}) })
+	b, err := screen.PNG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := img.Bounds(); got != image.Rect(0, 0, 64, 48) {
+		t.Errorf("bounds %v, want 64x48", got)
+	}
+	if got := color.RGBAModel.Convert(img.At(40, 40)); got != green {
+		t.Errorf("background %v, want %v", got, green)
+	}
+	// The A's top bar (" ### ") is ink at (3,2).
+	if got := color.RGBAModel.Convert(img.At(3, 2)); got != (color.RGBA{R: 255, G: 255, B: 255, A: 255}) {
+		t.Errorf("text pixel %v, want white", got)
 	}
 }

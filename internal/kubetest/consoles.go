@@ -40,8 +40,10 @@ var ConsoleColour = color.RGBA{R: 0x2e, G: 0x8b, B: 0x57, A: 255}
 // virt-api), and it upgrades them as virt-api does (websocket, subprotocol
 // plain.kubevirt.io, binary frames). Behind the websocket run a real RFB
 // 3.8 server whose desktop name is the instance's name, on a screen of
-// ConsoleColour, and a serial line with a login prompt that echoes. It
-// does not look the instance up: callers check it runs, as Paddock does.
+// ConsoleColour, and a serial line with a login prompt that echoes; and it
+// answers .../vnc/screenshot with a PNG of that screen, as virt-api does
+// with QEMU's. It does not look the instance up: callers check it runs, as
+// Paddock does.
 type ConsoleStandIn struct {
 	srv *http.Server
 	ln  net.Listener
@@ -51,6 +53,8 @@ type ConsoleStandIn struct {
 	conns map[*websocket.Conn]struct{}
 	// Sessions counts the upgrades served.
 	sessions int
+	// screenshots counts the screenshots served.
+	screenshots int
 }
 
 const (
@@ -107,7 +111,20 @@ func (c *ConsoleStandIn) Sessions() int {
 	return c.sessions
 }
 
-// ServeHTTP answers discovery and upgrades the console subresources.
+// Screenshots returns how many screenshots the stand-in has served.
+func (c *ConsoleStandIn) Screenshots() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.screenshots
+}
+
+// standInScreen is the screen of every instance the stand-in serves.
+func standInScreen() *guestconsole.Screen {
+	return guestconsole.NewScreen(320, 200, ConsoleColour)
+}
+
+// ServeHTTP answers discovery, serves screenshots and upgrades the console
+// subresources.
 func (c *ConsoleStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	const prefix = "/apis/" + consoleAPIGroup + "/v1"
 	switch {
@@ -119,6 +136,7 @@ func (c *ConsoleStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			APIResources: []metav1.APIResource{
 				{Name: "virtualmachineinstances/vnc", Namespaced: true, Kind: "VirtualMachineInstance", Verbs: metav1.Verbs{"get"}},
 				{Name: "virtualmachineinstances/console", Namespaced: true, Kind: "VirtualMachineInstance", Verbs: metav1.Verbs{"get"}},
+				{Name: "virtualmachineinstances/vnc/screenshot", Namespaced: true, Kind: "VirtualMachineInstance", Verbs: metav1.Verbs{"get"}},
 			},
 		})
 		return
@@ -127,8 +145,12 @@ func (c *ConsoleStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	// .../namespaces/{ns}/virtualmachineinstances/{name}/{vnc|console}
+	// .../namespaces/{ns}/virtualmachineinstances/{name}/{vnc|console|vnc/screenshot}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, prefix+"/namespaces/"), "/")
+	if len(parts) == 5 && parts[1] == "virtualmachineinstances" && parts[3] == "vnc" && parts[4] == "screenshot" {
+		c.serveScreenshot(w, r)
+		return
+	}
 	if len(parts) != 4 || parts[1] != "virtualmachineinstances" || (parts[3] != "vnc" && parts[3] != "console") {
 		http.NotFound(w, r)
 		return
@@ -151,10 +173,30 @@ func (c *ConsoleStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	conn := &binaryConn{ws: ws}
 	if kind == "vnc" {
-		_ = guestconsole.ServeRFB(conn, name, guestconsole.NewScreen(320, 200, ConsoleColour), nil)
+		_ = guestconsole.ServeRFB(conn, name, standInScreen(), nil)
 	} else {
 		_ = guestconsole.ServeSerial(conn, name)
 	}
+}
+
+// serveScreenshot answers GET .../vnc/screenshot with a PNG of the screen
+// the RFB server shows.
+func (c *ConsoleStandIn) serveScreenshot(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	b, err := standInScreen().PNG()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	c.mu.Lock()
+	c.screenshots++
+	c.mu.Unlock()
+	w.Header().Set("Content-Type", "image/png")
+	_, _ = w.Write(b)
 }
 
 // binaryConn carries a byte stream in binary websocket frames.

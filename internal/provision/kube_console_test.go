@@ -108,6 +108,20 @@ func TestKubeConsoleThroughTheAggregatorToTheVirtAPIStandIn(t *testing.T) {
 		t.Errorf("console of a VM without an instance: %v, want ErrNotRunning", err)
 	}
 
+	// The screenshot subresource: a PNG of the screen the RFB server shows,
+	// from the stand-in, through the aggregator.
+	png, err := cluster.Screenshot(ctx, ns, "vm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkScreenshot(t, png, 320, 200, kubetest.ConsoleColour)
+	if standIn.Screenshots() != 1 {
+		t.Errorf("the stand-in served %d screenshots, want 1", standIn.Screenshots())
+	}
+	if _, err := cluster.Screenshot(ctx, ns, "vm-absent"); !errors.Is(err, provision.ErrNotRunning) {
+		t.Errorf("screenshot of a VM without an instance: %v, want ErrNotRunning", err)
+	}
+
 	// The stand-in dies mid-session: the console ends, it does not hang.
 	standIn.Kill()
 	done := make(chan error, 1)
@@ -116,6 +130,11 @@ func TestKubeConsoleThroughTheAggregatorToTheVirtAPIStandIn(t *testing.T) {
 	case <-done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("the serial console still reads 15s after virt-api's stand-in died")
+	}
+	// With virt-api gone, the aggregator answers 503: the cluster cannot
+	// take a screenshot, which is not the same as a VM that does not run.
+	if _, err := cluster.Screenshot(ctx, ns, "vm-1"); !errors.Is(err, provision.ErrConsoleUnavailable) {
+		t.Errorf("screenshot with virt-api's stand-in dead: %v, want ErrConsoleUnavailable", err)
 	}
 }
 

@@ -115,6 +115,9 @@ var routeMatrix = []routeCase{
 	// Authorization comes before anything else; a plain GET (no websocket
 	// upgrade) is then refused whoever asks.
 	{"GET /requests/{id}/console/{kind}/ws", "/requests/{req}/console/serial/ws", "", roles{signin, bad, hidden, denied, bad}},
+	// The thumbnail of the VM's screen shows what its console shows: the
+	// same people. ({req}'s VM does not run: the answer is a placeholder.)
+	{"GET /requests/{id}/screenshot", "/requests/{req}/screenshot", "", ownTeamActs},
 	{"POST /requests/{id}/actions/{action}", "/requests/{req}/actions/stop", "", ownTeamActs},
 	{"POST /requests/{id}/extend", "/requests/{req}/extend", "days=1", ownTeamActs},
 	{"POST /requests/{id}/rebuild", "/requests/{req}/rebuild", "version=0", ownTeamActs},

@@ -168,6 +168,17 @@ func (s *Server) consoleTarget(r *http.Request) (consoleTarget, error) {
 	if !ok {
 		return consoleTarget{}, errNotFound
 	}
+	t, err := s.consoleVM(r)
+	if err != nil {
+		return consoleTarget{}, err
+	}
+	t.kind, t.urlKind = kind, chi.URLParam(r, "kind")
+	return t, nil
+}
+
+// consoleVM loads and authorizes the VM a console or screenshot URL names,
+// as consoleTarget does, without a console kind.
+func (s *Server) consoleVM(r *http.Request) (consoleTarget, error) {
 	req, err := s.visibleRequest(r)
 	if err != nil {
 		return consoleTarget{}, err
@@ -179,8 +190,7 @@ func (s *Server) consoleTarget(r *http.Request) (consoleTarget, error) {
 	if req.VM == nil || req.VM.Name == "" || req.State == store.StateDeleted {
 		return consoleTarget{}, errNotFound
 	}
-	t := consoleTarget{req: req, kind: kind, urlKind: chi.URLParam(r, "kind"), namespace: req.VM.Namespace, vm: req.VM.Name,
-		running: req.VM.Status == "Running"}
+	t := consoleTarget{req: req, namespace: req.VM.Namespace, vm: req.VM.Name, running: req.VM.Status == "Running"}
 	if req.Pool {
 		member := r.URL.Query().Get("vm")
 		t.vm, t.running = "", false

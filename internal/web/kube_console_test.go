@@ -1,7 +1,11 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
+	"image/color"
+	"image/png"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -22,7 +26,8 @@ import (
 // provisioner, kube-apiserver's aggregator, and the stand-in for virt-api
 // and virt-handler (internal/kubetest), whose RFB server and login prompt
 // play the guest. When the stand-in dies mid-session, the browser's
-// websocket is closed with a reason it can show.
+// websocket is closed with a reason it can show. The VM page's thumbnail
+// (vnc/screenshot) takes the same path, without the websocket.
 func TestConsoleThroughTheAPIAggregatorToTheVirtAPIStandIn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs kube-apiserver (run without -short)")
@@ -77,6 +82,21 @@ func TestConsoleThroughTheAPIAggregatorToTheVirtAPIStandIn(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The thumbnail: the stand-in's screen as PNG, through the aggregator.
+	shot := e.screenshotAs("developer", e.screenshotPath())
+	if shot.status != http.StatusOK || shot.ctype != "image/png" || shot.cache != "no-store" {
+		t.Fatalf("screenshot: %d %q %q, want 200 image/png no-store", shot.status, shot.ctype, shot.cache)
+	}
+	if img, err := png.Decode(bytes.NewReader(shot.body)); err != nil || color.RGBAModel.Convert(img.At(5, 5)) != kubetest.ConsoleColour {
+		t.Errorf("screenshot: %v; want the stand-in's %v", err, kubetest.ConsoleColour)
+	}
+	if standIn.Screenshots() != 1 {
+		t.Errorf("the stand-in served %d screenshots, want 1", standIn.Screenshots())
+	}
+	if s := e.screenshotAs("outsider", e.screenshotPath()); s.status != http.StatusNotFound || standIn.Screenshots() != 1 {
+		t.Errorf("another team's screenshot: %d (the stand-in served %d), want 404 before the cluster is asked", s.status, standIn.Screenshots())
+	}
+
 	ws, resp, err := e.dial("developer", e.socket("vnc"), e.srv.URL)
 	if err != nil {
 		t.Fatalf("dial: %v (%v)", err, resp)
@@ -106,6 +126,10 @@ func TestConsoleThroughTheAPIAggregatorToTheVirtAPIStandIn(t *testing.T) {
 	standIn.Kill()
 	if code, text := closeOf(t, serial); code != 4005 || !strings.Contains(text, "lost") {
 		t.Errorf("after the stand-in died: closed with %d %q, want 4005 lost", code, text)
+	}
+	// With virt-api gone the page's thumbnail says there is no picture.
+	if s := e.screenshotAs("developer", e.screenshotPath()); s.status != http.StatusServiceUnavailable || s.ctype != "image/svg+xml" {
+		t.Errorf("screenshot with the stand-in dead: %d %q, want 503 with the placeholder", s.status, s.ctype)
 	}
 	waitFor(t, func() bool { return e.auditCount(store.AuditConsoleSession) == 2 })
 	var toVM, fromVM float64

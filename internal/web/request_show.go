@@ -107,6 +107,9 @@ func (s *Server) liveView(ctx context.Context, req store.Request) (liveView, err
 		v.Pool.Console = canConsole(u, req)
 	}
 	v.Console = !req.Pool && req.VM != nil && req.VM.Name != "" && req.State == store.StateRunning && canConsole(u, req)
+	if v.Console {
+		v.Thumbnail = thumbnailOf(req.ID, req.VM.Name, false)
+	}
 	if req.VM != nil {
 		v.SSH = fmt.Sprintf("ssh %s@%s", tv.Spec.SSHUser, req.VM.IP)
 		v.Virtctl = fmt.Sprintf("virtctl ssh --namespace %s %s@vm/%s", req.VM.Namespace, tv.Spec.SSHUser, req.VM.Name)

@@ -80,6 +80,7 @@ func (s *Server) Router() chi.Router {
 			r.Post("/requests/{id}/scale", s.page(s.requestScale))
 			r.Get("/requests/{id}/console/{kind}", s.page(s.consolePage))
 			r.Get("/requests/{id}/console/{kind}/ws", s.page(s.consoleSocket))
+			r.Get("/requests/{id}/screenshot", s.page(s.vmScreenshot))
 
 			// The approval queue: managers and the platform team.
 			r.Group(func(r chi.Router) {

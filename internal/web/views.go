@@ -229,6 +229,9 @@ type liveView struct {
 	Pool *poolView
 	// Console offers the VM's console and serial console (console.go).
 	Console bool
+	// Thumbnail is the picture of the VM's screen (screenshot.go); nil
+	// when there is no console to offer.
+	Thumbnail *thumbnailView
 	// Flash is a refusal to show next to the control it is about; only the
 	// full page has it, so a live update clears it.
 	Flash *flash
