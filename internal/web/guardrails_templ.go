@@ -31,7 +31,7 @@ func quotaPanelView(q *quotaPanel, errMsg string) templ.Component {
 		}
 		ctx = templ.InitializeContext(ctx)
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<section class=\"quota\" data-testid=\"quota-panel\" aria-live=\"polite\"><h3>Team quota and policy</h3>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<section class=\"quota\" data-testid=\"quota-panel\" aria-live=\"polite\"><h2>Team quota and policy</h2>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
