@@ -42,7 +42,9 @@ func phaseOf(req store.Request, events []store.Event) string {
 					return phaseStopping
 				}
 			case string(store.ActionStart):
-				if req.Desired == "running" && req.State == store.StateStopped {
+				// KubeVirt reports a starting VM as Starting, which the
+				// watcher records as provisioning: still the start under way.
+				if req.Desired == "running" && (req.State == store.StateStopped || req.State == store.StateProvisioning) {
 					return phaseStarting
 				}
 			}
