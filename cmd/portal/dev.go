@@ -11,6 +11,7 @@ import (
 	"net/netip"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -165,7 +166,7 @@ func seed(ctx context.Context, st *store.Store, log *slog.Logger) error {
 			return err
 		}
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		return err
 	}

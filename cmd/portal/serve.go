@@ -257,8 +257,9 @@ func jobWorkers(c config, st *store.Store, w *provision.Workers, log *slog.Logge
 	workers := river.NewWorkers()
 	w.Register(workers)
 	periodic := c.Guardrails.register(st, workers, log)
-	river.AddWorker(workers, &store.InsightWorker{Store: st, Log: log.With("component", "insight")})
-	return workers, append(periodic, store.InsightPeriodicJob())
+	insight := &provision.Insight{Store: st, Log: log.With("component", "insight")}
+	insight.Register(workers)
+	return workers, append(periodic, insight.PeriodicJobs()...)
 }
 
 // serve runs the web server, the workers and the watcher until ctx ends. When

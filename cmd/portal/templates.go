@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 )
 
 const templatesUsage = `usage:
@@ -54,14 +55,14 @@ func cmdTemplates(ctx context.Context, args []string, getenv func(string) string
 	}
 	// Read and check every file before touching the database, so that a typo
 	// is reported even when the database is out of reach.
-	var parsed []store.ParsedTemplate
+	var parsed []templatefile.Parsed
 	if args[0] == "apply" {
 		files, err := readTemplatePaths(o.paths, os.Stdin)
 		if err != nil {
 			return err
 		}
-		parsed, err = store.ParseTemplateFiles(files)
-		var fe *store.TemplateFileError
+		parsed, err = templatefile.Parse(files)
+		var fe *templatefile.Error
 		if errors.As(err, &fe) {
 			for _, p := range fe.Problems {
 				fmt.Fprintln(stderr, p.String())
@@ -93,15 +94,15 @@ type applyOptions struct {
 
 // readTemplatePaths reads each path: a file, every *.yaml/*.yml file of a
 // directory, or "-" for stdin.
-func readTemplatePaths(paths []string, stdin io.Reader) ([]store.TemplateFile, error) {
-	var files []store.TemplateFile
+func readTemplatePaths(paths []string, stdin io.Reader) ([]templatefile.File, error) {
+	var files []templatefile.File
 	for _, p := range paths {
 		if p == "-" {
 			b, err := io.ReadAll(stdin)
 			if err != nil {
 				return nil, fmt.Errorf("read standard input: %w", err)
 			}
-			files = append(files, store.TemplateFile{Name: "(stdin)", Data: b})
+			files = append(files, templatefile.File{Name: "(stdin)", Data: b})
 			continue
 		}
 		fi, err := os.Stat(p)
@@ -113,10 +114,10 @@ func readTemplatePaths(paths []string, stdin io.Reader) ([]store.TemplateFile, e
 			if err != nil {
 				return nil, err
 			}
-			files = append(files, store.TemplateFile{Name: p, Data: b})
+			files = append(files, templatefile.File{Name: p, Data: b})
 			continue
 		}
-		fs, err := store.ReadTemplateFiles(os.DirFS(p))
+		fs, err := templatefile.ReadFiles(os.DirFS(p))
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +132,7 @@ func readTemplatePaths(paths []string, stdin io.Reader) ([]store.TemplateFile, e
 	return files, nil
 }
 
-func applyTemplates(ctx context.Context, st *store.Store, parsed []store.ParsedTemplate, o applyOptions, stdout io.Writer) error {
+func applyTemplates(ctx context.Context, st *store.Store, parsed []templatefile.Parsed, o applyOptions, stdout io.Writer) error {
 	actor := store.Actor{Name: "templates-as-code"}
 	if o.user != "" {
 		u, err := st.UserByLogin(ctx, o.user)
@@ -178,11 +179,11 @@ func applyTemplates(ctx context.Context, st *store.Store, parsed []store.ParsedT
 		if r.Changed {
 			changed++
 			if o.diff && !r.Created() {
-				d, err := store.DiffSpecs(r.Old, specs[indexOf(specs, r.Name)])
+				d, err := templatefile.DiffSpecs(r.Old, specs[indexOf(specs, r.Name)])
 				if err != nil {
 					return err
 				}
-				fmt.Fprint(stdout, indent(store.UnifiedDiff(d, 2), "    "))
+				fmt.Fprint(stdout, indent(templatefile.UnifiedDiff(d, 2), "    "))
 			}
 		}
 	}
@@ -224,7 +225,7 @@ func exportTemplates(ctx context.Context, st *store.Store, dir string, stdout io
 		}
 	}
 	for i, t := range ts {
-		b, err := store.TemplateYAML(t.Spec)
+		b, err := templatefile.Marshal(t.Spec)
 		if err != nil {
 			return err
 		}

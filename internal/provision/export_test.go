@@ -12,6 +12,7 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -20,7 +21,7 @@ import (
 // VirtualMachine, labels kept, server-set fields gone, and the
 // kustomization lists exactly the files.
 func TestExportRoundTrip(t *testing.T) {
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/testdb"
 	"paddock/templates"
 )
@@ -120,7 +121,7 @@ func newGuardHarness(t *testing.T, clock *atomic.Pointer[time.Time], urls []stri
 	if h.dev, err = st.EnsureUser(ctx, "developer", "Dev", store.RoleDeveloper, &h.team.ID); err != nil {
 		t.Fatal(err)
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestLeasePeriodicJobRunsOnStart(t *testing.T) {
 	st := store.New(pool)
 	team, _ := st.EnsureTeam(ctx, "payments", "payments")
 	dev, _ := st.EnsureUser(ctx, "developer", "Dev", store.RoleDeveloper, &team.ID)
-	specs, _ := store.ReadTemplates(templates.FS)
+	specs, _ := templatefile.Read(templates.FS)
 	for _, s := range specs {
 		if _, _, err := st.PublishTemplate(ctx, s, nil); err != nil {
 			t.Fatal(err)
@@ -319,7 +320,7 @@ func TestWebhookDeliveriesSignedRetriedAndRecorded(t *testing.T) {
 
 	team, _ := st.EnsureTeam(ctx, "payments", "payments")
 	dev, _ := st.EnsureUser(ctx, "developer", "Dev", store.RoleDeveloper, &team.ID)
-	specs, _ := store.ReadTemplates(templates.FS)
+	specs, _ := templatefile.Read(templates.FS)
 	for _, s := range specs {
 		if _, _, err := st.PublishTemplate(ctx, s, nil); err != nil {
 			t.Fatal(err)

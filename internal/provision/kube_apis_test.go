@@ -15,6 +15,7 @@ import (
 	"paddock/internal/kubetest"
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/testdb"
 	"paddock/templates"
 )
@@ -82,7 +83,7 @@ func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
 	})
 	h.limit = 30 * time.Second
 	specs := map[string]store.TemplateSpec{}
-	all, err := store.ReadTemplates(templates.FS)
+	all, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

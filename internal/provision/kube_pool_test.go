@@ -11,6 +11,7 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -131,7 +132,7 @@ func TestKubePoolScaleChangesReplicasAndQuotaTogether(t *testing.T) {
 // admission webhook sees the provisioner's pools, on create and on update.
 func TestKubePoolWebhookValidatesPaddocksPools(t *testing.T) {
 	h, ns := newKubeHarness(t, nil)
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"paddock/internal/kubetest"
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/testdb"
 	"paddock/templates"
 )
@@ -151,7 +152,7 @@ func TestKubeEveryTemplateAndSizeIsAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +196,7 @@ func TestKubeWebhookRefusalsReachTheDeveloper(t *testing.T) {
 	ns, _ := env.CreateNamespace(ctx, "refuse")
 	cfg, _ := env.ConfigFor(provisionerUser)
 	cluster, _ := provision.NewKubernetesCluster(cfg)
-	specs, _ := store.ReadTemplates(templates.FS)
+	specs, _ := templatefile.Read(templates.FS)
 	vm, _ := provision.Render(specs[0], store.Request{ID: 1, TeamName: "t", Namespace: ns, RequesterLogin: "d",
 		Size: specs[0].Sizes[0].Name, Name: "bad", SSHPublicKey: sshKey})
 	// A disk without a volume: what Render never makes, KubeVirt refuses.

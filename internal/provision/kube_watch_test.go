@@ -14,6 +14,7 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -239,7 +240,7 @@ func (h *harness) ignored(ns, name string, since time.Time, step string, changed
 
 func templateNamed(t *testing.T, name string) store.TemplateSpec {
 	t.Helper()
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

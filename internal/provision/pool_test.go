@@ -16,6 +16,7 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -68,7 +69,7 @@ func (h *harness) poolIn(ns, name string) (int, []string) {
 }
 
 func TestRenderPool(t *testing.T) {
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestSimulatedPoolDelete(t *testing.T) {
 }
 
 func TestExportPool(t *testing.T) {
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

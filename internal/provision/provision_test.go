@@ -20,6 +20,7 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/testdb"
 	"paddock/templates"
 )
@@ -123,7 +124,7 @@ func startHarnessConfigured(t *testing.T, ctx context.Context, st *store.Store, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +322,7 @@ func TestMissingNamespaceIsAClearFailure(t *testing.T) {
 
 func TestRetriedCreateFindsItsOwnVM(t *testing.T) {
 	h := newSimHarness(t)
-	specs, _ := store.ReadTemplates(templates.FS)
+	specs, _ := templatefile.Read(templates.FS)
 	r := h.submit("ubuntu-2404", "small", "twice")
 	r = h.wait(r.ID, store.StateRunning, hasIP)
 	vm, err := provision.Render(specs[len(specs)-1], r)

@@ -15,6 +15,7 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -87,7 +88,7 @@ func (c *vmCensus) stop() (problems, seq []string) {
 // publishV2 publishes a second version of template cirros.
 func publishV2(t *testing.T, h *harness) {
 	t.Helper()
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

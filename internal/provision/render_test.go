@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -30,7 +31,7 @@ func testRequest(tpl string, size string) store.Request {
 // TestRenderGolden renders every seeded template in every size and compares
 // with testdata/golden/<template>-<size>.yaml (go test -update rewrites them).
 func TestRenderGolden(t *testing.T) {
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func checkAdmission(t *testing.T, vm *virtv1.VirtualMachine) {
 }
 
 func TestRenderIsDeterministic(t *testing.T) {
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestCloudInitMergesKeyAndKeepsTemplate(t *testing.T) {
 }
 
 func TestRenderUnknownSize(t *testing.T) {
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -107,7 +108,7 @@ func TestKubeHungCallTimesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	cluster.Timeout = 2 * time.Second
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"paddock/internal/seed"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/testdb"
 	"paddock/templates"
 )
@@ -16,7 +17,7 @@ func setup(t *testing.T) *store.Store {
 	t.Helper()
 	t.Parallel()
 	st := store.New(testdb.New(t))
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,13 +131,13 @@ func CheckCloudConfig(data string) string {
 	}
 	var doc map[string]any
 	if err := yaml.Unmarshal([]byte(data), &doc); err != nil {
-		return "is not valid YAML: " + yamlMessage(err)
+		return "is not valid YAML: " + YAMLMessage(err)
 	}
 	return ""
 }
 
-// yamlMessage shortens a YAML parser error to what a person needs.
-func yamlMessage(err error) string {
+// YAMLMessage shortens a YAML parser error to what a person needs.
+func YAMLMessage(err error) string {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
 	msg = strings.TrimPrefix(msg, "yaml: ")

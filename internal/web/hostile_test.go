@@ -19,6 +19,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/testdb"
 	"paddock/internal/web"
 	"paddock/templates"
@@ -150,7 +151,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 	if err != nil {
 		f.Fatal(err)
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 )
 
 // Uploading templates as code: the same files, checks and all-or-nothing
@@ -26,10 +27,10 @@ type importView struct {
 	Base     base
 	Pasted   string
 	Note     string
-	Problems []store.FileProblem
+	Problems []templatefile.Problem
 	// Plan is set once the files are valid: what applying would do.
 	Plan     []importItem
-	Files    []store.TemplateFile
+	Files    []templatefile.File
 	PlanHash string
 	Changes  int
 	// Stale says that the plan differs from the one previewed before.
@@ -43,7 +44,7 @@ type importItem struct {
 	Version int
 	Was     int
 	Fields  []string
-	Diff    []store.Hunk
+	Diff    []templatefile.Hunk
 }
 
 // templateImportForm shows the upload form.
@@ -62,8 +63,8 @@ func (s *Server) templateImport(w http.ResponseWriter, r *http.Request) error {
 	if len(v.Problems) > 0 {
 		return render(w, r, http.StatusUnprocessableEntity, importPage(v))
 	}
-	parsed, err := store.ParseTemplateFiles(files)
-	var fe *store.TemplateFileError
+	parsed, err := templatefile.Parse(files)
+	var fe *templatefile.Error
 	if errors.As(err, &fe) {
 		v.Problems = fe.Problems
 		return render(w, r, http.StatusUnprocessableEntity, importPage(v))
@@ -122,7 +123,7 @@ func (s *Server) templateImport(w http.ResponseWriter, r *http.Request) error {
 
 // readImport collects the files of the form: uploaded files, pasted text,
 // or (from the preview) files carried in hidden fields.
-func (s *Server) readImport(r *http.Request) ([]store.TemplateFile, importView, error) {
+func (s *Server) readImport(r *http.Request) ([]templatefile.File, importView, error) {
 	v := importView{Base: s.viewBase(r, "Import templates")}
 	tooLarge := errStatus(http.StatusRequestEntityTooLarge, fmt.Sprintf("The upload is too large; at most %d KiB in all.", MaxBodyBytes>>10))
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
@@ -138,7 +139,7 @@ func (s *Server) readImport(r *http.Request) ([]store.TemplateFile, importView, 
 	}
 	v.Pasted = strings.ReplaceAll(r.PostFormValue("yaml"), "\r\n", "\n")
 	v.Note = strings.TrimSpace(r.PostFormValue("note"))
-	var files []store.TemplateFile
+	var files []templatefile.File
 	if r.MultipartForm != nil {
 		for _, fh := range r.MultipartForm.File["files"] {
 			f, err := fh.Open()
@@ -150,37 +151,37 @@ func (s *Server) readImport(r *http.Request) ([]store.TemplateFile, importView, 
 			if err != nil {
 				return nil, v, fmt.Errorf("read upload %s: %w", fh.Filename, err)
 			}
-			files = append(files, store.TemplateFile{Name: path.Base(strings.ReplaceAll(fh.Filename, `\`, "/")), Data: b})
+			files = append(files, templatefile.File{Name: path.Base(strings.ReplaceAll(fh.Filename, `\`, "/")), Data: b})
 		}
 	}
 	names, datas := r.PostForm["file.name"], r.PostForm["file.data"]
 	for i := range min(len(names), len(datas)) {
-		files = append(files, store.TemplateFile{Name: names[i], Data: []byte(strings.ReplaceAll(datas[i], "\r\n", "\n"))})
+		files = append(files, templatefile.File{Name: names[i], Data: []byte(strings.ReplaceAll(datas[i], "\r\n", "\n"))})
 	}
 	if strings.TrimSpace(v.Pasted) != "" {
-		files = append(files, store.TemplateFile{Name: "pasted.yaml", Data: []byte(v.Pasted)})
+		files = append(files, templatefile.File{Name: "pasted.yaml", Data: []byte(v.Pasted)})
 	}
 	if len(files) == 0 {
-		v.Problems = []store.FileProblem{{File: "(form)", Message: "choose one or more YAML files, or paste YAML"}}
+		v.Problems = []templatefile.Problem{{File: "(form)", Message: "choose one or more YAML files, or paste YAML"}}
 	}
 	return files, v, nil
 }
 
 // applyProblems turns a store error about one template into a problem at
 // that template's file, or returns nil for other errors.
-func applyProblems(err error, parsed []store.ParsedTemplate) []store.FileProblem {
+func applyProblems(err error, parsed []templatefile.Parsed) []templatefile.Problem {
 	var verr *store.ValidationError
 	if err == nil || !errors.As(err, &verr) {
 		return nil
 	}
 	name, _, _ := strings.Cut(strings.TrimPrefix(err.Error(), "template "), ":")
-	p := store.FileProblem{File: "(upload)"}
+	p := templatefile.Problem{File: "(upload)"}
 	for _, t := range parsed {
 		if t.Spec.Name == name {
 			p.File, p.Line = t.File, t.Line
 		}
 	}
-	var out []store.FileProblem
+	var out []templatefile.Problem
 	for _, f := range verr.Fields {
 		q := p
 		q.Field, q.Message = f.Field, f.Message
@@ -214,7 +215,7 @@ func planHash(plan []store.PublishResult, specs []store.TemplateSpec, note strin
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
-func (v *importView) describe(plan []store.PublishResult, parsed []store.ParsedTemplate) error {
+func (v *importView) describe(plan []store.PublishResult, parsed []templatefile.Parsed) error {
 	for _, p := range plan {
 		it := importItem{Name: p.Name, Version: p.Version, Was: p.Previous, Fields: p.Fields, Action: "unchanged"}
 		var spec store.TemplateSpec
@@ -228,11 +229,11 @@ func (v *importView) describe(plan []store.PublishResult, parsed []store.ParsedT
 			it.Action = "create"
 		case p.Changed:
 			it.Action = "publish"
-			lines, err := store.DiffSpecs(p.Old, spec)
+			lines, err := templatefile.DiffSpecs(p.Old, spec)
 			if err != nil {
 				return err
 			}
-			it.Diff = store.Hunks(lines, 2)
+			it.Diff = templatefile.Hunks(lines, 2)
 		}
 		if p.Changed {
 			v.Changes++

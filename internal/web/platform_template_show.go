@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 )
 
 // templateView is one template's page for the platform team: status,
@@ -140,7 +141,7 @@ func (s *Server) templateVersionShow(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	if r.URL.Query().Get("download") == "1" {
-		b, err := store.TemplateYAML(tv.Spec)
+		b, err := templatefile.Marshal(tv.Spec)
 		if err != nil {
 			return err
 		}
@@ -163,7 +164,7 @@ func (s *Server) templateVersionShow(w http.ResponseWriter, r *http.Request) err
 }
 
 func (s *Server) versionView(r *http.Request, t store.Template, tv store.TemplateVersion) (versionView, error) {
-	b, err := store.TemplateYAML(tv.Spec)
+	b, err := templatefile.Marshal(tv.Spec)
 	if err != nil {
 		return versionView{}, err
 	}
@@ -222,7 +223,7 @@ type diffView struct {
 	From, To int
 	Versions []int
 	Fields   []string
-	Hunks    []store.Hunk
+	Hunks    []templatefile.Hunk
 	Path     string
 	Whole    bool
 }
@@ -248,7 +249,7 @@ func (s *Server) templateDiff(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return versionMissing(err, to)
 	}
-	lines, err := store.DiffSpecs(a.Spec, b.Spec)
+	lines, err := templatefile.DiffSpecs(a.Spec, b.Spec)
 	if err != nil {
 		return err
 	}
@@ -258,7 +259,7 @@ func (s *Server) templateDiff(w http.ResponseWriter, r *http.Request) error {
 	if v.Whole {
 		context = len(lines)
 	}
-	v.Hunks = store.Hunks(lines, context)
+	v.Hunks = templatefile.Hunks(lines, context)
 	for i := t.Version; i >= 1; i-- {
 		v.Versions = append(v.Versions, i)
 	}
@@ -272,17 +273,17 @@ func versionMissing(err error, n int) error {
 	return err
 }
 
-func diffClass(op store.DiffOp) string {
+func diffClass(op templatefile.DiffOp) string {
 	switch op {
-	case store.DiffAdd:
+	case templatefile.DiffAdd:
 		return "diff-add"
-	case store.DiffDel:
+	case templatefile.DiffDel:
 		return "diff-del"
 	}
 	return "diff-keep"
 }
 
-func diffSign(op store.DiffOp) string { return []string{" ", "-", "+"}[op] }
+func diffSign(op templatefile.DiffOp) string { return []string{" ", "-", "+"}[op] }
 
 func lineNo(n int) string {
 	if n == 0 {

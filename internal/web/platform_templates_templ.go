@@ -12,7 +12,7 @@ import templruntime "github.com/a-h/templ/runtime"
 import (
 	"strings"
 
-	"paddock/internal/store"
+	"paddock/internal/templatefile"
 )
 
 func templatesPage(v templatesView) templ.Component {
@@ -1988,7 +1988,7 @@ func diffPage(v diffView) templ.Component {
 	})
 }
 
-func diffTable(hunks []store.Hunk) templ.Component {
+func diffTable(hunks []templatefile.Hunk) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {

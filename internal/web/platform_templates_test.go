@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/web"
 )
 
@@ -296,7 +297,7 @@ func TestTemplateHistoryDiffAndRollback(t *testing.T) {
 		t.Errorf("version page: %d", resp.StatusCode)
 	}
 	resp, b = e.get(c, "/platform/templates/fedora/versions/1?download=1")
-	back, err := store.ParseTemplateYAML("fedora.yaml", []byte(b))
+	back, err := templatefile.ParseYAML("fedora.yaml", []byte(b))
 	if err != nil || !store.SameSpec(back, v1) || !strings.Contains(resp.Header.Get("Content-Disposition"), "fedora.yaml") {
 		t.Errorf("download: %v", err)
 	}
@@ -438,7 +439,7 @@ func TestTemplateImport(t *testing.T) {
 	cirros, _ := e.st.TemplateByName(ctx, "cirros")
 	changed := cirros.Spec
 	changed.MaxLeaseDays = 3
-	changedYAML, _ := store.TemplateYAML(changed)
+	changedYAML, _ := templatefile.Marshal(changed)
 	fresh := strings.Replace(string(changedYAML), "name: cirros", "name: cirros-two", 1)
 	upload := func(files map[string]string, fields url.Values) (*http.Response, string) {
 		ct, buf := multipartBody(t, files, fields)
@@ -536,7 +537,7 @@ func TestTemplateImportAppliesOnlyWhatWasPreviewed(t *testing.T) {
 	withImage := func(image string) string {
 		spec := cirros.Spec
 		spec.Image = store.ImageSource{ContainerDisk: image}
-		y, err := store.TemplateYAML(spec)
+		y, err := templatefile.Marshal(spec)
 		if err != nil {
 			t.Fatal(err)
 		}

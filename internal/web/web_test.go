@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/testdb"
 	"paddock/internal/web"
 	"paddock/templates"
@@ -103,7 +104,7 @@ func setupWith(t *testing.T, mk func(e *env) web.Config) *env {
 		}
 		e.users[u.login] = usr
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/web"
 	"paddock/templates"
 )
@@ -17,7 +18,7 @@ import (
 func TestOneOfAThingIsSingular(t *testing.T) {
 	e := setup(t, web.Config{DevSignIn: true})
 	ctx := context.Background()
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

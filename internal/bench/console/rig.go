@@ -27,6 +27,7 @@ import (
 	"paddock/internal/kubetest"
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/internal/web"
 	"paddock/templates"
 )
@@ -144,7 +145,7 @@ func runningRequest(ctx context.Context, st *store.Store) (store.Request, error)
 	if err != nil {
 		return store.Request{}, err
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		return store.Request{}, err
 	}

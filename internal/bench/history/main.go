@@ -24,6 +24,7 @@ import (
 
 	"paddock/internal/seed"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -194,7 +195,7 @@ func seedBase(ctx context.Context, st *store.Store) error {
 			return err
 		}
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		return err
 	}

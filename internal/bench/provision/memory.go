@@ -26,6 +26,7 @@ import (
 	"paddock/internal/kubetest"
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -230,7 +231,7 @@ func createVMsAndVMIs(ctx context.Context, env *kubetest.Env, n int) error {
 	if err != nil {
 		return err
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"paddock/internal/seed"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -255,7 +256,7 @@ func seedPages(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error 
 	if _, err := st.EnsureUser(ctx, "platform", "Platform", store.RolePlatform, &team.ID); err != nil {
 		return err
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	"paddock/internal/kubetest"
 	"paddock/internal/provision"
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -101,7 +102,7 @@ func provisioning(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, o 
 	if r.dev, err = st.EnsureUser(ctx, "developer", "Dev", store.RoleDeveloper, &r.team.ID); err != nil {
 		return err
 	}
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		return err
 	}

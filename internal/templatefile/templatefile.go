@@ -1,4 +1,7 @@
-package store
+// Package templatefile reads and writes templates as code: YAML files of
+// store.TemplateSpec, with problems reported by file, line and field, and
+// line diffs between two specs.
+package templatefile
 
 import (
 	"bytes"
@@ -16,36 +19,38 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"paddock/internal/store"
 )
 
 // This file reads and writes the templates-as-code format: one YAML document
 // per template (a file may hold several, separated by ---), with the field
-// names of TemplateSpec's json tags. Problems are reported by file, line and
+// names of store.TemplateSpec's json tags. Problems are reported by file, line and
 // field, for people who edit the files by hand.
 
-// TemplateFile is one file of templates as code.
-type TemplateFile struct {
+// File is one file of templates as code.
+type File struct {
 	Name string
 	Data []byte
 }
 
-// ParsedTemplate is one valid template read from a file.
-type ParsedTemplate struct {
-	Spec TemplateSpec
+// Parsed is one valid template read from a file.
+type Parsed struct {
+	Spec store.TemplateSpec
 	File string
 	// Line is where the template's document starts.
 	Line int
 }
 
-// FileProblem is one problem in a templates-as-code file.
-type FileProblem struct {
+// Problem is one problem in a templates-as-code file.
+type Problem struct {
 	File    string `json:"file"`
 	Line    int    `json:"line,omitempty"`
 	Field   string `json:"field,omitempty"`
 	Message string `json:"message"`
 }
 
-func (p FileProblem) String() string {
+func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.File)
 	if p.Line > 0 {
@@ -59,13 +64,13 @@ func (p FileProblem) String() string {
 	return b.String()
 }
 
-// TemplateFileError lists every problem found in a set of template files.
+// Error lists every problem found in a set of template files.
 // Nothing is applied when it is returned.
-type TemplateFileError struct {
-	Problems []FileProblem
+type Error struct {
+	Problems []Problem
 }
 
-func (e *TemplateFileError) Error() string {
+func (e *Error) Error() string {
 	lines := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
 		lines[i] = p.String()
@@ -73,19 +78,19 @@ func (e *TemplateFileError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// ParseTemplateFiles parses and validates every file, and checks that no
+// Parse parses and validates every file, and checks that no
 // template name is used twice. It returns every template, or a
-// *TemplateFileError with every problem in every file.
-func ParseTemplateFiles(files []TemplateFile) ([]ParsedTemplate, error) {
-	var out []ParsedTemplate
-	var problems []FileProblem
-	first := map[string]ParsedTemplate{}
+// *Error with every problem in every file.
+func Parse(files []File) ([]Parsed, error) {
+	var out []Parsed
+	var problems []Problem
+	first := map[string]Parsed{}
 	for _, f := range files {
 		ts, ps := parseTemplateFile(f.Name, f.Data)
 		problems = append(problems, ps...)
 		for _, t := range ts {
 			if prev, ok := first[t.Spec.Name]; ok {
-				problems = append(problems, FileProblem{File: t.File, Line: t.Line, Field: "name",
+				problems = append(problems, Problem{File: t.File, Line: t.Line, Field: "name",
 					Message: fmt.Sprintf("template %q is also defined in %s:%d", t.Spec.Name, prev.File, prev.Line)})
 				continue
 			}
@@ -94,47 +99,47 @@ func ParseTemplateFiles(files []TemplateFile) ([]ParsedTemplate, error) {
 		}
 	}
 	if len(files) == 0 {
-		problems = append(problems, FileProblem{File: "(input)", Message: "no template files given"})
+		problems = append(problems, Problem{File: "(input)", Message: "no template files given"})
 	}
 	if len(problems) > 0 {
-		return nil, &TemplateFileError{Problems: problems}
+		return nil, &Error{Problems: problems}
 	}
 	return out, nil
 }
 
-// ParseTemplateYAML reads one template in the templates-as-code format.
+// ParseYAML reads one template in the templates-as-code format.
 // Unknown fields are errors; the error names the file, line and field.
-func ParseTemplateYAML(file string, data []byte) (TemplateSpec, error) {
-	ts, err := ParseTemplateFiles([]TemplateFile{{Name: file, Data: data}})
+func ParseYAML(file string, data []byte) (store.TemplateSpec, error) {
+	ts, err := Parse([]File{{Name: file, Data: data}})
 	if err != nil {
-		return TemplateSpec{}, err
+		return store.TemplateSpec{}, err
 	}
 	if len(ts) != 1 {
-		return TemplateSpec{}, &TemplateFileError{Problems: []FileProblem{{File: file, Message: fmt.Sprintf("holds %d templates; expected one", len(ts))}}}
+		return store.TemplateSpec{}, &Error{Problems: []Problem{{File: file, Message: fmt.Sprintf("holds %d templates; expected one", len(ts))}}}
 	}
 	return ts[0].Spec, nil
 }
 
-// ReadTemplates parses every *.yaml and *.yml file in fsys, sorted by name.
-func ReadTemplates(fsys fs.FS) ([]TemplateSpec, error) {
-	files, err := ReadTemplateFiles(fsys)
+// Read parses every *.yaml and *.yml file in fsys, sorted by name.
+func Read(fsys fs.FS) ([]store.TemplateSpec, error) {
+	files, err := ReadFiles(fsys)
 	if err != nil {
 		return nil, err
 	}
-	ts, err := ParseTemplateFiles(files)
+	ts, err := Parse(files)
 	if err != nil {
 		return nil, err
 	}
-	specs := make([]TemplateSpec, len(ts))
+	specs := make([]store.TemplateSpec, len(ts))
 	for i, t := range ts {
 		specs[i] = t.Spec
 	}
 	return specs, nil
 }
 
-// ReadTemplateFiles reads every *.yaml and *.yml file at the top of fsys,
+// ReadFiles reads every *.yaml and *.yml file at the top of fsys,
 // sorted by name.
-func ReadTemplateFiles(fsys fs.FS) ([]TemplateFile, error) {
+func ReadFiles(fsys fs.FS) ([]File, error) {
 	var names []string
 	for _, pat := range []string{"*.yaml", "*.yml"} {
 		m, err := fs.Glob(fsys, pat)
@@ -144,13 +149,13 @@ func ReadTemplateFiles(fsys fs.FS) ([]TemplateFile, error) {
 		names = append(names, m...)
 	}
 	sort.Strings(names)
-	files := make([]TemplateFile, 0, len(names))
+	files := make([]File, 0, len(names))
 	for _, n := range names {
 		b, err := fs.ReadFile(fsys, n)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", n, err)
 		}
-		files = append(files, TemplateFile{Name: path.Base(n), Data: b})
+		files = append(files, File{Name: path.Base(n), Data: b})
 	}
 	return files, nil
 }
@@ -158,9 +163,9 @@ func ReadTemplateFiles(fsys fs.FS) ([]TemplateFile, error) {
 var yamlLine = regexp.MustCompile(`line (\d+)`)
 
 // parseTemplateFile parses every document of one file.
-func parseTemplateFile(file string, data []byte) ([]ParsedTemplate, []FileProblem) {
-	var out []ParsedTemplate
-	var problems []FileProblem
+func parseTemplateFile(file string, data []byte) ([]Parsed, []Problem) {
+	var out []Parsed
+	var problems []Problem
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yaml.Node
@@ -169,7 +174,7 @@ func parseTemplateFile(file string, data []byte) ([]ParsedTemplate, []FileProble
 			break
 		}
 		if err != nil {
-			p := FileProblem{File: file, Message: "is not valid YAML: " + yamlMessage(err)}
+			p := Problem{File: file, Message: "is not valid YAML: " + store.YAMLMessage(err)}
 			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 				p.Line, _ = strconv.Atoi(m[1])
 			}
@@ -186,38 +191,38 @@ func parseTemplateFile(file string, data []byte) ([]ParsedTemplate, []FileProble
 		out = append(out, t)
 	}
 	if len(out) == 0 && len(problems) == 0 {
-		problems = append(problems, FileProblem{File: file, Message: "holds no template"})
+		problems = append(problems, Problem{File: file, Message: "holds no template"})
 	}
 	return out, problems
 }
 
-// parseTemplateDoc checks one document against TemplateSpec's fields and
+// parseTemplateDoc checks one document against store.TemplateSpec's fields and
 // types, decodes it and validates the result, naming the line of each problem.
-func parseTemplateDoc(file string, root *yaml.Node) (ParsedTemplate, []FileProblem) {
-	t := ParsedTemplate{File: file, Line: root.Line}
+func parseTemplateDoc(file string, root *yaml.Node) (Parsed, []Problem) {
+	t := Parsed{File: file, Line: root.Line}
 	w := &yamlWalker{file: file, lines: map[string]int{}}
-	w.check(root, reflect.TypeFor[TemplateSpec](), "")
+	w.check(root, reflect.TypeFor[store.TemplateSpec](), "")
 	if len(w.problems) > 0 {
 		return t, w.problems
 	}
 	var v any
 	if err := root.Decode(&v); err != nil {
-		return t, []FileProblem{{File: file, Line: root.Line, Message: yamlMessage(err)}}
+		return t, []Problem{{File: file, Line: root.Line, Message: store.YAMLMessage(err)}}
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return t, []FileProblem{{File: file, Line: root.Line, Message: "cannot be read: " + err.Error()}}
+		return t, []Problem{{File: file, Line: root.Line, Message: "cannot be read: " + err.Error()}}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&t.Spec); err != nil {
-		return t, []FileProblem{{File: file, Line: root.Line, Message: "cannot be read: " + err.Error()}}
+		return t, []Problem{{File: file, Line: root.Line, Message: "cannot be read: " + err.Error()}}
 	}
-	var verr *ValidationError
+	var verr *store.ValidationError
 	if err := t.Spec.Validate(); errors.As(err, &verr) {
-		ps := make([]FileProblem, len(verr.Fields))
+		ps := make([]Problem, len(verr.Fields))
 		for i, f := range verr.Fields {
-			ps[i] = FileProblem{File: file, Line: w.lineOf(f.Field, root.Line), Field: f.Field, Message: f.Message}
+			ps[i] = Problem{File: file, Line: w.lineOf(f.Field, root.Line), Field: f.Field, Message: f.Message}
 		}
 		return t, ps
 	}
@@ -229,11 +234,11 @@ func parseTemplateDoc(file string, root *yaml.Node) (ParsedTemplate, []FileProbl
 type yamlWalker struct {
 	file     string
 	lines    map[string]int
-	problems []FileProblem
+	problems []Problem
 }
 
 func (w *yamlWalker) add(line int, field, format string, args ...any) {
-	w.problems = append(w.problems, FileProblem{File: w.file, Line: line, Field: field, Message: fmt.Sprintf(format, args...)})
+	w.problems = append(w.problems, Problem{File: w.file, Line: line, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
 // lineOf returns the line of field or of its nearest enclosing field.
@@ -400,11 +405,11 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// TemplateYAML writes a spec in the templates-as-code format, with fields in
-// the order of TemplateSpec and multi-line text (cloud-init) as literal
+// Marshal writes a spec in the templates-as-code format, with fields in
+// the order of store.TemplateSpec and multi-line text (cloud-init) as literal
 // blocks, so that exported files read like hand-written ones and diffs of two
 // versions line up.
-func TemplateYAML(spec TemplateSpec) ([]byte, error) {
+func Marshal(spec store.TemplateSpec) ([]byte, error) {
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return nil, fmt.Errorf("encode template %s: %w", spec.Name, err)
@@ -459,12 +464,12 @@ type DiffLine struct {
 }
 
 // DiffSpecs diffs the YAML of two specs line by line.
-func DiffSpecs(a, b TemplateSpec) ([]DiffLine, error) {
-	ya, err := TemplateYAML(a)
+func DiffSpecs(a, b store.TemplateSpec) ([]DiffLine, error) {
+	ya, err := Marshal(a)
 	if err != nil {
 		return nil, err
 	}
-	yb, err := TemplateYAML(b)
+	yb, err := Marshal(b)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package store_test
+package templatefile_test
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"paddock/internal/store"
+	"paddock/internal/templatefile"
 	"paddock/templates"
 )
 
@@ -63,8 +64,8 @@ func TestTemplateYAMLProblemsNameFileLineAndField(t *testing.T) {
 			[]string{"t.yaml:17: cpu: unknown field"}},
 	}
 	for _, c := range cases {
-		_, err := store.ParseTemplateFiles([]store.TemplateFile{{Name: "t.yaml", Data: []byte(c.yaml)}})
-		var fe *store.TemplateFileError
+		_, err := templatefile.Parse([]templatefile.File{{Name: "t.yaml", Data: []byte(c.yaml)}})
+		var fe *templatefile.Error
 		if !errors.As(err, &fe) {
 			t.Errorf("%s: err = %v", c.name, err)
 			continue
@@ -85,17 +86,17 @@ func TestTemplateYAMLProblemsNameFileLineAndField(t *testing.T) {
 func TestTemplateFilesSeveralDocumentsAndDuplicates(t *testing.T) {
 	t.Parallel()
 	other := strings.Replace(goodYAML, "name: tiny", "name: tiny-2", 1)
-	ts, err := store.ParseTemplateFiles([]store.TemplateFile{{Name: "a.yaml", Data: []byte(goodYAML + "---\n" + other + "---\n")}})
+	ts, err := templatefile.Parse([]templatefile.File{{Name: "a.yaml", Data: []byte(goodYAML + "---\n" + other + "---\n")}})
 	if err != nil || len(ts) != 2 || ts[1].Spec.Name != "tiny-2" || ts[1].Line != 16 {
 		t.Fatalf("two documents: %+v %v", ts, err)
 	}
-	_, err = store.ParseTemplateFiles([]store.TemplateFile{{Name: "a.yaml", Data: []byte(goodYAML)}, {Name: "b.yaml", Data: []byte(goodYAML)}})
+	_, err = templatefile.Parse([]templatefile.File{{Name: "a.yaml", Data: []byte(goodYAML)}, {Name: "b.yaml", Data: []byte(goodYAML)}})
 	if err == nil || !strings.Contains(err.Error(), `b.yaml:1: name: template "tiny" is also defined in a.yaml:1`) {
 		t.Errorf("duplicate: %v", err)
 	}
 	// Anchors and aliases are YAML, so they work.
 	aliased := strings.Replace(goodYAML, "osFamily: cirros", "osFamily: &os cirros\nlogo: *os", 1)
-	ts, err = store.ParseTemplateFiles([]store.TemplateFile{{Name: "a.yaml", Data: []byte(aliased)}})
+	ts, err = templatefile.Parse([]templatefile.File{{Name: "a.yaml", Data: []byte(aliased)}})
 	if err != nil || ts[0].Spec.Logo != "cirros" {
 		t.Errorf("alias: %+v %v", ts, err)
 	}
@@ -105,16 +106,16 @@ func TestTemplateFilesSeveralDocumentsAndDuplicates(t *testing.T) {
 // the same spec, for every seeded example.
 func TestTemplateYAMLRoundTrip(t *testing.T) {
 	t.Parallel()
-	specs, err := store.ReadTemplates(templates.FS)
+	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, sp := range specs {
-		b, err := store.TemplateYAML(sp)
+		b, err := templatefile.Marshal(sp)
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := store.ParseTemplateYAML(sp.Name+".yaml", b)
+		back, err := templatefile.ParseYAML(sp.Name+".yaml", b)
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", sp.Name, err, b)
 		}
@@ -133,7 +134,7 @@ func TestTemplateYAMLRoundTrip(t *testing.T) {
 
 func TestDiffText(t *testing.T) {
 	t.Parallel()
-	d := store.DiffText("a\nb\nc\nd\n", "a\nc\nd\ne\n")
+	d := templatefile.DiffText("a\nb\nc\nd\n", "a\nc\nd\ne\n")
 	var got []string
 	for _, l := range d {
 		got = append(got, []string{" ", "-", "+"}[l.Op]+l.Text)
@@ -141,21 +142,21 @@ func TestDiffText(t *testing.T) {
 	if strings.Join(got, ",") != " a,-b, c, d,+e" {
 		t.Errorf("diff = %v", got)
 	}
-	if u := store.UnifiedDiff(d, 1); u != "@@ -1,4 +1,4 @@\n a\n-b\n c\n d\n+e\n" {
+	if u := templatefile.UnifiedDiff(d, 1); u != "@@ -1,4 +1,4 @@\n a\n-b\n c\n d\n+e\n" {
 		t.Errorf("unified:\n%s", u)
 	}
-	d = store.DiffText("1\n2\n3\n4\n5\n6\n", "1\nX\n3\n4\n5\nY\n")
-	if u := store.UnifiedDiff(d, 1); u != "@@ -1,3 +1,3 @@\n 1\n-2\n+X\n 3\n@@ -5,2 +5,2 @@\n 5\n-6\n+Y\n" {
+	d = templatefile.DiffText("1\n2\n3\n4\n5\n6\n", "1\nX\n3\n4\n5\nY\n")
+	if u := templatefile.UnifiedDiff(d, 1); u != "@@ -1,3 +1,3 @@\n 1\n-2\n+X\n 3\n@@ -5,2 +5,2 @@\n 5\n-6\n+Y\n" {
 		t.Errorf("unified:\n%s", u)
 	}
-	if store.UnifiedDiff(store.DiffText("x\n", "x\n"), 3) != "" {
+	if templatefile.UnifiedDiff(templatefile.DiffText("x\n", "x\n"), 3) != "" {
 		t.Error("equal texts differ")
 	}
 }
 
 func TestChangedFields(t *testing.T) {
 	t.Parallel()
-	specs, _ := store.ReadTemplates(templates.FS)
+	specs, _ := templatefile.Read(templates.FS)
 	a := specs[0]
 	b := a
 	b.Sizes = append([]store.Size{}, a.Sizes...)
