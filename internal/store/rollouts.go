@@ -520,26 +520,71 @@ func (s *Store) changeRollout(ctx context.Context, id int64, actor Actor, action
 	})
 }
 
+// RolloutView is what one step of a rollout decides from, read with the
+// rollout row locked: its target version, how many batches it has, and its
+// VMs that are still pending or being rebuilt, in rollout order.
+type RolloutView struct {
+	ID      int64
+	Target  int
+	Batches int
+	Items   []RolloutStepItem
+}
+
+// RolloutStepItem is one VM of a rollout as a step sees it: the item's own
+// state beside its request's.
+type RolloutStepItem struct {
+	RequestID   int64
+	Name, Owner string
+	Batch       int
+	State       string // ItemPending or ItemRebuilding
+	Request     State
+	Reason      string // the request's state reason
+	Desired     Desired
+	Version     int // the request's template version
+	Attempts    int // rebuilds the rollout has started for it
+	Pet         bool
+}
+
+// RolloutStep is what a step decided (provision.PlanRolloutStep), applied by
+// StepRollout in the transaction that read the RolloutView: items settled,
+// then either a pause, the completion, or the rebuilds of a batch and the
+// next step scheduled.
+type RolloutStep struct {
+	Settle   []RolloutOutcome
+	Pause    string // pause the rollout with this reason; nothing more
+	Complete bool
+	Batch    int     // the batch Rebuild starts, for the audit trail
+	Rebuild  []int64 // requests to rebuild now, each on its own
+	Did      string  // a word for the log
+}
+
+// RolloutOutcome is the new state of one item of a rollout, and why.
+type RolloutOutcome struct {
+	RequestID     int64
+	State, Reason string
+}
+
 // StepRollout advances a running rollout by one step, in one transaction
-// with the rollout row locked: it records the VMs of the current batch that
-// now run (done) or failed (which pauses the rollout with the reason); when
-// the batch has none left being rebuilt it starts the next batch, or
-// completes the rollout. While it runs, the next step is enqueued in the
-// same transaction. It returns a word on what it did, for the log.
-func (s *Store) StepRollout(ctx context.Context, id int64, generation int) (string, error) {
+// with the rollout row locked: plan decides from the rollout's open items
+// what happens (it does no I/O); StepRollout records it, rebuilds the VMs of
+// a new batch each inside a savepoint, and, while the rollout still runs,
+// schedules the next step RolloutPoll later in the same transaction. It
+// returns the step's word for the log, or "stale" when the job's generation
+// is not the rollout's (the step already ran, or the rollout was paused).
+func (s *Store) StepRollout(ctx context.Context, id int64, generation int, plan func(RolloutView) RolloutStep) (string, error) {
 	var did string
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var (
-			state                  RolloutState
-			gen, target, batchSize int
-			tplID                  int64
-			tplName, createdBy     string
-			createdByID            *int64
+			state       RolloutState
+			gen         int
+			createdBy   string
+			createdByID *int64
 		)
-		err := tx.QueryRow(ctx, `SELECT ro.state, ro.generation, ro.target_version, ro.batch_size, ro.template_id, tp.name,
-			ro.created_by, ro.created_by_login
-			FROM rollouts ro JOIN templates tp ON tp.id = ro.template_id WHERE ro.id = $1 FOR UPDATE OF ro`, id).
-			Scan(&state, &gen, &target, &batchSize, &tplID, &tplName, &createdByID, &createdBy)
+		v := RolloutView{ID: id}
+		err := tx.QueryRow(ctx, `SELECT state, generation, target_version, created_by, created_by_login,
+			(SELECT coalesce(max(batch), 0) FROM rollout_items WHERE rollout_id = $1)
+			FROM rollouts WHERE id = $1 FOR UPDATE`, id).
+			Scan(&state, &gen, &v.Target, &createdByID, &createdBy, &v.Batches)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -550,32 +595,22 @@ func (s *Store) StepRollout(ctx context.Context, id int64, generation int) (stri
 			did = "stale"
 			return nil
 		}
-		actor := Actor{UserID: createdByID, Name: createdBy}
-		type item struct {
-			requestID   int64
-			name, owner string
-			batch       int
-			state       string
-			reqState    State
-			reqReason   string
-			desired     string
-			version     int
-			attempts    int
-			pet         bool
-		}
 		rows, _ := tx.Query(ctx, `
 			SELECT i.request_id, r.name, u.login, i.batch, i.state, r.state, r.state_reason, r.desired, r.template_version, i.attempts, r.pet
 			FROM rollout_items i JOIN requests r ON r.id = i.request_id JOIN users u ON u.id = r.requester_id
 			WHERE i.rollout_id = $1 AND i.state IN ('pending', 'rebuilding') ORDER BY i.position`, id)
-		items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (item, error) {
-			var it item
-			err := row.Scan(&it.requestID, &it.name, &it.owner, &it.batch, &it.state, &it.reqState, &it.reqReason,
-				&it.desired, &it.version, &it.attempts, &it.pet)
+		v.Items, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (RolloutStepItem, error) {
+			var it RolloutStepItem
+			err := row.Scan(&it.RequestID, &it.Name, &it.Owner, &it.Batch, &it.State, &it.Request, &it.Reason,
+				&it.Desired, &it.Version, &it.Attempts, &it.Pet)
 			return it, err
 		})
 		if err != nil {
 			return fmt.Errorf("items of rollout %d: %w", id, err)
 		}
+
+		step := plan(v)
+		did = step.Did
 		setItem := func(requestID int64, st, reason string) error {
 			_, err := tx.Exec(ctx, `UPDATE rollout_items SET state = $3, reason = $4,
 				started_at = CASE WHEN $3 = 'rebuilding' THEN now() ELSE started_at END,
@@ -587,125 +622,58 @@ func (s *Store) StepRollout(ctx context.Context, id int64, generation int) (stri
 			}
 			return nil
 		}
-		changed := false
-
-		// The VMs being rebuilt: running on the target version is done.
-		var failures []string
-		rebuilding := 0
-		for _, it := range items {
-			if it.state != ItemRebuilding {
-				continue
-			}
-			switch {
-			case it.reqState.Terminal() || it.desired == "deleted":
-				err = setItem(it.requestID, ItemSkipped, "deleted during the rollout")
-			case it.version >= target && (it.reqState == StateRunning || it.reqState == StateStopped):
-				err = setItem(it.requestID, ItemDone, "")
-			case it.reqState == StateFailed:
-				reason := it.reqReason
-				if reason == "" {
-					reason = "the VM failed"
-				}
-				err = setItem(it.requestID, ItemFailed, reason)
-				failures = append(failures, fmt.Sprintf("%s (request #%d, owner %s): %s", it.name, it.requestID, it.owner, reason))
-			case it.reqState == StateExpired:
-				err = setItem(it.requestID, ItemSkipped, "its lease expired during the rollout")
-			default:
-				rebuilding++
-				continue
-			}
-			if err != nil {
+		for _, o := range step.Settle {
+			if err := setItem(o.RequestID, o.State, o.Reason); err != nil {
 				return err
 			}
-			changed = true
 		}
-		if len(failures) > 0 {
-			reason := "Paused: " + strings.Join(failures, "; ") + ". Fix the cause, then resume: failed VMs are rebuilt again."
+		switch {
+		case step.Pause != "":
 			if _, err := tx.Exec(ctx, `UPDATE rollouts SET state = 'paused', reason = $2, generation = generation + 1,
-				updated_at = now() WHERE id = $1`, id, reason); err != nil {
+				updated_at = now() WHERE id = $1`, id, step.Pause); err != nil {
 				return fmt.Errorf("pause rollout %d: %w", id, err)
 			}
-			did = "paused on failure"
 			return nil
-		}
-		next := func() error {
-			if changed {
-				if _, err := tx.Exec(ctx, `UPDATE rollouts SET updated_at = now() WHERE id = $1`, id); err != nil {
-					return fmt.Errorf("touch rollout %d: %w", id, err)
-				}
-			}
-			// Each step hands over to exactly one next step: the generation
-			// moves on with it, so a step that runs twice (its process died
-			// after committing) finds itself stale the second time.
-			var next int
-			if err := tx.QueryRow(ctx, `UPDATE rollouts SET generation = generation + 1 WHERE id = $1 RETURNING generation`,
-				id).Scan(&next); err != nil {
-				return fmt.Errorf("advance rollout %d: %w", id, err)
-			}
-			_, err := s.jobs.InsertTx(ctx, tx, RolloutJob{RolloutID: id, Generation: next},
-				&river.InsertOpts{ScheduledAt: time.Now().Add(RolloutPoll)})
-			if err != nil {
-				return fmt.Errorf("enqueue next step of rollout %d: %w", id, err)
-			}
-			return nil
-		}
-		if rebuilding > 0 {
-			did = "waiting"
-			return next()
-		}
-
-		// The batch is through: start the next one, VM by VM.
-		batch, batches := 0, 0
-		for _, it := range items {
-			if it.state == ItemPending && (batch == 0 || it.batch < batch) {
-				batch = it.batch
-			}
-		}
-		if batch == 0 {
+		case step.Complete:
 			if _, err := tx.Exec(ctx, `UPDATE rollouts SET state = 'completed', reason = '', generation = generation + 1,
 				updated_at = now(), finished_at = now() WHERE id = $1`, id); err != nil {
 				return fmt.Errorf("complete rollout %d: %w", id, err)
 			}
-			did = "completed"
 			return nil
 		}
-		if err := tx.QueryRow(ctx, `SELECT max(batch) FROM rollout_items WHERE rollout_id = $1`, id).Scan(&batches); err != nil {
-			return fmt.Errorf("batches of rollout %d: %w", id, err)
-		}
+		actor := Actor{UserID: createdByID, Name: createdBy}
 		pausedNow := false
-		for _, it := range items {
-			if it.state != ItemPending || it.batch != batch {
-				continue
-			}
-			changed = true
-			switch {
-			case it.reqState.Terminal() || it.desired == "deleted":
-				err = setItem(it.requestID, ItemSkipped, "deleted before its batch")
-			case it.pet:
-				err = setItem(it.requestID, ItemSkipped, fmt.Sprintf("marked as a pet by %s before its batch", it.owner))
-			case it.version >= target && it.attempts == 0:
-				err = setItem(it.requestID, ItemSkipped, fmt.Sprintf("already on v%d", it.version))
-			case it.reqState == StateExpired:
-				err = setItem(it.requestID, ItemSkipped, "its lease expired; extend it and rebuild it by hand")
-			case it.reqState == StateApproved || it.reqState == StateProvisioning:
-				// Still on its way up (or being rebuilt by hand): wait.
-				continue
-			default:
-				var failed bool
-				failed, err = s.rolloutRebuild(ctx, tx, id, it.requestID, target, actor,
-					fmt.Sprintf("rollout #%d, batch %d of %d", id, batch, batches), setItem)
-				pausedNow = pausedNow || failed
-			}
+		for _, requestID := range step.Rebuild {
+			failed, err := s.rolloutRebuild(ctx, tx, id, requestID, v.Target, actor,
+				fmt.Sprintf("rollout #%d, batch %d of %d", id, step.Batch, v.Batches), setItem)
 			if err != nil {
 				return err
 			}
+			pausedNow = pausedNow || failed
 		}
-		did = fmt.Sprintf("batch %d of %d", batch, batches)
 		if pausedNow {
 			did += ", paused: a VM cannot be rebuilt"
 			return nil
 		}
-		return next()
+		if len(step.Settle) > 0 || len(step.Rebuild) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE rollouts SET updated_at = now() WHERE id = $1`, id); err != nil {
+				return fmt.Errorf("touch rollout %d: %w", id, err)
+			}
+		}
+		// Each step hands over to exactly one next step: the generation
+		// moves on with it, so a step that runs twice (its process died
+		// after committing) finds itself stale the second time.
+		var next int
+		if err := tx.QueryRow(ctx, `UPDATE rollouts SET generation = generation + 1 WHERE id = $1 RETURNING generation`,
+			id).Scan(&next); err != nil {
+			return fmt.Errorf("advance rollout %d: %w", id, err)
+		}
+		_, err = s.jobs.InsertTx(ctx, tx, RolloutJob{RolloutID: id, Generation: next},
+			&river.InsertOpts{ScheduledAt: time.Now().Add(RolloutPoll)})
+		if err != nil {
+			return fmt.Errorf("enqueue next step of rollout %d: %w", id, err)
+		}
+		return nil
 	})
 	return did, err
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"paddock/internal/provision"
 	"paddock/internal/store"
 	"paddock/internal/testdb"
 )
@@ -37,7 +38,7 @@ func (b bundle) step(t *testing.T, id int64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	did, err := b.st.StepRollout(context.Background(), id, r.Generation)
+	did, err := b.st.StepRollout(context.Background(), id, r.Generation, provision.PlanRolloutStep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestRolloutBatchesPauseOnFailureResumeAndPets(t *testing.T) {
 		t.Fatalf("after the failure: %s %q", r.State, r.Reason)
 	}
 	// A step of the generation before the pause does nothing.
-	if did, err := b.st.StepRollout(ctx, id, oldGen); err != nil || did != "stale" {
+	if did, err := b.st.StepRollout(ctx, id, oldGen, provision.PlanRolloutStep); err != nil || did != "stale" {
 		t.Errorf("stale step = %q, %v", did, err)
 	}
 	if err := b.st.PauseRollout(ctx, id, actor); !errors.Is(err, store.ErrConflict) {
@@ -285,7 +286,7 @@ func TestRolloutStepRunTwiceAtOnce(t *testing.T) {
 	results := make(chan string, 2)
 	for range 2 {
 		go func() {
-			did, err := b.st.StepRollout(ctx, id, r.Generation)
+			did, err := b.st.StepRollout(ctx, id, r.Generation, provision.PlanRolloutStep)
 			if err != nil {
 				did = err.Error()
 			}
