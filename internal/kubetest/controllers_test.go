@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	poolv1beta1 "kubevirt.io/api/pool/v1beta1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -230,11 +231,14 @@ func TestVirtControllerRunsAVMWithNodeAndVirtHandlerStandIns(t *testing.T) {
 	})
 
 	// Start again, then delete in the foreground while it runs.
-	if err := c.Get(ctx, client.ObjectKeyFromObject(vm), vm); err != nil {
-		t.Fatal(err)
-	}
-	vm.Spec.RunStrategy = runStrategy(kubevirtv1.RunStrategyAlways)
-	if err := c.Update(ctx, vm); err != nil {
+	// virt-controller writes the VM's status at the same time: retry on a conflict.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(vm), vm); err != nil {
+			return err
+		}
+		vm.Spec.RunStrategy = runStrategy(kubevirtv1.RunStrategyAlways)
+		return c.Update(ctx, vm)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, e, 2*time.Minute, "VM Running again", func(ctx context.Context) error {
@@ -465,9 +469,13 @@ func TestVirtControllerScalesAPoolDownByItsSortPolicy(t *testing.T) {
 		if err := c.List(ctx, &vms, client.InNamespace(ns)); err != nil {
 			return nil, err
 		}
+		// A member being deleted (foreground: its instance and launcher
+		// pod go first) has left the pool already.
 		var names []string
 		for _, vm := range vms.Items {
-			names = append(names, vm.Name)
+			if vm.DeletionTimestamp == nil {
+				names = append(names, vm.Name)
+			}
 		}
 		return names, nil
 	}
@@ -481,13 +489,15 @@ func TestVirtControllerScalesAPoolDownByItsSortPolicy(t *testing.T) {
 		}
 		return nil
 	})
-	got := &poolv1beta1.VirtualMachinePool{}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
-		t.Fatal(err)
-	}
 	one := int32(1)
-	got.Spec.Replicas = &one
-	if err := c.Update(ctx, got); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := &poolv1beta1.VirtualMachinePool{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
+			return err
+		}
+		got.Spec.Replicas = &one
+		return c.Update(ctx, got)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, e, 2*time.Minute, "scaled down to s1-0", func(ctx context.Context) error {
