@@ -52,7 +52,7 @@ func TestPlanRolloutStep(t *testing.T) {
 		want:  store.RolloutStep{Settle: []store.RolloutOutcome{{RequestID: 1, State: store.ItemDone}}, Complete: true, Did: "completed"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := provision.PlanRolloutStep(store.RolloutView{ID: 1, Target: 2, Batches: 3, Items: tc.items})
+			got := provision.PlanRolloutStep(store.RolloutView{Target: 2, Batches: 3, Items: tc.items})
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}

@@ -524,7 +524,6 @@ func (s *Store) changeRollout(ctx context.Context, id int64, actor Actor, action
 // rollout row locked: its target version, how many batches it has, and its
 // VMs that are still pending or being rebuilt, in rollout order.
 type RolloutView struct {
-	ID      int64
 	Target  int
 	Batches int
 	Items   []RolloutStepItem
@@ -580,7 +579,7 @@ func (s *Store) StepRollout(ctx context.Context, id int64, generation int, plan 
 			createdBy   string
 			createdByID *int64
 		)
-		v := RolloutView{ID: id}
+		var v RolloutView
 		err := tx.QueryRow(ctx, `SELECT state, generation, target_version, created_by, created_by_login,
 			(SELECT coalesce(max(batch), 0) FROM rollout_items WHERE rollout_id = $1)
 			FROM rollouts WHERE id = $1 FOR UPDATE`, id).
