@@ -103,7 +103,7 @@ func NewNamespacedWatcher(st *store.Store, c *Cluster, log *slog.Logger, namespa
 	w.vms = cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			managedOnly(&o)
-			return vmAPI.VirtualMachines(namespace).List(ctx, o)
+			return listSlimVMs(ctx, o, listPageSize, vmAPI.VirtualMachines(namespace).List)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			managedOnly(&o)
@@ -113,7 +113,7 @@ func NewNamespacedWatcher(st *store.Store, c *Cluster, log *slog.Logger, namespa
 	w.vmis = cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			managedOnly(&o)
-			return vmAPI.VirtualMachineInstances(namespace).List(ctx, o)
+			return listSlimVMIs(ctx, o, listPageSize, vmAPI.VirtualMachineInstances(namespace).List)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			managedOnly(&o)

@@ -1,0 +1,7 @@
+package provision
+
+// Unexported parts the external tests (package provision_test) call.
+var (
+	ListSlimVMs  = listSlimVMs
+	ListSlimVMIs = listSlimVMIs
+)
