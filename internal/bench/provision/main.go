@@ -8,6 +8,10 @@
 //   - throughput: sustained submits per second until every VM exists, with
 //     lost and duplicated VMs counted, against pgbench's one-insert-per-
 //     transaction TPS on the same database;
+//   - front: what a user's script sees: POST /api/v1/requests to `portal
+//     serve` with its default settings from 20 clients until each VM exists,
+//     against a bare client-go create loop with the same concurrency and the
+//     portal's default QPS and burst;
 //   - pages: p50/p99 of the catalog, VM list and history pages under 50
 //     concurrent clients with 100 templates, 10,000 running VMs and 1,000,000
 //     historical requests, against /healthz of the same server;
@@ -16,7 +20,7 @@
 //
 // It prints a Markdown table. `make bench-provision` runs it.
 //
-//	go run ./internal/bench/provision -only submit,throughput,pages,memory
+//	go run ./internal/bench/provision -only submit,throughput,front,pages,memory
 package main
 
 import (
@@ -55,16 +59,18 @@ func main() {
 const provisionerUser = "paddock-bench-provisioner"
 
 type options struct {
-	only        map[string]bool
-	dbURL       string
-	samples1    int
-	samples20   int
-	throughputN int
-	memoryVMs   int
-	pgbenchSecs int
-	pageSecs    int
-	out         string
-	portal      string
+	only         map[string]bool
+	dbURL        string
+	samples1     int
+	samples20    int
+	throughputN  int
+	memoryVMs    int
+	frontN       int
+	frontClients int
+	pgbenchSecs  int
+	pageSecs     int
+	out          string
+	portal       string
 
 	throughputTeams []int
 }
@@ -72,7 +78,7 @@ type options struct {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o options
 	fs := flag.NewFlagSet("provision-bench", flag.ContinueOnError)
-	only := fs.String("only", "submit,throughput,pages,memory", "comma-separated items to run: submit, throughput, pages, memory")
+	only := fs.String("only", "submit,throughput,front,pages,memory", "comma-separated items to run: submit, throughput, front, pages, memory")
 	def := os.Getenv("PADDOCK_BENCH_PROVISION_DATABASE_URL")
 	if def == "" {
 		def = "postgres://postgres@127.0.0.1:5432/paddock_bench_provision?sslmode=disable"
@@ -81,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.samples1, "samples-1", 100, "submits measured with one submitter")
 	fs.IntVar(&o.samples20, "samples-20", 400, "submits measured with 20 submitters")
 	fs.IntVar(&o.throughputN, "throughput-n", 2000, "requests submitted for the sustained rate")
+	fs.IntVar(&o.frontN, "front-n", 1000, "requests the front-door item sends through the HTTP API (and VMs its bare loop creates)")
+	fs.IntVar(&o.frontClients, "front-clients", 20, "concurrent API clients (and bare-loop goroutines) of the front-door item")
 	fs.IntVar(&o.memoryVMs, "memory-vms", 10000, "VMs (and as many VMIs) the memory item creates")
 	fs.IntVar(&o.pgbenchSecs, "pgbench-seconds", 15, "how long pgbench runs")
 	fs.StringVar(&o.out, "out", "", "also write the table into this file, between the bench-provision markers (e.g. BENCHMARKS.md)")
@@ -126,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		pool.Close()
 		rep.failed("submit/throughput", err, log)
 	}
-	if o.only["pages"] || o.only["memory"] {
+	if o.only["front"] || o.only["pages"] || o.only["memory"] {
 		dir, err := os.MkdirTemp("", "paddock-bench-")
 		if err != nil {
 			return err
@@ -136,6 +144,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bin, kubeconfig, err := buildPortal(ctx, env, dir, o.portal)
 		if err != nil {
 			return err
+		}
+		if o.only["front"] {
+			rep.failed("front door", frontDoor(ctx, env, bin, kubeconfig, suffixDB(o.dbURL, "_front"), o, rep, log), log)
 		}
 		if o.only["pages"] {
 			rep.failed("pages", pages(ctx, bin, kubeconfig, suffixDB(o.dbURL, "_pages"), o, rep, log), log)

@@ -18,6 +18,7 @@ type report struct {
 	latency   []latencyRow
 	rate      []string // Markdown table rows, already formatted
 	memory    []string
+	front     []frontDoorRow
 	pages     []string
 	notes     []string
 }
@@ -81,6 +82,15 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 		for _, row := range r.rate {
 			fmt.Fprintln(w, row)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.front) > 0 {
+		fmt.Fprintln(w, "| VMs created through | VMs | Concurrency | Seconds | VMs per second | p50 | p99 | max |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+		for _, f := range r.front {
+			fmt.Fprintf(w, "| %s | %d | %d | %.2f | %.1f | %s | %s | %s |\n", f.path, f.n, f.conc, f.elapsed.Seconds(),
+				float64(f.n)/f.elapsed.Seconds(), ms(f.lat.p50), ms(f.lat.p99), ms(f.lat.max))
 		}
 		fmt.Fprintln(w)
 	}
