@@ -54,6 +54,9 @@ func TestMain(m *testing.M) {
 		}
 		_ = kubeEnv.Stop()
 	}
+	if ctrlEnv != nil {
+		_ = ctrlEnv.Stop()
+	}
 	os.Exit(code)
 }
 

@@ -48,6 +48,11 @@ func RenderPool(spec store.TemplateSpec, r store.Request) (*poolv1.VirtualMachin
 	// The members' instances are named after the members, not the pool.
 	delete(vm.Spec.Template.ObjectMeta.Labels, "kubevirt.io/domain")
 	replicas := int32(max(r.Replicas, 1))
+	// On scale-down the members of the highest index go first, so the
+	// order is predictable and the same as the simulator's (sim_pool.go).
+	// Without a sort policy KubeVirt v1.8.0's pool controller picks the
+	// members to delete at random.
+	descending := poolv1.VirtualMachinePoolSortPolicyDescendingOrder
 	pool := &poolv1.VirtualMachinePool{
 		TypeMeta: metav1.TypeMeta{APIVersion: PoolGroupVersion.String(), Kind: poolv1.VirtualMachinePoolKind},
 		ObjectMeta: metav1.ObjectMeta{
@@ -59,6 +64,11 @@ func RenderPool(spec store.TemplateSpec, r store.Request) (*poolv1.VirtualMachin
 		Spec: poolv1.VirtualMachinePoolSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelPool: r.Name}},
+			ScaleInStrategy: &poolv1.VirtualMachinePoolScaleInStrategy{
+				Proactive: &poolv1.VirtualMachinePoolProactiveScaleInStrategy{
+					SelectionPolicy: &poolv1.VirtualMachinePoolSelectionPolicy{SortPolicy: &descending},
+				},
+			},
 			VirtualMachineTemplate: &poolv1.VirtualMachineTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: vm.Labels},
 				Spec:       vm.Spec,

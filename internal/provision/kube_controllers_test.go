@@ -1,0 +1,331 @@
+package provision_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"paddock/internal/kubetest"
+	"paddock/internal/provision"
+	"paddock/internal/store"
+	"paddock/internal/testdb"
+)
+
+// TestKubeJourneyOnRealVirtControllerWithNodeStandIns runs the provisioner
+// (River workers, reconciler and watcher, as the RBAC-bound user) on a real
+// kube-apiserver with KubeVirt's admission webhooks, KubeVirt v1.8.0's own
+// virt-controller and a real kube-controller-manager. No Simulator runs:
+// the VM's instance, launcher pod, printableStatus and conditions are
+// KubeVirt's; only kubelet and virt-handler are stood in for
+// (kubetest.StandInNode, kubetest.StandInVirtHandler), which give the pod
+// its IP and report the instance running with it.
+//
+// A developer's request becomes running with that IP; stop takes the
+// instance away (virt-controller deletes it) and the request stopped; start
+// brings a new instance; restart deletes the instance and virt-controller
+// makes another, with a new UID, and the request is running again with an
+// IP; the events virt-controller wrote are readable as the provisioner;
+// delete removes the VM and the garbage collector its instance and pod.
+func TestKubeJourneyOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	h, ns, admin := newControllersHarness(t, "journey")
+	ctx := h.ctx
+
+	vmis := admin.Virt.KubevirtV1().VirtualMachineInstances(ns)
+	instance := func() (types.UID, string) {
+		t.Helper()
+		vmi, err := vmis.Get(ctx, "web-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("instance: %v", err)
+		}
+		if len(vmi.Status.Interfaces) == 0 {
+			t.Fatalf("instance %s has no interfaces", vmi.UID)
+		}
+		return vmi.UID, vmi.Status.Interfaces[0].IP
+	}
+
+	r := h.submit("cirros", "nano", "web-1")
+	r = h.wait(r.ID, store.StateRunning, hasIP)
+	firstUID, firstIP := instance()
+	if r.VM.IP != firstIP || r.VM.Status != "Running" || r.VM.Namespace != ns {
+		t.Errorf("running request's VM %+v; want status Running and the instance's IP %s", r.VM, firstIP)
+	}
+	vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "web-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !vm.Status.Ready || vm.Status.PrintableStatus != "Running" {
+		t.Errorf("virt-controller's status of the VM: ready %v, %q", vm.Status.Ready, vm.Status.PrintableStatus)
+	}
+
+	act := func(a store.Action) {
+		t.Helper()
+		if err := h.st.RequestAction(h.ctx, r.ID, a, store.UserActor(h.dev)); err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+	}
+	act(store.ActionStop)
+	h.wait(r.ID, store.StateStopped, nil)
+	waitFor(t, time.Minute, "the stopped VM's instance gone", func() error {
+		if _, err := vmis.Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("instance still there (%v)", err)
+		}
+		return nil
+	})
+
+	act(store.ActionStart)
+	h.wait(r.ID, store.StateRunning, hasIP)
+	startedUID, _ := instance()
+	if startedUID == firstUID {
+		t.Errorf("started VM runs the stopped instance %s", firstUID)
+	}
+
+	act(store.ActionRestart)
+	var restartedUID types.UID
+	waitFor(t, 2*time.Minute, "a new instance after restart", func() error {
+		vmi, err := vmis.Get(ctx, "web-1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if vmi.UID == startedUID || len(vmi.Status.Interfaces) == 0 || vmi.Status.Interfaces[0].IP == "" {
+			return fmt.Errorf("instance %s (was %s), interfaces %v", vmi.UID, startedUID, vmi.Status.Interfaces)
+		}
+		restartedUID = vmi.UID
+		return nil
+	})
+	r = h.wait(r.ID, store.StateRunning, func(r store.Request) bool { return hasIP(r) && r.RestartAsked == nil })
+	if _, ip := instance(); r.VM.IP != ip {
+		t.Errorf("after restart the request shows IP %s; instance %s has %s", r.VM.IP, restartedUID, ip)
+	}
+
+	evs, err := h.cluster.RecentEvents(h.ctx, ns, "web-1", 20)
+	if err != nil || len(evs) == 0 {
+		t.Errorf("virt-controller's events as the provisioner: %v (%d)", err, len(evs))
+	}
+	for _, e := range evs {
+		if e.Source.Component != "virtualmachine-controller" && e.ReportingController != "virtualmachine-controller" {
+			t.Logf("event from %q/%q: %s %s", e.Source.Component, e.ReportingController, e.Reason, e.Message)
+		}
+	}
+
+	act(store.ActionDelete)
+	h.wait(r.ID, store.StateDeleted, nil)
+	waitFor(t, 2*time.Minute, "VM, instance and launcher pod gone", func() error {
+		if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("VM still there (%v)", err)
+		}
+		if _, err := vmis.Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("instance still there (%v)", err)
+		}
+		pods, err := admin.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) != 0 {
+			return fmt.Errorf("%d pods left, first %s", len(pods.Items), pods.Items[0].Name)
+		}
+		return nil
+	})
+	noWarnings(t, h)
+}
+
+// TestKubePoolOnRealVirtControllerWithNodeStandIns: a pool request on the
+// cluster with KubeVirt's own pool controller (in virt-controller) and
+// garbage collector, kubelet and virt-handler stood in for, no Simulator.
+// Its two members come up with IPs; scaled to 3, KubeVirt adds a member and
+// the request lists three; scaled to 2, KubeVirt removes the member of the
+// highest index (Paddock's scale-in sort policy; KubeVirt alone would pick
+// at random) and the request lists the two left; stop halts every member and the request is stopped;
+// start brings both back; delete removes the pool, and the garbage
+// collector its members, their instances and pods.
+func TestKubePoolOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	h, ns, admin := newControllersHarness(t, "pool")
+	owner := store.UserActor(h.dev)
+	r := h.submitPool("cirros", "nano", "workers", 2)
+	r = h.wait(r.ID, store.StateRunning, poolReady(2))
+	members := func() []string {
+		t.Helper()
+		var names []string
+		for _, m := range r.Members {
+			names = append(names, m.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	scale := func(n int) {
+		t.Helper()
+		if _, err := h.st.ScalePool(h.ctx, r.ID, n, owner); err != nil {
+			t.Fatalf("scale to %d: %v", n, err)
+		}
+		r = h.wait(r.ID, store.StateRunning, poolReady(n))
+		waitFor(t, time.Minute, fmt.Sprintf("the pool at %d members", n), func() error {
+			if got, names := h.poolIn(ns, "workers"); got != n || len(names) != n {
+				return fmt.Errorf("spec.replicas %d, members %v", got, names)
+			}
+			return nil
+		})
+	}
+	scale(3)
+	three := members()
+	scale(2)
+	two := members()
+	t.Logf("KubeVirt's members at 3: %v; at 2: %v", three, two)
+	// Paddock's pool asks KubeVirt to remove the highest index first.
+	if want := []string{"workers-0", "workers-1", "workers-2"}; !slices.Equal(three, want) {
+		t.Errorf("at 3 the request lists %v, want %v", three, want)
+	}
+	if want := []string{"workers-0", "workers-1"}; !slices.Equal(two, want) {
+		t.Errorf("scaled 3 -> 2, the request lists %v, want %v: KubeVirt removed another member than the highest", two, want)
+	}
+
+	act := func(a store.Action, want store.State, extra func(store.Request) bool) {
+		t.Helper()
+		if err := h.st.RequestAction(h.ctx, r.ID, a, owner); err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		r = h.wait(r.ID, want, extra)
+	}
+	act(store.ActionStop, store.StateStopped, nil)
+	waitFor(t, time.Minute, "every member halted, no instance left", func() error {
+		vms, err := admin.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, vm := range vms.Items {
+			if vm.Spec.RunStrategy == nil || *vm.Spec.RunStrategy != "Halted" {
+				return fmt.Errorf("%s runStrategy %v", vm.Name, vm.Spec.RunStrategy)
+			}
+		}
+		vmis, err := admin.Virt.KubevirtV1().VirtualMachineInstances(ns).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(vmis.Items) != 0 {
+			return fmt.Errorf("%d instances left", len(vmis.Items))
+		}
+		return nil
+	})
+	act(store.ActionStart, store.StateRunning, poolReady(2))
+
+	act(store.ActionDelete, store.StateDeleted, nil)
+	waitFor(t, 2*time.Minute, "pool, members, instances and pods gone", func() error {
+		vms, err := admin.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		vmis, err := admin.Virt.KubevirtV1().VirtualMachineInstances(ns).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		pods, err := admin.Kube.CoreV1().Pods(ns).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if _, err := admin.Virt.PoolV1beta1().VirtualMachinePools(ns).Get(h.ctx, "workers", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("pool still there (%v)", err)
+		}
+		if n := len(vms.Items) + len(vmis.Items) + len(pods.Items); n != 0 {
+			return fmt.Errorf("%d VMs, %d instances, %d pods left", len(vms.Items), len(vmis.Items), len(pods.Items))
+		}
+		return nil
+	})
+	noWarnings(t, h)
+}
+
+var (
+	ctrlOnce sync.Once
+	ctrlEnv  *kubetest.Env
+	ctrlErr  error
+)
+
+// controllersCluster starts, once for the package, a second test cluster
+// that also runs KubeVirt's virt-controller, kube-controller-manager and the
+// node-level stand-ins (kubetest.Controllers); TestMain stops it. The tests
+// on it run one after another, not in parallel with the others.
+func controllersCluster(t *testing.T) *kubetest.Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs kube-apiserver and KubeVirt's controllers (run without -short)")
+	}
+	ctrlOnce.Do(func() {
+		ctx := context.Background()
+		ctrlEnv, ctrlErr = kubetest.Start(ctx, kubetest.Controllers())
+		if ctrlErr == nil {
+			ctrlErr = ctrlEnv.ApplyPaddockRBAC(ctx, provisionerUser)
+		}
+	})
+	if ctrlErr != nil {
+		t.Fatalf("test cluster with KubeVirt's controllers: %v", ctrlErr)
+	}
+	return ctrlEnv
+}
+
+// newControllersHarness wires the provisioner, as the RBAC-bound user, to
+// the cluster with KubeVirt's controllers, in a fresh namespace that is the
+// team's; no Simulator runs. It also returns an administrator's client.
+func newControllersHarness(t *testing.T, prefix string) (*harness, string, *provision.Cluster) {
+	t.Helper()
+	env := controllersCluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ns, err := env.CreateNamespace(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := provision.NewKubernetesCluster(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The API server admits a pod (virt-launcher's too) only once the
+	// namespace's default ServiceAccount exists; kube-controller-manager
+	// makes it.
+	waitFor(t, time.Minute, "the namespace's default ServiceAccount", func() error {
+		_, err := admin.Kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	cfg, err := env.ConfigFor(provisionerUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := provision.NewKubernetesCluster(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHarnessWatching(t, ctx, store.New(testdb.New(t)), cluster, ns, ns)
+	h.limit = 2 * time.Minute
+	return h, ns, admin
+}
+
+// noWarnings fails the test for each thing the provisioner logged at Warn
+// or above.
+func noWarnings(t *testing.T, h *harness) {
+	t.Helper()
+	h.warnings.mu.Lock()
+	defer h.warnings.mu.Unlock()
+	for _, rec := range h.warnings.recs {
+		t.Errorf("the provisioner warned: %s", rec.Message)
+	}
+}
+
+// waitFor polls check every 100 ms until it returns nil, failing the test
+// with check's last error after limit.
+func waitFor(t *testing.T, limit time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v: %v", what, limit, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
