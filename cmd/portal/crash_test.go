@@ -27,6 +27,19 @@ import (
 // fresh `portal serve` then brings the request to running, with exactly one
 // VirtualMachine in the namespace and each state change recorded once.
 func TestCrashDuringProvisioning(t *testing.T) {
+	crashDuringProvisioning(t, func(t *testing.T) *clusterFixture { return newClusterFixture(t, "crash") })
+}
+
+// TestCrashDuringProvisioningOnRealVirtControllerWithNodeStandIns is
+// TestCrashDuringProvisioning on the cluster that runs KubeVirt's own
+// virt-controller and kube-controller-manager (kubelet and virt-handler
+// stood in for, no Simulator): the status the restarted portal records is
+// KubeVirt's.
+func TestCrashDuringProvisioningOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	crashDuringProvisioning(t, func(t *testing.T) *clusterFixture { return newControllersFixture(t, "crash-vc") })
+}
+
+func crashDuringProvisioning(t *testing.T, fixture func(*testing.T) *clusterFixture) {
 	cases := []struct {
 		failpoint string
 		// before checks the state the crash left behind.
@@ -78,7 +91,7 @@ func TestCrashDuringProvisioning(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.failpoint, func(t *testing.T) {
 			t.Parallel()
-			f := newClusterFixture(t, "crash")
+			f := fixture(t)
 			p := f.serve(t, "PADDOCK_FAILPOINT="+c.failpoint)
 			tok := token(t, f.dbURL, "developer")
 			name := "crash-" + c.failpoint

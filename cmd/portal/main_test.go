@@ -22,6 +22,7 @@ import (
 	virtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"paddock/internal/kubetest"
 	"paddock/internal/store"
 	"paddock/internal/testdb"
 )
@@ -39,6 +40,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	for _, env := range []*kubetest.Env{kubeEnv, ctrlEnv} {
+		if env != nil {
+			_ = env.Stop()
+		}
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -50,6 +50,32 @@ func testCluster(t *testing.T) *kubetest.Env {
 	return kubeEnv
 }
 
+var (
+	ctrlOnce sync.Once
+	ctrlEnv  *kubetest.Env
+	ctrlErr  error
+)
+
+// controllersCluster starts, once for the package, a second test cluster
+// that also runs KubeVirt's own virt-controller, kube-controller-manager and
+// the node-level stand-ins (kubetest.Controllers); TestMain stops it.
+func controllersCluster(t *testing.T) *kubetest.Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs kube-apiserver and KubeVirt's controllers (run without -short)")
+	}
+	ctrlOnce.Do(func() {
+		ctrlEnv, ctrlErr = kubetest.Start(context.Background(), kubetest.Controllers())
+		if ctrlErr == nil {
+			ctrlErr = ctrlEnv.ApplyPaddockRBAC(context.Background(), provisionerUser)
+		}
+	})
+	if ctrlErr != nil {
+		t.Fatalf("test cluster with KubeVirt's controllers: %v", ctrlErr)
+	}
+	return ctrlEnv
+}
+
 // startServe runs `portal serve` against dbURL and the cluster in
 // kubeconfig, with env added to its environment, and returns it once it
 // listens.
@@ -128,7 +154,19 @@ type clusterFixture struct {
 // injected failures).
 func newClusterFixture(t *testing.T, prefix string, tune ...func(*provision.Simulator)) *clusterFixture {
 	t.Helper()
-	env := testCluster(t)
+	return newFixtureOn(t, testCluster(t), prefix, true, tune...)
+}
+
+// newControllersFixture is newClusterFixture on the cluster that runs
+// KubeVirt's own virt-controller and kube-controller-manager, with kubelet
+// and virt-handler stood in for (kubetest.Controllers); no Simulator runs.
+func newControllersFixture(t *testing.T, prefix string) *clusterFixture {
+	t.Helper()
+	return newFixtureOn(t, controllersCluster(t), prefix, false)
+}
+
+func newFixtureOn(t *testing.T, env *kubetest.Env, prefix string, simulate bool, tune ...func(*provision.Simulator)) *clusterFixture {
+	t.Helper()
 	ctx := context.Background()
 	ns, err := env.CreateNamespace(ctx, prefix)
 	if err != nil {
@@ -164,6 +202,22 @@ func newClusterFixture(t *testing.T, prefix string, tune ...func(*provision.Simu
 	// Cleanups run last first: the portals stop, then the stand-in, then
 	// the VMs go, then the pool closes.
 	t.Cleanup(func() { f.deleteVMs(t) })
+	if !simulate {
+		// The API server admits virt-launcher's pod only once the
+		// namespace's default ServiceAccount exists; kube-controller-manager
+		// makes it.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			_, err := f.admin.Kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+			if err == nil {
+				return f
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("namespace %s has no default ServiceAccount: %v", ns, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	// virt-controller's stand-in, as an administrator.
 	simCtx, stopSim := context.WithCancel(ctx)
 	simDone := make(chan struct{})
@@ -224,7 +278,7 @@ func (f *clusterFixture) checkEventsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
+	var twice []int64
 	for rows.Next() {
 		var id int64
 		var to string
@@ -233,9 +287,27 @@ func (f *clusterFixture) checkEventsOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Errorf("request %d: %d events to %s", id, c, to)
+		twice = append(twice, id)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
+	}
+	rows.Close()
+	for _, id := range twice {
+		evs, err := f.pool.Query(context.Background(), `SELECT at, kind, from_state, to_state, reason FROM events
+			WHERE request_id = $1 ORDER BY at, id`, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for evs.Next() {
+			var at time.Time
+			var kind, from, to, reason string
+			if err := evs.Scan(&at, &kind, &from, &to, &reason); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("request %d at %s: %s %s -> %s: %s", id, at.Format("15:04:05.000"), kind, from, to, reason)
+		}
+		evs.Close()
 	}
 }
 
@@ -244,7 +316,18 @@ func (f *clusterFixture) checkEventsOnce(t *testing.T) {
 // one of them (SIGKILL) midway: every request gets exactly one VM, every
 // state change is recorded once, nothing is lost.
 func TestTwoReplicasShareTheWork(t *testing.T) {
-	f := newClusterFixture(t, "scaleout")
+	twoReplicasShareTheWork(t, newClusterFixture(t, "scaleout"))
+}
+
+// TestTwoReplicasShareTheWorkOnRealVirtControllerWithNodeStandIns is
+// TestTwoReplicasShareTheWork on the cluster that runs KubeVirt's own
+// virt-controller and kube-controller-manager (kubelet and virt-handler
+// stood in for, no Simulator).
+func TestTwoReplicasShareTheWorkOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	twoReplicasShareTheWork(t, newControllersFixture(t, "scaleout-vc"))
+}
+
+func twoReplicasShareTheWork(t *testing.T, f *clusterFixture) {
 	a := f.serve(t)
 	b := f.serve(t)
 	tok := token(t, f.dbURL, "developer")

@@ -57,13 +57,19 @@ func TestKubeJourneyOnRealVirtControllerWithNodeStandIns(t *testing.T) {
 	if r.VM.IP != firstIP || r.VM.Status != "Running" || r.VM.Namespace != ns {
 		t.Errorf("running request's VM %+v; want status Running and the instance's IP %s", r.VM, firstIP)
 	}
-	vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "web-1", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !vm.Status.Ready || vm.Status.PrintableStatus != "Running" {
-		t.Errorf("virt-controller's status of the VM: ready %v, %q", vm.Status.Ready, vm.Status.PrintableStatus)
-	}
+	// Paddock shows running from virt-controller's printableStatus and the
+	// instance's IP; the VM's Ready flag follows the instance's Ready
+	// condition, which virt-controller may copy a moment later.
+	waitFor(t, 30*time.Second, "virt-controller's status of the VM: Running and ready", func() error {
+		vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "web-1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !vm.Status.Ready || vm.Status.PrintableStatus != "Running" {
+			return fmt.Errorf("ready %v, %q", vm.Status.Ready, vm.Status.PrintableStatus)
+		}
+		return nil
+	})
 
 	act := func(a store.Action) {
 		t.Helper()
@@ -103,6 +109,20 @@ func TestKubeJourneyOnRealVirtControllerWithNodeStandIns(t *testing.T) {
 	r = h.wait(r.ID, store.StateRunning, func(r store.Request) bool { return hasIP(r) && r.RestartAsked == nil })
 	if _, ip := instance(); r.VM.IP != ip {
 		t.Errorf("after restart the request shows IP %s; instance %s has %s", r.VM.IP, restartedUID, ip)
+	}
+
+	// virt-controller shows the VM Stopped for a moment after its creation
+	// and after the restart, before it makes the instance: the request's
+	// history has one stop, the developer's, and each step into running
+	// follows a real start.
+	var stops []string
+	for _, e := range h.events(r.ID) {
+		if e.ToState == store.StateStopped && e.FromState != e.ToState {
+			stops = append(stops, fmt.Sprintf("%s %s -> %s (%s)", e.Kind, e.FromState, e.ToState, e.Actor))
+		}
+	}
+	if len(stops) != 1 {
+		t.Errorf("history has %d steps into stopped, want 1 (the developer's): %v", len(stops), stops)
 	}
 
 	evs, err := h.cluster.RecentEvents(h.ctx, ns, "web-1", 20)

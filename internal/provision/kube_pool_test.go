@@ -177,7 +177,19 @@ func TestKubePoolWebhookValidatesPaddocksPools(t *testing.T) {
 // new members never exist together.
 func TestKubePoolRebuild(t *testing.T) {
 	h, ns := newKubeHarness(t, nil)
-	h.limit = 30 * time.Second
+	poolRebuild(t, h, ns)
+}
+
+// TestKubePoolRebuildOnRealVirtControllerWithNodeStandIns is the same on
+// the cluster that runs KubeVirt's own pool controller and garbage
+// collector (kubelet and virt-handler stood in for, no Simulator).
+func TestKubePoolRebuildOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	h, ns, _ := newControllersHarness(t, "pool-rebuild")
+	poolRebuild(t, h, ns)
+}
+
+func poolRebuild(t *testing.T, h *harness, ns string) {
+	h.limit = 60 * time.Second
 	r := h.submitPool("cirros", "nano", "fleet", 2)
 	r = h.wait(r.ID, store.StateRunning, poolReady(2))
 	oldUID := r.VM.UID

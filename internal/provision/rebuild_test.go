@@ -156,6 +156,14 @@ func TestKubeRebuildKeepsOneVMPerRequest(t *testing.T) {
 	rebuildJourney(t, h, ns)
 }
 
+// TestKubeRebuildKeepsOneVMPerRequestOnRealVirtControllerWithNodeStandIns
+// is the same on the cluster that runs KubeVirt's own virt-controller and
+// garbage collector (kubelet and virt-handler stood in for, no Simulator).
+func TestKubeRebuildKeepsOneVMPerRequestOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	h, ns, _ := newControllersHarness(t, "rebuild")
+	rebuildJourney(t, h, ns)
+}
+
 // A rebuild of a VM deleted meanwhile does nothing: the delete wins.
 func TestSimulatedRebuildThenDelete(t *testing.T) {
 	h := newSimHarness(t)

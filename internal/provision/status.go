@@ -65,6 +65,13 @@ func Observe(vm *virtv1.VirtualMachine, vmi *virtv1.VirtualMachineInstance, dv *
 		}
 	case virtv1.VirtualMachineStatusStopped:
 		o.State = store.StateStopped
+		if vm.Spec.RunStrategy != nil && *vm.Spec.RunStrategy == virtv1.RunStrategyAlways {
+			// virt-controller shows a VM without an instance as Stopped,
+			// also for the moment between its creation (or a restart's
+			// deletion of its instance) and the instance it is about to
+			// make; with Always it always makes one.
+			o.State, o.Reason = store.StateProvisioning, waiting[virtv1.VirtualMachineStatusStarting]
+		}
 	case virtv1.VirtualMachineStatusProvisioning, virtv1.VirtualMachineStatusStarting,
 		virtv1.VirtualMachineStatusWaitingForVolumeBinding, virtv1.VirtualMachineStatusUnknown, "":
 		o.State = store.StateProvisioning

@@ -45,6 +45,10 @@ func TestObserve(t *testing.T) {
 		{name: "running", vm: vmWith(virtv1.VirtualMachineStatusRunning, virtv1.RunStrategyAlways), vmi: running, state: store.StateRunning, ip: "10.1.2.3"},
 		{name: "running without ip", vm: vmWith(virtv1.VirtualMachineStatusRunning, virtv1.RunStrategyAlways), vmi: noIP, state: store.StateRunning, reasonHas: "IP address"},
 		{name: "stopped", vm: vmWith(virtv1.VirtualMachineStatusStopped, virtv1.RunStrategyHalted), state: store.StateStopped},
+		// virt-controller shows Stopped between a VM's creation (or a
+		// restart) and its new instance; Always means one is coming.
+		{name: "stopped for a moment before its instance", vm: vmWith(virtv1.VirtualMachineStatusStopped, virtv1.RunStrategyAlways), state: store.StateProvisioning, reasonHas: "Starting"},
+		{name: "stopped, manual run strategy", vm: vmWith(virtv1.VirtualMachineStatusStopped, virtv1.RunStrategyManual), state: store.StateStopped},
 		{name: "stopping keeps state", vm: vmWith(virtv1.VirtualMachineStatusStopping, virtv1.RunStrategyHalted), vmi: running, state: "", ip: "10.1.2.3"},
 		{name: "image pull", vm: vmWith(virtv1.VirtualMachineStatusErrImagePull, virtv1.RunStrategyAlways), state: store.StateFailed, reasonHas: "could not be pulled"},
 		{name: "backoff", vm: vmWith(virtv1.VirtualMachineStatusImagePullBackOff, virtv1.RunStrategyAlways), state: store.StateFailed, reasonHas: "backing off"},
