@@ -3,6 +3,7 @@ package provision_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -212,6 +213,21 @@ func TestKubePoolOnRealVirtControllerWithNodeStandIns(t *testing.T) {
 		}
 		r = h.wait(r.ID, want, extra)
 	}
+	uids := func() map[string]types.UID {
+		t.Helper()
+		vms, err := admin.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]types.UID{}
+		for _, vm := range vms.Items {
+			if vm.DeletionTimestamp == nil {
+				m[vm.Name] = vm.UID
+			}
+		}
+		return m
+	}
+	before := uids()
 	act(store.ActionStop, store.StateStopped, nil)
 	waitFor(t, time.Minute, "every member halted, no instance left", func() error {
 		vms, err := admin.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{})
@@ -233,6 +249,11 @@ func TestKubePoolOnRealVirtControllerWithNodeStandIns(t *testing.T) {
 		return nil
 	})
 	act(store.ActionStart, store.StateRunning, poolReady(2))
+	after := uids()
+	t.Logf("members before stop %v, after start %v", before, after)
+	if !maps.Equal(before, after) {
+		t.Errorf("stop and start replaced the pool's members: before %v, after %v", before, after)
+	}
 
 	act(store.ActionDelete, store.StateDeleted, nil)
 	waitFor(t, 2*time.Minute, "pool, members, instances and pods gone", func() error {
