@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,13 +12,11 @@ import (
 
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
-	"github.com/jackc/pgx/v5/pgxpool"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"paddock/internal/kubetest"
 	"paddock/internal/provision"
-	"paddock/internal/store"
 )
 
 // thumbnailPixel draws the VM page's thumbnail on a canvas and reads its
@@ -35,24 +32,26 @@ const thumbnailPixel = `(() => {
 	return [d[0], d[1], d[2]].map(v => v.toString(16).padStart(2, '0')).join('');
 })()`
 
-// TestConsoleInBrowserThroughAggregator_StandInVirtAPI: the whole console
-// path in a browser, with only virt-api (and the guest behind it) played
-// by a stand-in. Paddock (`portal dev`) runs against the real test
+// TestConsoleInBrowserThroughAggregator_RealVirtController_StandInVirtAPI:
+// the whole console path in a browser, with KubeVirt's own virt-controller
+// and only the node-level parts and virt-api (and the guest behind it)
+// played by stand-ins. Paddock (`portal dev`) runs against the real test
 // kube-apiserver as a user bound to exactly deploy/rbac.yaml; a developer
-// requests a VM in the browser, Paddock creates it, Paddock's simulator
-// plays virt-controller and virt-handler (the instance runs), and the
+// requests a VM in the browser, Paddock creates it, KubeVirt v1.8.0's
+// virt-controller makes its instance and launcher pod, which the kubelet
+// and virt-handler stand-ins (kubetest.Controllers) run with an IP; the
 // consoles and the thumbnail go Paddock → kube-apiserver's aggregator
 // (APIService v1.subresources.kubevirt.io) → the stand-in's RFB server and
 // login prompt (internal/kubetest). The stand-in is then killed under an
 // open serial console: the page says the connection was lost and offers
 // Reconnect, which then says the cluster did not open the console.
-func TestConsoleInBrowserThroughAggregator_StandInVirtAPI(t *testing.T) {
+func TestConsoleInBrowserThroughAggregator_RealVirtController_StandInVirtAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser journey on kube-apiserver: skipped in -short mode")
 	}
 	ctx := context.Background()
 	started := time.Now()
-	kube, err := kubetest.Start(ctx)
+	kube, err := kubetest.Start(ctx, kubetest.Controllers())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,21 +82,21 @@ func TestConsoleInBrowserThroughAggregator_StandInVirtAPI(t *testing.T) {
 	if err := os.WriteFile(kcPath, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kube-apiserver, etcd, KubeVirt's webhooks and the virt-api stand-in up in %s", time.Since(started).Round(100*time.Millisecond))
+	// The API server admits virt-launcher's pod only once the namespace's
+	// default ServiceAccount exists; kube-controller-manager makes it.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		_, err := admin.Kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("namespace %s has no default ServiceAccount: %v", ns, err)
+		}
+	}
+	t.Logf("kube-apiserver, etcd, KubeVirt's webhooks, virt-controller, kube-controller-manager, the node stand-ins and the virt-api stand-in up in %s",
+		time.Since(started).Round(100*time.Millisecond))
 
 	j := newJourneyWith(t, "KUBECONFIG="+kcPath, "PADDOCK_CLUSTER=kubernetes", "PADDOCK_WATCH_NAMESPACE="+ns)
-
-	// virt-controller and virt-handler's stand-in, as an administrator.
-	pool, err := pgxpool.New(ctx, j.app.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	simCtx, stopSim := context.WithCancel(ctx)
-	simDone := make(chan struct{})
-	t.Cleanup(func() { stopSim(); <-simDone; pool.Close() })
-	sim := provision.NewSimulator(admin, store.New(pool), slog.New(slog.DiscardHandler), 0)
-	sim.Namespace = ns
-	go func() { sim.Run(simCtx); close(simDone) }()
 
 	key := newSSHKey(t)
 	const vmName = "e2e-aggregated"
