@@ -23,7 +23,19 @@ import (
 // scaling beyond policy waits for an approval and changes nothing until then.
 func TestKubePoolScaleChangesReplicasAndQuotaTogether(t *testing.T) {
 	h, ns := newKubeHarness(t, nil)
-	h.limit = 30 * time.Second
+	poolScaleWithQuota(t, h, ns)
+}
+
+// TestKubePoolScaleChangesReplicasAndQuotaTogetherOnRealVirtControllerWithNodeStandIns
+// is the same on the cluster that runs KubeVirt's own pool controller
+// (kubelet and virt-handler stood in for, no Simulator).
+func TestKubePoolScaleChangesReplicasAndQuotaTogetherOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	h, ns, _ := newControllersHarness(t, "pool-quota")
+	poolScaleWithQuota(t, h, ns)
+}
+
+func poolScaleWithQuota(t *testing.T, h *harness, ns string) {
+	h.limit = 60 * time.Second
 	owner := store.UserActor(h.dev)
 	platform, err := h.st.EnsureUser(h.ctx, "platform", "Platform", store.RolePlatform, nil)
 	if err != nil {
