@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"paddock/internal/kubetest"
 	"paddock/internal/provision"
@@ -313,6 +314,13 @@ func controllersCluster(t *testing.T) *kubetest.Env {
 // team's; no Simulator runs. It also returns an administrator's client.
 func newControllersHarness(t *testing.T, prefix string) (*harness, string, *provision.Cluster) {
 	t.Helper()
+	return newControllersHarnessWith(t, prefix, nil)
+}
+
+// newControllersHarnessWith is newControllersHarness with the provisioner
+// connecting through cfg (the RBAC-bound user's when nil).
+func newControllersHarnessWith(t *testing.T, prefix string, cfg *rest.Config) (*harness, string, *provision.Cluster) {
+	t.Helper()
 	env := controllersCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -331,14 +339,16 @@ func newControllersHarness(t *testing.T, prefix string) (*harness, string, *prov
 		_, err := admin.Kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
-	cfg, err := env.ConfigFor(provisionerUser)
-	if err != nil {
-		t.Fatal(err)
+	if cfg == nil {
+		if cfg, err = env.ConfigFor(provisionerUser); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cluster, err := provision.NewKubernetesCluster(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cluster.Timeout = 3 * time.Second // as newKubeHarness's
 	h := startHarnessWatching(t, ctx, store.New(testdb.New(t)), cluster, ns, ns)
 	h.limit = 2 * time.Minute
 	return h, ns, admin

@@ -345,6 +345,25 @@ func TestKubeStuckVMFailsAfterDeadline(t *testing.T) {
 func TestKubeOutage(t *testing.T) {
 	t.Parallel()
 	env := startedCluster(t)
+	kubeOutage(t, env, func(cfg *rest.Config) (*harness, string) { return newKubeHarnessOn(t, env, cfg) })
+}
+
+// TestKubeOutageOnRealVirtControllerWithNodeStandIns is TestKubeOutage on
+// the cluster that runs KubeVirt's own virt-controller (kubelet and
+// virt-handler stood in for, no Simulator); only the provisioner is cut
+// off, as when the network between Paddock and the cluster fails.
+func TestKubeOutageOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	t.Parallel()
+	env := controllersCluster(t)
+	kubeOutage(t, env, func(cfg *rest.Config) (*harness, string) {
+		h, ns, _ := newControllersHarnessWith(t, "outage", cfg)
+		return h, ns
+	})
+}
+
+// kubeOutage runs the outage on env; harness wires the provisioner through
+// the given configuration.
+func kubeOutage(t *testing.T, env *kubetest.Env, harness func(*rest.Config) (*harness, string)) {
 	cfg, err := env.ConfigFor(provisionerUser)
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +375,7 @@ func TestKubeOutage(t *testing.T) {
 	px := newProxy(t, u.Host)
 	cfg = rest.CopyConfig(cfg)
 	cfg.Host = "https://" + px.addr
-	h, ns := newKubeHarnessOn(t, env, cfg)
+	h, ns := harness(cfg)
 	if _, err := h.cluster.Virt.KubevirtV1().VirtualMachines(ns).List(h.ctx, metav1.ListOptions{}); err != nil {
 		t.Fatalf("through the proxy: %v", err)
 	}
