@@ -51,9 +51,10 @@ const kcmControllers = "garbage-collector-controller,namespace-controller,servic
 // virt-controller, with the rest of KubeVirt's CRDs, CDI's configuration
 // CRDs, a KubeVirt CR (software emulation on), virt-operator's RBAC for
 // virt-controller, and the node-level stand-ins (StandInNode,
-// StandInVirtHandler) for one node named StandInNodeName. virt-controller is
-// restarted whenever it exits (it exits on purpose, e.g. when the
-// DataVolume API appears or goes).
+// StandInVirtHandler) for one node named StandInNodeName, which fits pods
+// within StandInNodeAllocatable and cannot pull images from
+// UnresolvableRegistry. virt-controller is restarted whenever it exits (it
+// exits on purpose, e.g. when the DataVolume API appears or goes).
 func Controllers() Option { return func(o *options) { o.controllers = true } }
 
 // controllerProc is a supervised child process: restarted when it exits,
@@ -199,7 +200,9 @@ func (e *Env) startControllers(ctx context.Context, verbose bool) error {
 	if err != nil {
 		return err
 	}
-	e.standInNode = &StandInNode{Client: cs, NodeName: StandInNodeName}
+	// The node pulls any image but those of UnresolvableRegistry: a test
+	// that wants a pull to fail names an image there.
+	e.standInNode = &StandInNode{Client: cs, NodeName: StandInNodeName, CannotPull: pullFromResolvableRegistries}
 	if err := e.standInNode.Start(ctx); err != nil {
 		return err
 	}

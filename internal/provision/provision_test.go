@@ -264,6 +264,12 @@ func TestSimulatedFailureIsExplained(t *testing.T) {
 	if !strings.Contains(r.StateReason, "could not be pulled") || r.VM.Status != "ErrImagePull" {
 		t.Errorf("failed with %q, status %q", r.StateReason, r.VM.Status)
 	}
+	// The simulator writes the VM's conditions as virt-controller does
+	// (kubetest's TestVirtControllerReportsImagePullFailuresWithKubeletStandIn),
+	// so the VM's message is kubelet's, not the Ready condition's.
+	if want := `rpc error: code = NotFound desc = failed to pull and unpack image "quay.io/example/broken-image:latest"`; !strings.HasPrefix(r.VM.Message, want) {
+		t.Errorf("VM message %q, want kubelet's, starting %q", r.VM.Message, want)
+	}
 	evs, err := h.cluster.RecentEvents(h.ctx, "payments", "oops", 10)
 	if err != nil || len(evs) == 0 || evs[0].Type != "Warning" {
 		t.Errorf("recent events: %v %+v", err, evs)

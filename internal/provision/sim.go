@@ -342,7 +342,7 @@ func (s *Simulator) reconcile(ctx context.Context, key string) error {
 		return s.setStatus(ctx, vm, virtv1.VirtualMachineStatusProvisioning, false)
 	case brokenImage(vm) || (s.Broken != nil && s.Broken(vm)):
 		s.stepped(key)
-		s.event(ctx, vm, corev1.EventTypeWarning, "Failed", "Failed to pull image \""+vmImage(vm)+"\": manifest unknown")
+		s.event(ctx, vm, corev1.EventTypeWarning, "Failed", "Failed to pull image \""+vmImage(vm)+"\": "+simPullError(vmImage(vm)))
 		return s.setStatus(ctx, vm, virtv1.VirtualMachineStatusErrImagePull, false)
 	case vmi == nil:
 		s.stepped(key)
@@ -396,10 +396,17 @@ func (s *Simulator) setStatus(ctx context.Context, vm *virtv1.VirtualMachine, st
 	if ready {
 		cond.Status = corev1.ConditionTrue
 	}
-	if st == virtv1.VirtualMachineStatusErrImagePull {
-		cond.Reason, cond.Message = "ErrImagePull", "Failed to pull image \""+vmImage(vm)+"\": manifest unknown"
-	}
 	vm.Status.Conditions = []virtv1.VirtualMachineCondition{cond}
+	if st == virtv1.VirtualMachineStatusErrImagePull {
+		// As virt-controller reports a launcher pod whose image kubelet
+		// cannot pull: the guest does not run, and the instance's
+		// Synchronized condition, copied to the VM, has kubelet's message.
+		vm.Status.Conditions[0].Reason, vm.Status.Conditions[0].Message = virtv1.GuestNotRunningReason, "Guest VM is not reported as running"
+		vm.Status.Conditions = append(vm.Status.Conditions, virtv1.VirtualMachineCondition{
+			Type:   virtv1.VirtualMachineConditionType(virtv1.VirtualMachineInstanceSynchronized),
+			Status: corev1.ConditionFalse, Reason: "ErrImagePull", Message: simPullError(vmImage(vm)), LastTransitionTime: metav1.Now(),
+		})
+	}
 	updated, err := s.cluster.Virt.KubevirtV1().VirtualMachines(vm.Namespace).UpdateStatus(ctx, vm, metav1.UpdateOptions{})
 	if err != nil {
 		return err
@@ -506,6 +513,16 @@ func vmImage(vm *virtv1.VirtualMachine) string {
 }
 
 func brokenImage(vm *virtv1.VirtualMachine) bool { return strings.Contains(vmImage(vm), "broken") }
+
+// simPullError is the error kubelet reports for an image whose tag the
+// registry does not have, as containerd words it.
+func simPullError(image string) string {
+	ref := image
+	if !strings.Contains(ref, "@") && strings.LastIndex(ref, ":") <= strings.LastIndex(ref, "/") {
+		ref += ":latest"
+	}
+	return fmt.Sprintf("rpc error: code = NotFound desc = failed to pull and unpack image %q: failed to resolve reference %q: %s: not found", ref, ref, ref)
+}
 
 // simIP gives each simulated VM a stable address in 10.244.0.0/16.
 func simIP(key string) string {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	virtv1 "kubevirt.io/api/core/v1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
@@ -54,7 +55,7 @@ func Observe(vm *virtv1.VirtualMachine, vmi *virtv1.VirtualMachineInstance, dv *
 	}
 	if why, ok := failures[status]; ok {
 		o.State, o.Reason = store.StateFailed, why
-		o.Message = conditionMessage(vm)
+		o.Message = failureDetail(vm, dv)
 		return o
 	}
 	switch status {
@@ -82,6 +83,13 @@ func Observe(vm *virtv1.VirtualMachine, vmi *virtv1.VirtualMachineInstance, dv *
 		if dv != nil && dv.Status.Phase != cdiv1.Succeeded && dv.Status.Progress != "" && dv.Status.Progress != "N/A" {
 			o.Reason = fmt.Sprintf("Importing the disk image (%s).", dv.Status.Progress)
 		}
+		if dv != nil && dv.Status.Phase != cdiv1.Succeeded {
+			// Why the import is not running, in CDI's words (an importer
+			// pod that cannot be scheduled never becomes an error to KubeVirt).
+			if c := dataVolumeCondition(dv, cdiv1.DataVolumeRunning); c != nil && c.Status == corev1.ConditionFalse {
+				o.Message = c.Message
+			}
+		}
 		if vm.Spec.RunStrategy != nil && *vm.Spec.RunStrategy == virtv1.RunStrategyHalted && status != "" {
 			o.State, o.Reason = store.StateStopped, ""
 		}
@@ -90,11 +98,46 @@ func Observe(vm *virtv1.VirtualMachine, vmi *virtv1.VirtualMachineInstance, dv *
 	return o
 }
 
-func conditionMessage(vm *virtv1.VirtualMachine) string {
+// failureDetail is what the cluster says of the failure behind the VM's
+// status, in its own words: the message of the condition virt-controller
+// derived the status from (it copies the launcher pod's PodScheduled
+// condition, with the scheduler's message, and reports an image pull in
+// the Synchronized condition, with kubelet's message), or for a failed
+// import CDI's, which KubeVirt shows only as the status. The Ready
+// condition is never it: while the VM does not run, its message is
+// "VMI does not exist" or "Guest VM is not reported as running".
+func failureDetail(vm *virtv1.VirtualMachine, dv *cdiv1.DataVolume) string {
+	from := virtv1.VirtualMachineConditionType("")
+	switch vm.Status.PrintableStatus {
+	case virtv1.VirtualMachineStatusUnschedulable:
+		from = virtv1.VirtualMachineConditionType(corev1.PodScheduled)
+	case virtv1.VirtualMachineStatusErrImagePull, virtv1.VirtualMachineStatusImagePullBackOff, virtv1.VirtualMachineStatusPvcNotFound:
+		from = virtv1.VirtualMachineConditionType(virtv1.VirtualMachineInstanceSynchronized)
+	case virtv1.VirtualMachineStatusDataVolumeError:
+		if dv != nil {
+			if c := dataVolumeCondition(dv, cdiv1.DataVolumeRunning); c != nil && c.Status == corev1.ConditionFalse && c.Message != "" {
+				return c.Message
+			}
+		}
+	}
 	for _, c := range vm.Status.Conditions {
-		if c.Status == "False" && c.Message != "" || c.Reason != "" && c.Message != "" && c.Type != virtv1.VirtualMachineReady {
+		if c.Type == from && c.Status == corev1.ConditionFalse && c.Message != "" {
+			return c.Message
+		}
+	}
+	for _, c := range vm.Status.Conditions {
+		if c.Type != virtv1.VirtualMachineReady && c.Message != "" && (c.Status == corev1.ConditionFalse || c.Reason != "") {
 			return c.Message
 		}
 	}
 	return ""
+}
+
+func dataVolumeCondition(dv *cdiv1.DataVolume, t cdiv1.DataVolumeConditionType) *cdiv1.DataVolumeCondition {
+	for i := range dv.Status.Conditions {
+		if dv.Status.Conditions[i].Type == t {
+			return &dv.Status.Conditions[i]
+		}
+	}
+	return nil
 }

@@ -74,6 +74,60 @@ func TestObserve(t *testing.T) {
 	}
 }
 
+// TestObserveKeepsTheClustersWords: for a failure, the VM's message is the
+// cluster's own account of it, from the condition KubeVirt v1.8.0 derives
+// the status from (or CDI's, for an import), never the Ready condition,
+// which virt-controller lists first and which says only that the guest
+// does not run. The conditions are as virt-controller writes them
+// (internal/kubetest/failures_test.go checks them on a real one).
+func TestObserveKeepsTheClustersWords(t *testing.T) {
+	notRunning := virtv1.VirtualMachineCondition{Type: virtv1.VirtualMachineReady, Status: corev1.ConditionFalse,
+		Reason: virtv1.GuestNotRunningReason, Message: "Guest VM is not reported as running"}
+	noVMI := virtv1.VirtualMachineCondition{Type: virtv1.VirtualMachineReady, Status: corev1.ConditionFalse,
+		Reason: "VMINotExists", Message: "VMI does not exist"}
+	synchronized := func(reason, msg string) virtv1.VirtualMachineCondition {
+		return virtv1.VirtualMachineCondition{Type: virtv1.VirtualMachineConditionType(virtv1.VirtualMachineInstanceSynchronized),
+			Status: corev1.ConditionFalse, Reason: reason, Message: msg}
+	}
+	const scheduler = "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+	const kubelet = `rpc error: code = NotFound desc = failed to pull and unpack image "quay.io/x/y:1": failed to resolve reference "quay.io/x/y:1": quay.io/x/y:1: not found`
+	const importer = "Unable to connect to http data source: expected status code 200, got 404. Status: 404 Not Found"
+	dv := func(phase cdiv1.DataVolumePhase, reason, msg string) *cdiv1.DataVolume {
+		return &cdiv1.DataVolume{Status: cdiv1.DataVolumeStatus{Phase: phase, Progress: "N/A", Conditions: []cdiv1.DataVolumeCondition{
+			{Type: cdiv1.DataVolumeBound, Status: corev1.ConditionTrue, Reason: "Bound", Message: "PVC x Bound"},
+			{Type: cdiv1.DataVolumeReady, Status: corev1.ConditionFalse},
+			{Type: cdiv1.DataVolumeRunning, Status: corev1.ConditionFalse, Reason: reason, Message: msg},
+		}}}
+	}
+	for _, c := range []struct {
+		name  string
+		vm    *virtv1.VirtualMachine
+		dv    *cdiv1.DataVolume
+		state store.State
+		msg   string
+	}{
+		{name: "unschedulable", vm: vmWith(virtv1.VirtualMachineStatusUnschedulable, virtv1.RunStrategyAlways, notRunning,
+			virtv1.VirtualMachineCondition{Type: "PodScheduled", Status: corev1.ConditionFalse, Reason: "Unschedulable", Message: scheduler}),
+			state: store.StateFailed, msg: scheduler},
+		{name: "image pull", vm: vmWith(virtv1.VirtualMachineStatusErrImagePull, virtv1.RunStrategyAlways, notRunning, synchronized("ErrImagePull", kubelet)),
+			state: store.StateFailed, msg: kubelet},
+		{name: "back-off", vm: vmWith(virtv1.VirtualMachineStatusImagePullBackOff, virtv1.RunStrategyAlways, notRunning,
+			synchronized("ImagePullBackOff", `Back-off pulling image "quay.io/x/y:1": ErrImagePull: `+kubelet)),
+			state: store.StateFailed, msg: `Back-off pulling image "quay.io/x/y:1": ErrImagePull: ` + kubelet},
+		{name: "import fails", vm: vmWith(virtv1.VirtualMachineStatusDataVolumeError, virtv1.RunStrategyAlways, noVMI),
+			dv: dv(cdiv1.ImportInProgress, "Error", importer), state: store.StateFailed, msg: importer},
+		{name: "import never starts", vm: vmWith(virtv1.VirtualMachineStatusProvisioning, virtv1.RunStrategyAlways, noVMI),
+			dv: dv(cdiv1.ImportScheduled, "Unschedulable", "Importer pod cannot be scheduled"), state: store.StateProvisioning, msg: "Importer pod cannot be scheduled"},
+		{name: "only Ready says anything", vm: vmWith(virtv1.VirtualMachineStatusCrashLoopBackOff, virtv1.RunStrategyAlways, noVMI),
+			state: store.StateFailed, msg: ""},
+	} {
+		o := Observe(c.vm, nil, c.dv)
+		if o.State != c.state || o.Message != c.msg {
+			t.Errorf("%s: state %q message %q; want %q %q", c.name, o.State, o.Message, c.state, c.msg)
+		}
+	}
+}
+
 func TestTransient(t *testing.T) {
 	for _, c := range []struct {
 		msg  string
