@@ -89,8 +89,9 @@ bench-console: kube-tools
 
 bench: bench-provision bench-history bench-console
 
-## load: 100 API clients for 60 s against `portal dev` on the simulated cluster, loopback only (issue #10); zero 5xx, nothing lost or duplicated
+## load: 100 API clients for 60 s against `portal dev` on the simulated cluster, loopback only (issue #10); zero 5xx, nothing lost or duplicated;
+## writes its figures into BENCHMARKS.md
 .PHONY: load
 load:
-	PADDOCK_LOAD_TEST=1 $(GO) test -count=1 -timeout 15m -run '^TestLoad$$' -v ./cmd/portal
+	PADDOCK_LOAD_TEST=1 PADDOCK_LOAD_OUT=$(CURDIR)/BENCHMARKS.md $(GO) test -count=1 -timeout 15m -run '^TestLoad$$' -v ./cmd/portal
 bench: load

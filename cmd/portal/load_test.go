@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"paddock/internal/bench/stamp"
 	"paddock/internal/testdb"
 )
 
@@ -152,7 +155,7 @@ func TestLoad(t *testing.T) {
 	}
 	settled := time.Since(start) - elapsed
 
-	st.report(t, elapsed)
+	table := st.report(t, elapsed)
 	t.Logf("%d creates accepted, %d deleted; all settled %s after the load stopped", len(accepted), len(deleted), settled.Round(time.Second))
 	if st.fivexx > 0 || st.transport > 0 {
 		t.Errorf("%d 5xx answers, %d transport errors", st.fivexx, st.transport)
@@ -208,8 +211,12 @@ func TestLoad(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM sim_objects WHERE kind = 'VirtualMachine'`).Scan(&simVMs); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("stored %d requests for %d accepted creates: %d lost, %d duplicated, %d unaccounted for, %d in the wrong final state; %d running, %d VMs in the simulated cluster",
-		len(stored), len(accepted), lost, dup, extra, wrong, running, simVMs)
+	accounting := fmt.Sprintf("Stored %d requests for %d accepted creates (%d of them deleted): %d lost, %d duplicated, %d unaccounted for, %d in the wrong final state; %d running, %d VMs in the simulated cluster; all settled %s after the load stopped.",
+		len(stored), len(accepted), len(deleted), lost, dup, extra, wrong, running, simVMs, settled.Round(time.Second))
+	t.Log(accounting)
+	if out := os.Getenv("PADDOCK_LOAD_OUT"); out != "" {
+		defer func() { writeLoadSection(t, out, clients, elapsed, table, accounting) }()
+	}
 	if lost != 0 || dup != 0 || extra != 0 || wrong != 0 {
 		t.Errorf("lost %d, duplicated %d, unaccounted for %d, wrong final state %d", lost, dup, extra, wrong)
 	}
@@ -259,9 +266,12 @@ func (s *loadStats) record(kind string, status int, d time.Duration, transportEr
 	}
 }
 
-func (s *loadStats) report(t *testing.T, elapsed time.Duration) {
+// report logs each kind of call's figures and returns them as the rows
+// of a Markdown table.
+func (s *loadStats) report(t *testing.T, elapsed time.Duration) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var rows []string
 	total := 0
 	for _, kind := range []string{"create", "read", "list", "delete"} {
 		l := slices.Clone(s.lat[kind])
@@ -275,7 +285,44 @@ func (s *loadStats) report(t *testing.T, elapsed time.Duration) {
 		}
 		t.Logf("%-6s %6d calls %7.1f/s  p50 %-9s p99 %-9s max %-9s statuses %v", kind, len(l),
 			float64(len(l))/elapsed.Seconds(), q(0.50), q(0.99), l[len(l)-1].Round(time.Millisecond), s.status[kind])
+		var answers []string
+		for _, code := range slices.Sorted(maps.Keys(s.status[kind])) {
+			answers = append(answers, fmt.Sprintf("%d: %d", code, s.status[kind][code]))
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %d | %.1f | %s | %s | %s | %s |", kind, len(l),
+			float64(len(l))/elapsed.Seconds(), q(0.50), q(0.99), l[len(l)-1].Round(time.Millisecond), strings.Join(answers, ", ")))
 	}
 	t.Logf("all    %6d calls %7.1f/s in %s; %d 5xx, %d transport errors", total, float64(total)/elapsed.Seconds(),
 		elapsed.Round(time.Second), s.fivexx, s.transport)
+	rows = append(rows, fmt.Sprintf("| all | %d | %.1f | | | | 5xx: %d; transport errors: %d |", total,
+		float64(total)/elapsed.Seconds(), s.fivexx, s.transport))
+	return rows
+}
+
+const (
+	loadBegin = "<!-- load-test:begin (written by `make load`) -->"
+	loadEnd   = "<!-- load-test:end -->"
+)
+
+// writeLoadSection writes the run's figures between the load test's
+// markers in file (PADDOCK_LOAD_OUT; `make load` sets it to BENCHMARKS.md).
+func writeLoadSection(t *testing.T, file string, clients int, elapsed time.Duration, rows []string, accounting string) {
+	t.Helper()
+	load, _ := os.ReadFile("/proc/loadavg")
+	verdict := "The test passed: no 5xx, nothing lost, duplicated or unaccounted for, every request in its final state."
+	if t.Failed() {
+		verdict = "The test failed; its errors are in the test's output."
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured on %s, %s: %d API clients for %s against `portal dev` on the simulated cluster; %d CPUs, load average at the end %s.\n\n",
+		stamp.Commit(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), clients, elapsed.Round(time.Second), runtime.NumCPU(),
+		strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
+	b.WriteString("| Call | Calls | Per second | p50 | p99 | max | Answers (status: count) |\n|---|---:|---:|---:|---:|---:|---|\n")
+	for _, r := range rows {
+		b.WriteString(r + "\n")
+	}
+	fmt.Fprintf(&b, "\n%s\n\n%s\n", accounting, verdict)
+	if err := stamp.Splice(file, loadBegin, loadEnd, b.String(), ""); err != nil {
+		t.Errorf("write %s: %v", file, err)
+	}
 }

@@ -31,6 +31,8 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+
+	"paddock/internal/bench/stamp"
 )
 
 func main() {
@@ -124,27 +126,10 @@ const (
 	endMark   = "<!-- bench-console:end -->"
 )
 
-// splice replaces what lies between the markers in file with section, or
-// appends a heading, the markers and the section; the rest of the file is
-// kept.
+// splice writes section between the markers in file (stamp.Splice), with
+// a heading when the file has no markers yet.
 func splice(file, section string) error {
-	b, err := os.ReadFile(file)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	s := string(b)
-	block := beginMark + "\n" + section + endMark
-	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
-	if i >= 0 && j > i {
-		s = s[:i] + block + s[j+len(endMark):]
-	} else {
-		if s != "" && !strings.HasSuffix(s, "\n") {
-			s += "\n"
-		}
-		s += "\n## Browser console (issue 18)\n\n" +
-			"`make bench-console` runs [`internal/bench/console`](internal/bench/console) and rewrites " +
-			"everything between its markers below: method, machine, figures and conclusions, all written by the program from one run.\n\n" +
-			block + "\n"
-	}
-	return os.WriteFile(file, []byte(s), 0o644)
+	return stamp.Splice(file, beginMark, endMark, section, "## Browser console (issue 18)\n\n"+
+		"`make bench-console` runs [`internal/bench/console`](internal/bench/console) and rewrites "+
+		"everything between its markers below: method, machine, figures and conclusions, all written by the program from one run.\n\n")
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"paddock/internal/bench/stamp"
 	"paddock/internal/kubetest"
 	"paddock/internal/store"
 )
@@ -170,25 +171,9 @@ const (
 	endMark   = "<!-- bench-provision:end -->"
 )
 
-// splice replaces what lies between the markers in file with table, or
-// appends the markers and the table; the rest of the file is kept.
+// splice writes table between the markers in file (stamp.Splice).
 func splice(file, table string) error {
-	b, err := os.ReadFile(file)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	s := string(b)
-	block := beginMark + "\n" + table + endMark
-	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
-	if i >= 0 && j > i {
-		s = s[:i] + block + s[j+len(endMark):]
-	} else {
-		if s != "" && !strings.HasSuffix(s, "\n") {
-			s += "\n"
-		}
-		s += "\n" + block + "\n"
-	}
-	return os.WriteFile(file, []byte(s), 0o644)
+	return stamp.Splice(file, beginMark, endMark, table, "")
 }
 
 // suffixDB names a sibling database of dbURL's.

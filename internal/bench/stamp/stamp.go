@@ -3,6 +3,7 @@
 package stamp
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 )
@@ -19,4 +20,27 @@ func Commit() string {
 		c += " + uncommitted changes"
 	}
 	return c
+}
+
+// Splice replaces what lies between the markers begin and end in file with
+// section. When file has no such markers, it appends intro (a heading and
+// a sentence on what writes the section; may be empty), the markers and
+// the section. The rest of the file is kept.
+func Splice(file, begin, end, section, intro string) error {
+	b, err := os.ReadFile(file)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(b)
+	block := begin + "\n" + section + end
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i >= 0 && j > i {
+		s = s[:i] + block + s[j+len(end):]
+	} else {
+		if s != "" && !strings.HasSuffix(s, "\n") {
+			s += "\n"
+		}
+		s += "\n" + intro + block + "\n"
+	}
+	return os.WriteFile(file, []byte(s), 0o644)
 }
