@@ -112,10 +112,32 @@ func (r *report) write(path string) error {
 		p("| %s | %s | %.1f | %.1f | %s / %s / %s | %s / %s / %s |\n", e.Name, thousands(e.Rows), float64(e.Bytes)/1e6, e.Took.Seconds(),
 			mib(e.HeapBefore), mib(e.PeakHeap), mib(e.HeapAfter), mib(e.RSSBefore), mib(e.PeakRSS), mib(e.RSSAfter))
 	}
-	p("\nThe peak memory is the same for the small export and the full one: it does not grow with the number of rows.\n\n")
+	if len(r.Exports) >= 2 {
+		// How the peak heap above its level before the export grew against
+		// the number of rows, from the smallest export to the largest.
+		small, large := r.Exports[0], r.Exports[0]
+		for _, e := range r.Exports {
+			if e.Rows < small.Rows {
+				small = e
+			}
+			if e.Rows > large.Rows {
+				large = e
+			}
+		}
+		above := func(e exportResult) uint64 { return e.PeakHeap - min(e.PeakHeap, e.HeapBefore) }
+		if small.Rows > 0 && above(small) > 0 {
+			p("\nFrom the smallest export (%s rows) to the largest (%s rows, %.0f× as many), the heap's peak above its level before the export went from %s to %s MiB (%.2f×).\n\n",
+				thousands(small.Rows), thousands(large.Rows), float64(large.Rows)/float64(small.Rows),
+				mib(above(small)), mib(above(large)), float64(above(large))/float64(above(small)))
+		} else {
+			p("\n")
+		}
+	} else {
+		p("\n")
+	}
 	p("**Insight refresh** (the River periodic job, every 5 minutes): with nothing new %s ms (this week recomputed); ", ms(r.IdleRefresh))
-	p("with 200 requests with new events %s ms (%d week(s) recomputed, then the exact 4/12/26/52-week percentiles over every request of the last year; ", ms(r.BusyRefresh), r.BusyRefreshWeeks)
-	p("most of the time goes to those). Insight pages read the summary only.\n\n")
+	p("with 200 requests with new events %s ms (%d week(s) recomputed, then the exact 4/12/26/52-week percentiles over every request of the last year). ", ms(r.BusyRefresh), r.BusyRefreshWeeks)
+	p("Insight pages read the summary only.\n\n")
 	p("<details><summary>EXPLAIN ANALYZE of each history query</summary>\n\n")
 	for _, x := range r.Pages {
 		if len(x.Plan) == 0 {
