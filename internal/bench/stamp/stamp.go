@@ -9,14 +9,18 @@ import (
 )
 
 // Commit returns the checked-out commit, with "+ uncommitted changes" when
-// the work tree differs from it, or "unknown commit" outside a git checkout.
+// the work tree (BENCHMARKS.md aside) differs from it, or "unknown commit"
+// outside a git checkout.
 func Commit() string {
 	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
 	if err != nil {
 		return "unknown commit"
 	}
 	c := "commit " + strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+	// BENCHMARKS.md is what the benchmarks write: a change there is the
+	// output of an earlier program of the same `make bench`, not a change
+	// to what is measured.
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
 		c += " + uncommitted changes"
 	}
 	return c
