@@ -450,3 +450,34 @@ func TestKubeDriftOwnershipAndRebuildOnRealVirtControllerWithNodeStandIns(t *tes
 	}
 	noWarnings(t, h, "provisioning failed for good") // the request for the taken name
 }
+
+// TestKubeStuckImportFailsAfterDeadlineOnRealVirtControllerWithNodeStandIns:
+// on the cluster with KubeVirt's own virt-controller, a VM whose root disk
+// is a DataVolume import (fedora) waits for CDI, which no test machine runs
+// (and no stand-in plays here): virt-controller makes the DataVolume and
+// shows the VM Provisioning for as long as the import does not finish. The
+// watcher fails the request once it has not started within StuckAfter,
+// saying how long and in which status it was stuck.
+func TestKubeStuckImportFailsAfterDeadlineOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	h, ns, admin := newControllersHarness(t, "stuck")
+	h.watcher.StuckAfter = 3 * time.Second
+	r := h.submit("fedora", "small", "slowpoke")
+	waitFor(t, time.Minute, "virt-controller's DataVolume for the root disk", func() error {
+		dvs, err := admin.CDI.CdiV1beta1().DataVolumes(ns).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(dvs.Items) != 1 {
+			return fmt.Errorf("%d DataVolumes", len(dvs.Items))
+		}
+		return nil
+	})
+	r = h.wait(r.ID, store.StateFailed, nil)
+	if !strings.Contains(r.StateReason, "did not start within 3s") || !strings.Contains(r.StateReason, "Provisioning") {
+		t.Errorf("reason: %q", r.StateReason)
+	}
+	vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(h.ctx, "slowpoke", metav1.GetOptions{})
+	if err != nil || vm.Status.PrintableStatus != "Provisioning" {
+		t.Errorf("virt-controller shows the VM %q (%v), want Provisioning", vm.Status.PrintableStatus, err)
+	}
+}
