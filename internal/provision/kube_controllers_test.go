@@ -398,8 +398,13 @@ func TestKubeDriftOwnershipAndRebuildOnRealVirtControllerWithNodeStandIns(t *tes
 
 	foreign := renderFor(t, templateNamed(t, "cirros"), store.Request{ID: 1, TeamName: "other", RequesterLogin: "someone",
 		TemplateName: "cirros", TemplateVersion: 1, Size: "nano", SSHPublicKey: sshKey}, ns, "taken")
-	delete(foreign.Labels, provision.LabelRequest)
-	delete(foreign.Labels, provision.LabelManagedBy)
+	// Made by hand: none of Paddock's labels, on the VM or on the instance
+	// virt-controller makes from its template (those would be a copy of a
+	// request's labels, which the watcher ignores and warns about).
+	for _, labels := range []map[string]string{foreign.Labels, foreign.Spec.Template.ObjectMeta.Labels} {
+		delete(labels, provision.LabelRequest)
+		delete(labels, provision.LabelManagedBy)
+	}
 	if _, err := vms.Create(h.ctx, foreign, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +453,12 @@ func TestKubeDriftOwnershipAndRebuildOnRealVirtControllerWithNodeStandIns(t *tes
 	if e := lastEvent(); e.Kind != "drift" {
 		t.Errorf("delete drift event: %+v", e)
 	}
-	noWarnings(t, h, "provisioning failed for good") // the request for the taken name
+	// The request for the taken name fails for good. During the rebuild,
+	// the old VM's instance can outlive the switch to the new VM (the
+	// garbage collector deletes it a moment later): the watcher ignores it
+	// as not the request's, and warns. Left as it is; see the README's
+	// paddock_watch_foreign_objects_total.
+	noWarnings(t, h, "provisioning failed for good", "watcher: ignored an object labelled with a request it does not belong to")
 }
 
 // TestKubeStuckImportFailsAfterDeadlineOnRealVirtControllerWithNodeStandIns:
