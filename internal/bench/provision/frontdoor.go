@@ -163,20 +163,10 @@ func frontDoor(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL st
 			<-done
 		}
 	}()
-	client := &http.Client{Timeout: time.Minute}
-	for deadline := time.Now().Add(5 * time.Minute); ; {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("portal never became ready; see its log:\n%s", tail(logPath))
-		}
-		resp, err := client.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitReady(ctx, "http://"+addr, logPath, cmd); err != nil {
+		return err
 	}
+	client := &http.Client{Timeout: time.Minute}
 	post := func(i int, name string) (int64, error) {
 		body, _ := json.Marshal(map[string]any{"template": benchTmpl, "size": benchSize, "name": name,
 			"sshPublicKey": sshKey, "leaseDays": 3})
