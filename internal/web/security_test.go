@@ -123,6 +123,57 @@ func TestSessionTimeouts(t *testing.T) {
 	})
 }
 
+// TestPageViewsDoNotRewriteTheSession: with an idle timeout, a page view
+// only pushes the session's expiry forward in the database once it would
+// move by at least a hundredth of the timeout; until then the row is not
+// written at all. A change to the session's data is written at once.
+func TestPageViewsDoNotRewriteTheSession(t *testing.T) {
+	// 100 s idle timeout: expiry writes at most once a second.
+	e := setup(t, web.Config{DevSignIn: true, SessionIdleTimeout: 100 * time.Second, SessionLifetime: time.Hour})
+	ctx := context.Background()
+	row := func() (xmin string, expiry time.Time) {
+		t.Helper()
+		if err := e.st.Pool().QueryRow(ctx, `SELECT xmin::text, expiry FROM sessions`).Scan(&xmin, &expiry); err != nil {
+			t.Fatal(err)
+		}
+		return xmin, expiry
+	}
+	c := e.browser("developer")
+	x0, exp0 := row()
+	for range 5 {
+		if login, _ := e.whoami(c); login != "developer" {
+			t.Fatal("not signed in")
+		}
+	}
+	if x, exp := row(); x != x0 || !exp.Equal(exp0) {
+		t.Errorf("page views within the slack rewrote the session: xmin %s→%s, expiry %s→%s", x0, x, exp0, exp)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if login, _ := e.whoami(c); login != "developer" {
+		t.Fatal("not signed in")
+	}
+	x1, exp1 := row()
+	if x1 == x0 || !exp1.After(exp0) {
+		t.Errorf("a page view past the slack did not push the expiry: xmin %s→%s, expiry %s→%s", x0, x1, exp0, exp1)
+	}
+	// Signing in again as someone else changes the data: written at once.
+	resp, err := c.PostForm(e.url+"/dev/signin", url.Values{"login": {"platform"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if login, _ := e.whoami(c); login != "platform" {
+		t.Fatalf("signed in as %q after switching to platform", login)
+	}
+	var n int
+	if err := e.st.Pool().QueryRow(ctx, `SELECT count(*) FROM sessions`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("%d session rows after switching user, want 1 (the old token renewed away)", n)
+	}
+}
+
 func TestSignOutAndSignOutEverywhere(t *testing.T) {
 	e := setup(t, web.Config{DevSignIn: true})
 	a, b, other := e.browser("developer"), e.browser("developer"), e.browser("outsider")
