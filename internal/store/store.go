@@ -69,11 +69,13 @@ type Store struct {
 	jobs *river.Client[pgx.Tx]
 	// webhooks is set when notifications are to be delivered (EnableWebhooks).
 	webhooks bool
+	// specs caches decoded template specs (see specCache).
+	specs *specCache
 }
 
 // New returns a Store on pool. Call SetJobClient before submitting requests.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool}
+	return &Store{pool: pool, specs: &specCache{}}
 }
 
 // Pool returns the underlying pool (for River and the session store).

@@ -428,11 +428,22 @@ func scanTemplate(row pgx.CollectableRow) (Template, error) {
 }
 
 // Templates lists current versions of every template that is not retired,
-// deprecated ones included, by display name.
+// deprecated ones included, by display name. Specs come from the store's
+// cache of decoded versions where it has them (see specCache).
 func (s *Store) Templates(ctx context.Context) ([]Template, error) {
-	rows, _ := s.pool.Query(ctx, templateSelect+` WHERE t.retired_at IS NULL ORDER BY v.spec->>'displayName', t.name`)
-	ts, err := pgx.CollectRows(rows, scanTemplate)
+	rows, _ := s.pool.Query(ctx, `
+	SELECT t.id, t.name, t.current_version, t.deprecated_at, t.deprecation_note, t.retired_at, v.created_at
+	FROM templates t JOIN template_versions v ON v.template_id = t.id AND v.version = t.current_version
+	WHERE t.retired_at IS NULL ORDER BY v.spec->>'displayName', t.name`)
+	ts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Template, error) {
+		var t Template
+		err := row.Scan(&t.ID, &t.Name, &t.Version, &t.DeprecatedAt, &t.DeprecationNote, &t.RetiredAt, &t.PublishedAt)
+		return t, err
+	})
 	if err != nil {
+		return nil, fmt.Errorf("list templates: %w", err)
+	}
+	if err := s.specs.fill(ctx, s.pool, ts); err != nil {
 		return nil, fmt.Errorf("list templates: %w", err)
 	}
 	return ts, nil

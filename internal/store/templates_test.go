@@ -393,3 +393,58 @@ func TestWithdrawnVersionBuildsNoMoreVMsForWhatWasPinnedBefore(t *testing.T) {
 		t.Errorf("shrinking it: %+v %v", sc, err)
 	}
 }
+
+// TestTemplatesSpecsAreCachedCopies: the catalog's specs come from a cache
+// of decoded versions, yet what a caller changes never reaches the next
+// caller, and a newly published version shows its own spec at once.
+func TestTemplatesSpecsAreCachedCopies(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	find := func() store.Template {
+		t.Helper()
+		ts, err := b.st.Templates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tpl := range ts {
+			if tpl.Name == "ubuntu" {
+				return tpl
+			}
+		}
+		t.Fatalf("no ubuntu in %+v", ts)
+		return store.Template{}
+	}
+	first := find()
+	if first.Version != 1 || first.Spec.Sizes[0].Instancetype != "u1.small" || first.Spec.CloudInit == "" {
+		t.Fatalf("first read: v%d %+v", first.Version, first.Spec)
+	}
+	// Scribble over everything the caller got, slices included.
+	first.Spec.Sizes[0].Instancetype = "scribbled"
+	first.Spec.Sizes = append(first.Spec.Sizes, store.Size{Name: "extra"})
+	first.Spec.DisplayName = "scribbled"
+	again := find()
+	if again.Spec.Sizes[0].Instancetype != "u1.small" || len(again.Spec.Sizes) != 2 || again.Spec.DisplayName != "ubuntu" {
+		t.Errorf("a caller's change reached the cache: %+v", again.Spec)
+	}
+
+	spec := testTemplate("ubuntu", true)
+	spec.Sizes[0].Instancetype = "u1.medium"
+	spec.Image = store.ImageSource{DataSource: &store.DataSourceRef{Namespace: "os-images", Name: "ubuntu"}}
+	spec.RootDiskGiB = 20
+	if _, err := b.st.PublishTemplateChange(ctx, store.Publish{Spec: spec, Actor: store.UserActor(b.other), Note: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	second := find()
+	if second.Version != 2 || second.Spec.Sizes[0].Instancetype != "u1.medium" || second.Spec.Image.DataSource == nil {
+		t.Fatalf("after publishing v2: v%d %+v", second.Version, second.Spec)
+	}
+	second.Spec.Image.DataSource.Name = "scribbled"
+	if third := find(); third.Spec.Image.DataSource.Name != "ubuntu" {
+		t.Errorf("a caller's change to the data source reached the cache: %+v", third.Spec.Image)
+	}
+	// The pinned version still reads as it was published.
+	v1, err := b.st.TemplateVersion(ctx, first.ID, 1)
+	if err != nil || v1.Spec.Sizes[0].Instancetype != "u1.small" {
+		t.Errorf("v1: %+v %v", v1.Spec, err)
+	}
+}
