@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,11 +17,22 @@ import (
 
 // TestServeMetricsOnTheirOwnAddress: with PADDOCK_METRICS_ADDR, `portal
 // serve` serves /metrics there and the main address answers 404 for it.
+// Go's profiler is served only with PADDOCK_PPROF, and only there.
 func TestServeMetricsOnTheirOwnAddress(t *testing.T) {
 	t.Parallel()
+	for _, pprof := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pprof=%t", pprof), func(t *testing.T) {
+			t.Parallel()
+			serveMetricsApart(t, pprof)
+		})
+	}
+}
+
+func serveMetricsApart(t *testing.T, pprof bool) {
 	logs := &lockedLog{}
 	env := envMap(map[string]string{"DATABASE_URL": testdb.NewURL(t), "PADDOCK_CLUSTER": "simulated",
-		"PADDOCK_METRICS_ADDR": "127.0.0.1:0", "PADDOCK_LOG_FORMAT": "text", "PADDOCK_WORKERS": "1"})
+		"PADDOCK_METRICS_ADDR": "127.0.0.1:0", "PADDOCK_LOG_FORMAT": "text", "PADDOCK_WORKERS": "1",
+		"PADDOCK_PPROF": strconv.FormatBool(pprof)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, env, io.Discard, logs) }()
@@ -63,6 +76,27 @@ func TestServeMetricsOnTheirOwnAddress(t *testing.T) {
 	if code, b := get(addrs["serving metrics"], "/metrics"); code != 200 ||
 		!strings.Contains(b, `paddock_http_request_duration_seconds_count{code="200",method="GET",route="/healthz"}`) {
 		t.Errorf("metrics /metrics: %d\n%s", code, b)
+	}
+	if code, _ := get(addrs["listening"], "/debug/pprof/"); code != 404 {
+		t.Errorf("main /debug/pprof/: %d, want 404", code)
+	}
+	code, b := get(addrs["serving metrics"], "/debug/pprof/")
+	if pprof && (code != 200 || !strings.Contains(b, "goroutine")) {
+		t.Errorf("metrics /debug/pprof/ with PADDOCK_PPROF: %d\n%s", code, b)
+	}
+	if !pprof && code != 404 {
+		t.Errorf("metrics /debug/pprof/ without PADDOCK_PPROF: %d, want 404", code)
+	}
+}
+
+// TestProfilerNeedsAMetricsAddress: PADDOCK_PPROF alone is refused, as
+// the profiler would otherwise have nowhere to go but the main address.
+func TestProfilerNeedsAMetricsAddress(t *testing.T) {
+	t.Parallel()
+	env := envMap(map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/none", "PADDOCK_CLUSTER": "simulated", "PADDOCK_PPROF": "true"})
+	err := run(context.Background(), []string{"serve"}, env, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "PADDOCK_METRICS_ADDR") {
+		t.Fatalf("serve with PADDOCK_PPROF and no metrics address: %v", err)
 	}
 }
 

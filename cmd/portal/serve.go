@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"syscall"
@@ -31,6 +32,8 @@ import (
 type config struct {
 	Addr        string
 	MetricsAddr string
+	// Profiling serves Go's profiler beside /metrics on MetricsAddr.
+	Profiling   bool
 	DatabaseURL string
 	Kubeconfig  string
 	// KubeQPS and KubeBurst are the client-side rate limit of every
@@ -166,12 +169,17 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	commonFlags(fs, &c, getenv, ":8080", "kubernetes")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", getenv("PADDOCK_METRICS_ADDR"),
 		"serve /metrics on this address instead of the main one, which then answers 404 there (PADDOCK_METRICS_ADDR)")
+	fs.BoolVar(&c.Profiling, "pprof", envBool(getenv, "PADDOCK_PPROF", false),
+		"also serve Go's profiler (net/http/pprof) under /debug/pprof/ on the metrics address; needs -metrics-addr (PADDOCK_PPROF)")
 	fs.BoolVar(&c.SecureCookies, "secure-cookies", envBool(getenv, "PADDOCK_SECURE_COOKIES", true), "mark session cookies Secure; turn off only for plain-HTTP testing (PADDOCK_SECURE_COOKIES)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	if err := c.checkKube(); err != nil {
 		return err
+	}
+	if c.Profiling && c.MetricsAddr == "" {
+		return errors.New("PADDOCK_PPROF needs PADDOCK_METRICS_ADDR: the profiler is served only on the metrics address, never on the one users reach")
 	}
 	if envBool(getenv, "PADDOCK_DEV_SIGNIN", false) {
 		return errors.New("the dev sign-in page is only available in `portal dev`; `portal serve` refuses to start with PADDOCK_DEV_SIGNIN set")
@@ -393,7 +401,18 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 			ln.Close()
 			return fmt.Errorf("listen on %s for metrics: %w", c.MetricsAddr, err)
 		}
-		metricsSrv = &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second,
+		handler := srv.MetricsHandler()
+		if c.Profiling {
+			mux := http.NewServeMux()
+			mux.Handle("/", handler)
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			handler = mux
+			log.Info("serving Go's profiler on the metrics address", "path", "/debug/pprof/")
+		}
+		metricsSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		log.Info("serving metrics", "addr", metricsLn.Addr().String())
