@@ -348,6 +348,11 @@ const requestSelect = `
 	JOIN templates tp ON tp.id = r.template_id
 	LEFT JOIN vms v ON v.request_id = r.id`
 
+// requestListSelect is requestSelect for lists, which never show a VM's
+// manifest: it reads as "" there, and the largest column of a row (a few
+// KiB of YAML) is neither sent nor decoded for every row of a page.
+var requestListSelect = strings.Replace(requestSelect, "v.manifest,", "'' AS manifest,", 1)
+
 func scanRequest(row pgx.CollectableRow) (Request, error) {
 	var r Request
 	var vns, vname, uid, status, ip, msg, manifest *string

@@ -74,7 +74,7 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 50
 	}
-	q := requestSelect + w + fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit+1, max(f.Offset, 0))
+	q := requestListSelect + w + fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit+1, max(f.Offset, 0))
 	rows, _ := s.pool.Query(ctx, q, args...)
 	rs, err := pgx.CollectRows(rows, scanRequest)
 	if err != nil {

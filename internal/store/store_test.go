@@ -495,3 +495,33 @@ func TestObserveBelievesOnlyTheRecordedObject(t *testing.T) {
 		t.Errorf("no such request: %v", err)
 	}
 }
+
+// TestListsLeaveOutTheManifest: the VM list and the watcher's list of
+// requests with a VM carry the VM but not its manifest (never shown in a
+// list, and the largest column); the request itself still has it.
+func TestListsLeaveOutTheManifest(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	r, err := b.submit(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const manifest = "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\n"
+	if err := testdb.Provision(ctx, b.st, r.ID, func(r store.Request) (store.VM, error) {
+		return store.VM{Namespace: "payments", Name: r.Name, UID: "uid-1", Status: "Provisioning", Manifest: manifest}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	page, _, _, err := b.st.RequestPage(ctx, store.RequestPageFilter{TeamID: b.team.ID})
+	if err != nil || len(page) != 1 || page[0].VM == nil || page[0].VM.UID != "uid-1" || page[0].VM.Manifest != "" {
+		t.Errorf("VM list: %+v %v", page, err)
+	}
+	live, err := b.st.RequestsWithVM(ctx)
+	if err != nil || len(live) != 1 || live[0].VM == nil || live[0].VM.Name != r.Name || live[0].VM.Manifest != "" {
+		t.Errorf("requests with a VM: %+v %v", live, err)
+	}
+	one, err := b.st.Request(ctx, r.ID)
+	if err != nil || one.VM == nil || one.VM.Manifest != manifest {
+		t.Errorf("the request: %+v %v", one.VM, err)
+	}
+}

@@ -326,7 +326,7 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 
 // RequestsWithVM lists the requests that should have a VM in the cluster.
 func (s *Store) RequestsWithVM(ctx context.Context) ([]Request, error) {
-	rows, _ := s.pool.Query(ctx, requestSelect+` WHERE r.state IN ('provisioning', 'running', 'stopped', 'failed', 'expired') AND v.request_id IS NOT NULL`)
+	rows, _ := s.pool.Query(ctx, requestListSelect+` WHERE r.state IN ('provisioning', 'running', 'stopped', 'failed', 'expired') AND v.request_id IS NOT NULL`)
 	rs, err := pgx.CollectRows(rows, scanRequest)
 	if err != nil {
 		return nil, fmt.Errorf("list requests with VMs: %w", err)
