@@ -61,6 +61,7 @@ const provisionerUser = "paddock-bench-provisioner"
 
 type options struct {
 	only         map[string]bool
+	profiles     string
 	dbURL        string
 	samples1     int
 	samples20    int
@@ -95,6 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.out, "out", "", "also write the table into this file, between the bench-provision markers (e.g. BENCHMARKS.md)")
 	fs.StringVar(&o.portal, "portal", "", "a portal binary built from this tree (default: build one)")
 	fs.IntVar(&o.pageSecs, "page-seconds", 15, "how long the load generator runs per page")
+	fs.StringVar(&o.profiles, "profiles", "", "keep the portal's CPU profile of each page in this directory, for `go tool pprof`")
 	teams := fs.String("throughput-teams", "1,20", "comma-separated team counts the 20 submitters are spread over, one sustained run each")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -150,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			rep.failed("front door", frontDoor(ctx, env, bin, kubeconfig, suffixDB(o.dbURL, "_front"), o, rep, log), log)
 		}
 		if o.only["pages"] {
-			rep.failed("pages", pages(ctx, bin, kubeconfig, suffixDB(o.dbURL, "_pages"), o, rep, log), log)
+			rep.failed("pages", pages(ctx, env, bin, kubeconfig, suffixDB(o.dbURL, "_pages"), o, rep, log), log)
 		}
 		if o.only["memory"] {
 			rep.failed("memory", memory(ctx, env, bin, kubeconfig, suffixDB(o.dbURL, "_mem"), o, rep, log), log)

@@ -225,15 +225,35 @@ func createVMsAndVMIs(ctx context.Context, env *kubetest.Env, n int) error {
 	if err != nil {
 		return err
 	}
+	_, err = createPairs(ctx, env, n, func(i int) pair {
+		id := 20_000_000 + int64(i)
+		return pair{ns: ns, id: id, name: fmt.Sprintf("vm-%d", id), ip: fmt.Sprintf("10.%d.%d.%d", (id>>16)&255, (id>>8)&255, id&255)}
+	})
+	return err
+}
+
+// pair names one VM and its instance: the request it belongs to, where it
+// is, and the instance's address.
+type pair struct {
+	ns, name, ip string
+	id           int64
+	// status also sets the VM's status as virt-controller does for a
+	// running VM (Running, ready), which the watcher reads.
+	status bool
+}
+
+// createPairs creates n VMs and their running instances (createPair), 32
+// at a time, and returns the UID of each VM by index.
+func createPairs(ctx context.Context, env *kubetest.Env, n int, of func(i int) pair) ([]string, error) {
 	cfg := rest.CopyConfig(env.Config)
 	cfg.QPS, cfg.Burst = 2000, 4000
 	admin, err := provision.NewKubernetesCluster(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	specs, err := templatefile.Read(templates.FS)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var spec store.TemplateSpec
 	for _, s := range specs {
@@ -241,6 +261,7 @@ func createVMsAndVMIs(ctx context.Context, env *kubetest.Env, n int) error {
 			spec = s
 		}
 	}
+	uids := make([]string, n)
 	var next atomic.Int64
 	next.Store(-1)
 	var wg sync.WaitGroup
@@ -253,27 +274,36 @@ func createVMsAndVMIs(ctx context.Context, env *kubetest.Env, n int) error {
 				if i >= int64(n) || ctx.Err() != nil {
 					return
 				}
-				if err := createPair(ctx, admin, spec, ns, 20_000_000+i); err != nil {
+				uid, err := createPair(ctx, admin, spec, of(int(i)))
+				if err != nil {
 					errOnce.Do(func() { first = err })
 					return
 				}
+				uids[i] = uid
 			}
 		})
 	}
 	wg.Wait()
-	return errors.Join(first, ctx.Err())
+	return uids, errors.Join(first, ctx.Err())
 }
 
-func createPair(ctx context.Context, c *provision.Cluster, spec store.TemplateSpec, ns string, id int64) error {
-	name := fmt.Sprintf("vm-%d", id)
+func createPair(ctx context.Context, c *provision.Cluster, spec store.TemplateSpec, p pair) (string, error) {
+	ns, id, name := p.ns, p.id, p.name
 	vm, err := provision.Render(spec, store.Request{ID: id, TeamName: "payments", Namespace: ns, RequesterLogin: "developer",
 		TemplateName: benchTmpl, TemplateVersion: 1, Size: benchSize, Name: name, SSHPublicKey: sshKey})
 	if err != nil {
-		return err
+		return "", err
 	}
 	created, err := c.Virt.KubevirtV1().VirtualMachines(ns).Create(ctx, vm, metav1.CreateOptions{})
 	if err != nil {
-		return fmt.Errorf("create VM %s: %w", name, err)
+		return "", fmt.Errorf("create VM %s: %w", name, err)
+	}
+	if p.status {
+		created.Status = virtv1.VirtualMachineStatus{Created: true, Ready: true, PrintableStatus: virtv1.VirtualMachineStatusRunning,
+			Conditions: []virtv1.VirtualMachineCondition{{Type: virtv1.VirtualMachineReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}}
+		if created, err = c.Virt.KubevirtV1().VirtualMachines(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			return "", fmt.Errorf("set the status of VM %s: %w", name, err)
+		}
 	}
 	vmiSpec := *created.Spec.Template.Spec.DeepCopy()
 	// A VMI carries what virt-controller expands from the instancetype.
@@ -281,7 +311,7 @@ func createPair(ctx context.Context, c *provision.Cluster, spec store.TemplateSp
 		vmiSpec.Domain.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}
 	}
 	isController := true
-	ip := fmt.Sprintf("10.%d.%d.%d", (id>>16)&255, (id>>8)&255, id&255)
+	ip := p.ip
 	vmi := &virtv1.VirtualMachineInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: created.Name, Namespace: ns, Labels: created.Spec.Template.ObjectMeta.Labels,
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: created.Name,
@@ -305,7 +335,7 @@ func createPair(ctx context.Context, c *provision.Cluster, spec store.TemplateSp
 		vmi.Labels[k] = v
 	}
 	if _, err := c.Virt.KubevirtV1().VirtualMachineInstances(ns).Create(ctx, vmi, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create VMI %s: %w", name, err)
+		return "", fmt.Errorf("create VMI %s: %w", name, err)
 	}
-	return nil
+	return string(created.UID), nil
 }

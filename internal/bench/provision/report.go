@@ -20,7 +20,10 @@ type report struct {
 	memory    []string
 	front     []frontDoorRow
 	pages     []string
-	notes     []string
+	// pagesVerdict says how many pages meet the goal (pageGoal).
+	pagesVerdict string
+	where        []string
+	notes        []string
 }
 
 // latencyRow is one line of the submit table: Paddock against its baseline
@@ -95,12 +98,23 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	if len(r.pages) > 0 {
-		fmt.Fprintf(w, "| Page under %d concurrent clients | Path | Requests | Per second | Answer | p50 | p99 | /healthz p50 | /healthz p99 | p99 ÷ /healthz p99 |\n", pageClients)
-		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintf(w, "| Page under %d concurrent clients | Path | Requests | Per second | Answer | p50 | p99 | /healthz p50 | /healthz p99 | p99 ÷ /healthz p99 | Goal ≤ %d× |\n", pageClients, pageGoal)
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 		for _, row := range r.pages {
 			fmt.Fprintln(w, row)
 		}
 		fmt.Fprintln(w)
+		if r.pagesVerdict != "" {
+			fmt.Fprintln(w, r.pagesVerdict)
+			fmt.Fprintln(w)
+		}
+		if len(r.where) > 0 {
+			fmt.Fprintln(w, whereHeader())
+			for _, row := range r.where {
+				fmt.Fprintln(w, row)
+			}
+			fmt.Fprintln(w)
+		}
 	}
 	if len(r.memory) > 0 {
 		fmt.Fprintln(w, "| `portal serve` resident set | VMs | VMIs | Informers synced after | VmRSS at ready | VmRSS settled | VmHWM |")
