@@ -18,8 +18,10 @@ import (
 	"github.com/google/pprof/profile"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"paddock/internal/kubetest"
+	"paddock/internal/provision"
 	"paddock/internal/seed"
 	"paddock/internal/store"
 	"paddock/internal/templatefile"
@@ -48,10 +50,15 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		return err
 	}
 	err = seedPages(ctx, pool, log)
+	var ns string
 	if err == nil {
-		err = createLiveVMs(ctx, env, pool, log)
+		ns, err = createLiveVMs(ctx, env, pool, log)
 	}
 	pool.Close()
+	if ns != "" {
+		// Leave no Paddock VMs behind for the memory item's baseline.
+		defer func() { rep.failed("pages: deleting the seeded VMs", deleteVMsAndVMIs(ctx, env, ns), log) }()
+	}
 	if err != nil {
 		return err
 	}
@@ -193,7 +200,7 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 // store says has one, and records their namespace and UIDs as the
 // provisioner would have. Without them the portal's watcher would find
 // every one gone and spend the measurement recording them deleted.
-func createLiveVMs(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, log *slog.Logger) error {
+func createLiveVMs(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, log *slog.Logger) (string, error) {
 	rows, _ := pool.Query(ctx, `SELECT r.id, v.name, v.ip FROM requests r JOIN vms v ON v.request_id = r.id
 		WHERE r.state IN ('provisioning', 'running', 'stopped', 'failed', 'expired') ORDER BY r.id`)
 	live, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (pair, error) {
@@ -202,11 +209,11 @@ func createLiveVMs(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, l
 		return p, err
 	})
 	if err != nil {
-		return fmt.Errorf("list seeded VMs: %w", err)
+		return "", fmt.Errorf("list seeded VMs: %w", err)
 	}
 	ns, err := env.CreateNamespace(ctx, "payments")
 	if err != nil {
-		return err
+		return "", err
 	}
 	start := time.Now()
 	log.Info("creating the seeded VMs and their instances in the API server", "count", len(live))
@@ -216,7 +223,7 @@ func createLiveVMs(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, l
 		return p
 	})
 	if err != nil {
-		return err
+		return ns, err
 	}
 	ids := make([]int64, len(live))
 	for i, p := range live {
@@ -224,9 +231,25 @@ func createLiveVMs(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, l
 	}
 	if _, err := pool.Exec(ctx, `UPDATE vms v SET namespace = $1, uid = u.uid
 		FROM unnest($2::bigint[], $3::text[]) AS u(id, uid) WHERE v.request_id = u.id`, ns, ids, uids); err != nil {
-		return fmt.Errorf("record the seeded VMs' UIDs: %w", err)
+		return ns, fmt.Errorf("record the seeded VMs' UIDs: %w", err)
 	}
 	log.Info("created", "count", len(live), "took", time.Since(start).Round(time.Second))
+	return ns, nil
+}
+
+// deleteVMsAndVMIs deletes every VM and VMI in namespace ns.
+func deleteVMsAndVMIs(ctx context.Context, env *kubetest.Env, ns string) error {
+	admin, err := provision.NewKubernetesCluster(env.Config)
+	if err != nil {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := admin.Virt.KubevirtV1().VirtualMachineInstances(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		return fmt.Errorf("delete the VMIs in %s: %w", ns, err)
+	}
+	if err := admin.Virt.KubevirtV1().VirtualMachines(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		return fmt.Errorf("delete the VMs in %s: %w", ns, err)
+	}
 	return nil
 }
 
