@@ -1,0 +1,49 @@
+package main
+
+import "testing"
+
+// TestPartOf: a sample's stack (leaf first) goes to the part whose work
+// it is, not to the middleware every handler runs under.
+func TestPartOf(t *testing.T) {
+	handler := []string{
+		"github.com/alexedwards/scs/v2.(*SessionManager).LoadAndSave.func1",
+		"paddock/internal/web.(*Server).logRequests.func1",
+		"net/http.serverHandler.ServeHTTP",
+		"net/http.(*conn).serve",
+	}
+	stack := func(inner ...string) []string { return append(inner, handler...) }
+	for _, c := range []struct {
+		name  string
+		stack []string
+		file  string // of the leaf frame
+		want  string
+	}{
+		{"query from a handler", stack("syscall.Syscall", "net.(*conn).Write", "github.com/jackc/pgx/v5/pgconn.(*PgConn).ExecStatement",
+			"paddock/internal/store.(*Store).RequestPage", "paddock/internal/web.(*Server).requestList"), "", "database client (pgx)"},
+		{"session load", stack("github.com/jackc/pgx/v5.(*Conn).QueryRow", "github.com/alexedwards/scs/pgxstore.(*PostgresStore).Find",
+			"github.com/alexedwards/scs/v2.(*SessionManager).Load"), "", "sessions (scs, with their queries)"},
+		{"session save on the first write", stack("paddock/internal/web.(*touchStore).Commit", "github.com/alexedwards/scs/v2.(*SessionManager).Commit",
+			"github.com/alexedwards/scs/v2.(*sessionResponseWriter).WriteHeader", "paddock/internal/web.render"), "", "sessions (scs, with their queries)"},
+		{"response write through scs's writer", stack("syscall.Syscall", "net/http.(*response).Write",
+			"github.com/alexedwards/scs/v2.(*sessionResponseWriter).Write", "github.com/a-h/templ.ComponentFunc.Render"), "", "HTTP and network I/O"},
+		{"rendering", stack("runtime.mallocgc", "strings.(*Builder).WriteString", "paddock/internal/web.requestsPage.func1"),
+			"", "HTML rendering (templ)"},
+		{"handler code calling the standard library", stack("strings.ToLower", "paddock/internal/web.matches", "paddock/internal/web.(*Server).catalog"),
+			"", "portal code (handlers, views)"},
+		{"GC assist", stack("runtime.gcAssistAlloc", "runtime.mallocgc", "paddock/internal/web.cardOf"), "", "garbage collection"},
+		{"background mark worker", []string{"runtime.scanobject", "runtime.gcBgMarkWorker"}, "", "garbage collection"},
+		{"scheduler", []string{"runtime.findRunnable", "runtime.schedule"}, "", "Go runtime (scheduler, allocation)"},
+		{"a library on its own", []string{"github.com/prometheus/client_golang/prometheus.(*Registry).Gather"}, "", "other"},
+	} {
+		files := make([]string, len(c.stack))
+		files[0] = c.file
+		for i, fn := range c.stack {
+			if fn == "paddock/internal/web.requestsPage.func1" {
+				files[i] = "internal/web/request_show_templ.go"
+			}
+		}
+		if got := partOf(c.stack, files); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
