@@ -242,7 +242,7 @@ func frontDoor(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL st
 		return "not met"
 	}
 	rep.notes = append(rep.notes,
-		fmt.Sprintf("Front door: VMs came to exist at %.0f%% of the bare loop's rate (goal at least 80%%: %s); submit → VM p50 is %.2f× the bare create's p50 (goal at most 3×: %s).",
+		fmt.Sprintf("Front door: VMs came to exist at %.1f%% of the bare loop's rate (goal at least 80%%: %s); submit → VM p50 is %.2f× the bare create's p50 (goal at most 3×: %s).",
 			100*share, verdict(share >= 0.8), times, verdict(times <= 3)),
 		fmt.Sprintf("Front door, where the time goes: the POST answered (request stored, auto-approved, reconcile job enqueued) in p50 %s / p99 %s; the rest of each submit → VM time, p50 %s, was spent between the stored request and the created VM.",
 			ms(front.answer.p50), ms(front.answer.p99), ms(front.lat.p50-front.answer.p50)),

@@ -276,7 +276,7 @@ func waitIdle(ctx context.Context, pid int) (time.Duration, error) {
 	quiet := 0
 	busy := func() (time.Duration, error) {
 		c, err := readCPU(pid)
-		return c.portal + c.postgres, err
+		return c.portal + c.pgTotal(), err
 	}
 	prev, err := busy()
 	if err != nil {

@@ -16,10 +16,20 @@ import (
 )
 
 // cpuTimes are the CPU seconds (user + system) spent so far by the
-// portal, by every PostgreSQL process, and by this program (the load
-// generator), read together.
+// portal, by each PostgreSQL process (by PID), and by this program (the
+// load generator), read together.
 type cpuTimes struct {
-	portal, postgres, generator time.Duration
+	portal, generator time.Duration
+	postgres          map[int]time.Duration
+}
+
+// pgTotal is the CPU time of every PostgreSQL process together.
+func (c cpuTimes) pgTotal() time.Duration {
+	var t time.Duration
+	for _, d := range c.postgres {
+		t += d
+	}
+	return t
 }
 
 // clockTick is the unit of utime and stime in /proc/PID/stat: USER_HZ,
@@ -27,7 +37,7 @@ type cpuTimes struct {
 const clockTick = 10 * time.Millisecond
 
 func readCPU(portalPID int) (cpuTimes, error) {
-	var c cpuTimes
+	c := cpuTimes{postgres: map[int]time.Duration{}}
 	var err error
 	if c.portal, err = procCPU(portalPID); err != nil {
 		return c, err
@@ -40,7 +50,7 @@ func readCPU(portalPID int) (cpuTimes, error) {
 		}
 		pid, _ := strconv.Atoi(filepath.Base(d))
 		if t, err := procCPU(pid); err == nil {
-			c.postgres += t
+			c.postgres[pid] = t
 		}
 	}
 	var ru syscall.Rusage
@@ -51,8 +61,15 @@ func readCPU(portalPID int) (cpuTimes, error) {
 	return c, nil
 }
 
+// sub is what was spent from o to c. A PostgreSQL process that ended in
+// between is not counted (its time is gone with it); one that started
+// counts in full.
 func (c cpuTimes) sub(o cpuTimes) cpuTimes {
-	return cpuTimes{portal: c.portal - o.portal, postgres: c.postgres - o.postgres, generator: c.generator - o.generator}
+	d := cpuTimes{portal: c.portal - o.portal, generator: c.generator - o.generator, postgres: map[int]time.Duration{}}
+	for pid, t := range c.postgres {
+		d.postgres[pid] = t - o.postgres[pid]
+	}
+	return d
 }
 
 // procCPU reads a process's utime + stime.
@@ -219,7 +236,7 @@ func (w where) row() string {
 		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)/float64(max(1, w.requests)))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| %s | %s | %s | %s |", w.label, per(w.cpu.portal), per(w.cpu.postgres), per(w.cpu.generator))
+	fmt.Fprintf(&b, "| %s | %s | %s | %s |", w.label, per(w.cpu.portal), per(w.cpu.pgTotal()), per(w.cpu.generator))
 	for _, p := range parts {
 		fmt.Fprintf(&b, " %.0f%% |", 100*w.parts[p])
 	}
