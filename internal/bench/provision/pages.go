@@ -108,7 +108,7 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 	if err := vacuum(ctx, dbURL); err != nil {
 		return err
 	}
-	log.Info("vacuumed", "took", time.Since(start).Round(time.Second))
+	log.Info("vacuumed: ready to measure", "after", time.Since(start).Round(time.Second))
 	dev := http.Header{"X-Forwarded-User": {"bench-dev"}, "X-Forwarded-Preferred-Username": {"bench-dev"},
 		"X-Forwarded-Email": {"bench-dev@example.com"}, "X-Forwarded-Groups": {"paddock-devs,team-payments"}}
 	mgr := http.Header{"X-Forwarded-User": {"bench-mgr"}, "X-Forwarded-Preferred-Username": {"bench-mgr"},
