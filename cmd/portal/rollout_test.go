@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -64,16 +65,28 @@ func waitRollout(t *testing.T, base, tok string, id int64, limit time.Duration, 
 	return last
 }
 
+// rolloutFailure is how a rollout's test makes v2 of the template fail on
+// some VMs, and how it mends that.
+type rolloutFailure struct {
+	// v2, when set, changes v2 of the template beyond its new cloud-init.
+	v2 func(*store.TemplateSpec)
+	// failing are the VMs whose rebuild on v2 fails, all in batch batch.
+	failing []string
+	batch   int
+	// fix removes the cause, while the portal is down.
+	fix func()
+}
+
 // TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts rolls ten VMs
-// on the real test API server forward in batches of three. The rebuilt VM
-// of the fifth fails (its image cannot be pulled): the rollout pauses on it,
-// with the first batch done and nothing of the third and fourth touched.
-// The portal is killed while paused; a new one resumes after the cause is
-// fixed, is killed again mid-rollout, and a third finishes it. Every VM
-// ends on the new version, running, exactly one per request.
+// on the real test API server forward in batches of three, with the
+// Simulator playing virt-controller. The rebuilt VM of the fifth fails (the
+// Simulator fails its image's pull): the rollout pauses on it, with the
+// first batch done and nothing of the third and fourth touched. The portal
+// is killed while paused; a new one resumes after the cause is fixed, is
+// killed again mid-rollout, and a third finishes it. Every VM ends on the
+// new version, running, exactly one per request.
 func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	// The injected failure: the fifth VM, rebuilt on v2, cannot pull its image.
 	var broken atomic.Value
 	broken.Store("ro-04")
@@ -82,6 +95,36 @@ func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 			return vm.Name == broken.Load().(string) && vm.Labels[provision.LabelTemplateVersion] == "2"
 		}
 	})
+	rolloutPausesOnFailureAndSurvivesRestarts(t, f, rolloutFailure{
+		failing: []string{"ro-04"}, batch: 2,
+		fix: func() { broken.Store("") },
+	})
+}
+
+// TestRolloutOnRealVirtControllerWithNodeStandInsPausesOnFailureAndSurvivesRestarts
+// is the rollout above on the cluster with KubeVirt's own virt-controller
+// and kube-controller-manager (kubelet and virt-handler stood in for, no
+// Simulator), with a failure as a platform team meets it: v2 of the
+// template names an image tag not pushed to its registry yet, so the
+// first batch's rebuilt VMs cannot pull it (the stand-in node fails the
+// pull as containerd does, and virt-controller reports ErrImagePull) and
+// the rollout pauses there, every failure named, with nothing of the later
+// batches touched. While the portal is down the image is pushed; a new
+// portal resumes, is killed mid-rollout, and a third finishes it.
+func TestRolloutOnRealVirtControllerWithNodeStandInsPausesOnFailureAndSurvivesRestarts(t *testing.T) {
+	f := newControllersFixture(t, "rollout-vc")
+	env := controllersCluster(t)
+	const image = "quay.io/containerdisks/ubuntu:24.04-v2"
+	env.ImageNotPushed(image)
+	rolloutPausesOnFailureAndSurvivesRestarts(t, f, rolloutFailure{
+		v2:      func(spec *store.TemplateSpec) { spec.Image.ContainerDisk = image },
+		failing: []string{"ro-00", "ro-01", "ro-02"}, batch: 1,
+		fix: func() { env.ImagePushed(image) },
+	})
+}
+
+func rolloutPausesOnFailureAndSurvivesRestarts(t *testing.T, f *clusterFixture, fail rolloutFailure) {
+	ctx := context.Background()
 	ns, admin, pool, dbURL := f.ns, f.admin, f.pool, f.dbURL
 	st := store.New(pool)
 
@@ -110,6 +153,9 @@ func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	tpl.Spec.CloudInit += "\n# v2\n"
+	if fail.v2 != nil {
+		fail.v2(&tpl.Spec)
+	}
 	if v, _, err := st.PublishTemplate(ctx, tpl.Spec, nil); err != nil || v != 2 {
 		t.Fatalf("publish v2: %d %v", v, err)
 	}
@@ -122,35 +168,39 @@ func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// It pauses on ro-04, in batch 2.
+	// It pauses on the failing VMs, in their batch.
 	ro = waitRollout(t, p.base, plat, ro.ID, 3*time.Minute, "paused", func(r apiRollout) bool { return r.State == "paused" })
-	if !strings.Contains(ro.Reason, "ro-04") || ro.CurrentBatch != 2 {
-		t.Errorf("paused at batch %d: %q", ro.CurrentBatch, ro.Reason)
+	if ro.CurrentBatch != fail.batch {
+		t.Errorf("paused at batch %d, want %d: %q", ro.CurrentBatch, fail.batch, ro.Reason)
+	}
+	for _, name := range fail.failing {
+		if !strings.Contains(ro.Reason, name) {
+			t.Errorf("paused with %q, which does not name %s", ro.Reason, name)
+		}
 	}
 	for _, it := range ro.VMs {
 		switch {
-		case it.Batch == 1 && it.State != "done":
-			t.Errorf("%s (batch 1) is %s", it.Name, it.State)
-		case it.Name == "ro-04" && (it.State != "failed" || !strings.Contains(it.Reason, "image")):
-			t.Errorf("ro-04 is %s: %q", it.State, it.Reason)
-		case it.Batch >= 3 && (it.State != "pending" || it.Version != 1):
-			t.Errorf("%s (batch %d) was touched: %s v%d", it.Name, it.Batch, it.State, it.Version)
-		}
-	}
-	for name, uid := range oldUIDs {
-		if name < "ro-06" {
-			continue
-		}
-		vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil || string(vm.UID) != uid {
-			t.Errorf("%s was replaced while the rollout was paused on ro-04: %v", name, err)
+		case slices.Contains(fail.failing, it.Name):
+			if it.State != "failed" || !strings.Contains(it.Reason, "image") {
+				t.Errorf("%s is %s: %q", it.Name, it.State, it.Reason)
+			}
+		case it.Batch < fail.batch && it.State != "done":
+			t.Errorf("%s (batch %d) is %s", it.Name, it.Batch, it.State)
+		case it.Batch > fail.batch:
+			if it.State != "pending" || it.Version != 1 {
+				t.Errorf("%s (batch %d) was touched: %s v%d", it.Name, it.Batch, it.State, it.Version)
+			}
+			vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, it.Name, metav1.GetOptions{})
+			if err != nil || string(vm.UID) != oldUIDs[it.Name] {
+				t.Errorf("%s was replaced while the rollout was paused: %v", it.Name, err)
+			}
 		}
 	}
 
 	// The portal dies while paused; the cause is fixed; a new portal resumes.
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
-	broken.Store("")
+	fail.fix()
 	p2 := f.serve(t)
 	if status, b := call(t, p2.base, plat, "POST", fmt.Sprintf("/api/v1/rollouts/%d/resume", ro.ID), ""); status != 200 {
 		t.Fatalf("resume: %d %s", status, b)
@@ -181,7 +231,7 @@ func TestRolloutOnRealClusterPausesOnFailureAndSurvivesRestarts(t *testing.T) {
 	for name, id := range ids {
 		r := waitState(t, p3.base, dev, id, "running", 30*time.Second)
 		want := 1
-		if name == "ro-04" {
+		if slices.Contains(fail.failing, name) {
 			want = 2
 		}
 		var rebuilds int

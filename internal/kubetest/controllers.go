@@ -41,20 +41,26 @@ const VirtControllerUser = "system:serviceaccount:" + KubeVirtNamespace + ":kube
 
 // kcmControllers are the kube-controller-manager controllers KubeVirt relies
 // on: garbage collection (owner references, foreground deletion of a VM's
-// instance and a pool's members), namespace deletion, and the "default"
+// instance and a pool's members), namespace deletion, the "default"
 // ServiceAccount every namespace needs before the API server admits a pod
-// (virt-launcher pods included).
-const kcmControllers = "garbage-collector-controller,namespace-controller,serviceaccount-controller"
+// (virt-launcher pods included), and the PVC protection controller, which
+// lets a deleted PVC (a DataVolume's) go once no pod uses it: the API
+// server's StorageObjectInUseProtection admission puts its finalizer on
+// every PVC.
+const kcmControllers = "garbage-collector-controller,namespace-controller,serviceaccount-controller,persistentvolumeclaim-protection-controller"
 
 // Controllers makes Start also run kube-controller-manager (garbage
-// collection, namespaces, service accounts) and KubeVirt v1.8.0's own
-// virt-controller, with the rest of KubeVirt's CRDs, CDI's configuration
-// CRDs, a KubeVirt CR (software emulation on), virt-operator's RBAC for
-// virt-controller, and the node-level stand-ins (StandInNode,
+// collection, namespaces, service accounts, PVC protection) and KubeVirt
+// v1.8.0's own virt-controller, with the rest of KubeVirt's CRDs, CDI's
+// configuration CRDs, a KubeVirt CR (software emulation on), virt-operator's
+// RBAC for virt-controller, and the node-level stand-ins (StandInNode,
 // StandInVirtHandler) for one node named StandInNodeName, which fits pods
 // within StandInNodeAllocatable and cannot pull images from
-// UnresolvableRegistry. virt-controller is restarted whenever it exits (it
-// exits on purpose, e.g. when the DataVolume API appears or goes).
+// UnresolvableRegistry nor images named "broken" (standInPull), nor those
+// a test says are not pushed yet (ImageNotPushed).
+// virt-controller is restarted whenever it exits (it exits on purpose, e.g.
+// when the DataVolume API appears or goes). CDI's import is not run: a test
+// that needs one to finish or fail plays it with StandInCDIImporter.
 func Controllers() Option { return func(o *options) { o.controllers = true } }
 
 // controllerProc is a supervised child process: restarted when it exits,
@@ -200,9 +206,10 @@ func (e *Env) startControllers(ctx context.Context, verbose bool) error {
 	if err != nil {
 		return err
 	}
-	// The node pulls any image but those of UnresolvableRegistry: a test
-	// that wants a pull to fail names an image there.
-	e.standInNode = &StandInNode{Client: cs, NodeName: StandInNodeName, CannotPull: pullFromResolvableRegistries}
+	// The node pulls any image but those of UnresolvableRegistry, those
+	// named "broken" (standInPull) and those a test says are not pushed
+	// (ImageNotPushed).
+	e.standInNode = &StandInNode{Client: cs, NodeName: StandInNodeName, CannotPull: e.registries.pull}
 	if err := e.standInNode.Start(ctx); err != nil {
 		return err
 	}

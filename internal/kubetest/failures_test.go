@@ -224,7 +224,7 @@ func TestVirtControllerReportsImagePullFailuresWithKubeletStandIn(t *testing.T) 
 	image := UnresolvableRegistry + "/paddock/missing-disk:1"
 	vm := failureVM(t, e, c, ns, "no-image", failureTemplate(store.ImageSource{ContainerDisk: image}, nil), "nano")
 
-	pullErr := pullFromResolvableRegistries(image)
+	pullErr := standInPull(image)
 	if pullErr == nil {
 		t.Fatalf("the stand-in node pulls %s", image)
 	}

@@ -125,6 +125,7 @@ type Env struct {
 	virtControllerURL string
 	virtControllerCA  []byte
 	standInNode       *StandInNode
+	registries        standInRegistries
 	standInHandler    *StandInVirtHandler
 
 	// leftOut are the CRDs Start did not install (WithoutCDI,

@@ -83,22 +83,78 @@ func StandInNodeAllocatable() corev1.ResourceList {
 // node cannot.
 const UnresolvableRegistry = "registry.invalid"
 
-// pullFromResolvableRegistries is the container runtime's pull as the
-// Controllers option's stand-in node plays it: an image from
-// UnresolvableRegistry fails as containerd fails it when the registry's
-// name does not resolve; any other image "pulls".
-func pullFromResolvableRegistries(image string) error {
-	host, path, ok := strings.Cut(image, "/")
-	if !ok || host != UnresolvableRegistry {
-		return nil
+// standInRegistries are the registries as the Controllers option's stand-in
+// node sees them: every image is there except those standInPull refuses
+// and those a test has said are not pushed yet (Env.ImageNotPushed).
+type standInRegistries struct {
+	mu       sync.Mutex
+	unpushed map[string]bool // references, with kubelet's default tag
+}
+
+// pull is the node's pull: standInPull, and an image not pushed yet fails
+// as containerd fails an image its registry answers it does not have.
+func (r *standInRegistries) pull(image string) error {
+	if err := standInPull(image); err != nil {
+		return err
 	}
 	ref := withDefaultTag(image)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.unpushed[ref] {
+		return notFound(ref)
+	}
+	return nil
+}
+
+// ImageNotPushed makes the Controllers option's stand-in node fail to pull
+// image, as its registry answered it does not have it (a template
+// published before its image was pushed), until ImagePushed.
+func (e *Env) ImageNotPushed(image string) {
+	e.registries.mu.Lock()
+	defer e.registries.mu.Unlock()
+	if e.registries.unpushed == nil {
+		e.registries.unpushed = map[string]bool{}
+	}
+	e.registries.unpushed[withDefaultTag(image)] = true
+}
+
+// ImagePushed undoes ImageNotPushed: pulls of image succeed from now on.
+// Kubelet's periodic retry of a pod already backing off is not played:
+// such a pod pulls again only when it next changes.
+func (e *Env) ImagePushed(image string) {
+	e.registries.mu.Lock()
+	defer e.registries.mu.Unlock()
+	delete(e.registries.unpushed, withDefaultTag(image))
+}
+
+// notFound is containerd's error, as kubelet reports it, for an image
+// reference its registry answers it does not have.
+func notFound(ref string) error {
+	return fmt.Errorf("rpc error: code = NotFound desc = failed to pull and unpack image %q: failed to resolve reference %q: %s: not found", ref, ref, ref)
+}
+
+// standInPull is the container runtime's pull as the Controllers option's
+// stand-in node plays it: an image from UnresolvableRegistry fails as
+// containerd fails it when the registry's name does not resolve; an image
+// whose repository name has "broken" in it (the failure demo template's
+// quay.io/example/broken-image, as the Simulator has it) fails as
+// containerd fails an image its registry answers it does not have; any
+// other image "pulls".
+func standInPull(image string) error {
+	ref := withDefaultTag(image)
+	host, path, ok := strings.Cut(image, "/")
 	name, tag := path, "latest"
 	if i := strings.LastIndex(path, ":"); i >= 0 {
 		name, tag = path[:i], path[i+1:]
 	}
-	return fmt.Errorf("rpc error: code = Unknown desc = failed to pull and unpack image %q: failed to resolve reference %q: "+
-		"failed to do request: Head \"https://%s/v2/%s/manifests/%s\": dial tcp: lookup %s: no such host", ref, ref, host, name, tag, host)
+	switch {
+	case ok && host == UnresolvableRegistry:
+		return fmt.Errorf("rpc error: code = Unknown desc = failed to pull and unpack image %q: failed to resolve reference %q: "+
+			"failed to do request: Head \"https://%s/v2/%s/manifests/%s\": dial tcp: lookup %s: no such host", ref, ref, host, name, tag, host)
+	case strings.Contains(name, "broken"):
+		return notFound(ref)
+	}
+	return nil
 }
 
 // withDefaultTag is kubelet's applyDefaultImageTag: an image named without

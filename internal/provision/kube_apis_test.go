@@ -45,7 +45,7 @@ func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
 	if err != nil {
 		t.Fatalf("test cluster: %v", err)
 	}
-	t.Cleanup(func() { _ = env.Stop() })
+	stopKeepingAudit(t, env)
 	if err := env.ApplyPaddockRBAC(ctx, provisionerUser); err != nil {
 		t.Fatal(err)
 	}
@@ -226,4 +226,160 @@ func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
 	if lacks := w.Lacks(specs["fedora"], true); lacks != nil {
 		t.Errorf("everything installed, yet a fedora pool lacks %v", lacks)
 	}
+}
+
+// TestKubeClusterWithoutCDIOnRealVirtControllerWithNodeAndImporterStandIns
+// runs the provisioner on a cluster of its own with KubeVirt v1.8.0's own
+// virt-controller and kube-controller-manager but no CDI DataVolume API, as
+// on the many KubeVirt clusters with containerDisk images only, then
+// installs CDI's CRDs while everything runs. KubeVirt v1.8 always serves
+// the pool API, so a cluster without pools is an older KubeVirt, which
+// virt-controller v1.8 cannot play: that combination is tested with the
+// Simulator above. Stood in for: kubelet and virt-handler, and CDI's import
+// (kubetest.StandInCDIImporter).
+//
+// Without CDI the watcher syncs with the informers that can work; a
+// containerDisk VM and a pool run on KubeVirt's controllers; templates that
+// import or clone a disk are refused naming CDI, and one submitted without
+// that check fails with the same sentence and creates nothing. Once CDI's
+// CRDs are installed, virt-controller exits on purpose and is started
+// again with its DataVolume informers, the running watcher starts watching
+// DataVolumes, and an import template runs: virt-controller makes the
+// DataVolume, the import stand-in finishes it, KubeVirt starts the VM.
+func TestKubeClusterWithoutCDIOnRealVirtControllerWithNodeAndImporterStandIns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kube-apiserver and KubeVirt's controllers (run without -short)")
+	}
+	t.Parallel()
+	kubeMu.Lock()
+	t.Cleanup(kubeMu.Unlock)
+	ctx := context.Background()
+	env, err := kubetest.Start(ctx, kubetest.Controllers(), kubetest.WithoutCDI())
+	if err != nil {
+		t.Fatalf("test cluster with KubeVirt's controllers, without CDI: %v", err)
+	}
+	stopKeepingAudit(t, env)
+	if err := env.ApplyPaddockRBAC(ctx, provisionerUser); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := provision.NewKubernetesCluster(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	ns := controllersNamespace(t, hctx, env, admin, "nocdi")
+	cfg, err := env.ConfigFor(provisionerUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := provision.NewKubernetesCluster(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.Timeout = 3 * time.Second
+	st := store.New(testdb.New(t))
+	h := startHarnessConfigured(t, hctx, st, cluster, ns, ns, func(w *provision.Watcher) {
+		w.Discovery = 200 * time.Millisecond
+	})
+	h.limit = 2 * time.Minute
+	specs := map[string]store.TemplateSpec{}
+	all, err := templatefile.Read(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range all {
+		specs[s.Name] = s
+	}
+	submit := func(template, name string, replicas int) (store.Request, *store.ValidationError) {
+		t.Helper()
+		r, err := h.st.SubmitRequest(h.ctx, store.NewRequest{TeamID: h.team.ID, Requester: h.dev, Template: template,
+			Size: specs[template].Sizes[0].Name, Name: name, SSHPublicKey: sshKey, LeaseDays: 3, Replicas: replicas,
+			ClusterLacks: h.watcher.Lacks})
+		var verr *store.ValidationError
+		if errors.As(err, &verr) {
+			return r, verr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, nil
+	}
+	noCDI := "This cluster has no CDI (Containerized Data Importer), which template fedora needs to import its disk"
+	noClone := "This cluster has no CDI (Containerized Data Importer), which template centos-stream9 needs to clone its disk"
+	refused := func(template string, want string) {
+		t.Helper()
+		_, verr := submit(template, "refused", 0)
+		if got := verr.For("template"); !strings.Contains(got, want) {
+			t.Errorf("%s: %q (all: %v), want %q", template, got, verr, want)
+		}
+	}
+
+	// KubeVirt v1.8 without CDI.
+	waitFor(t, 30*time.Second, "the watcher syncs without DataVolumes", func() error {
+		if !h.watcher.Synced() {
+			return errors.New("not synced")
+		}
+		return nil
+	})
+	if got, want := h.watcher.APIs(), (provision.APIs{Known: true, Pools: true}); got != want {
+		t.Errorf("KubeVirt without CDI: APIs %+v, want %+v", got, want)
+	}
+	vm, verr := submit("cirros", "alone", 0)
+	if verr != nil {
+		t.Fatalf("a containerDisk VM was refused: %v", verr)
+	}
+	pool, verr := submit("cirros", "workers", 2)
+	if verr != nil {
+		t.Fatalf("a pool was refused: %v", verr)
+	}
+	h.wait(vm.ID, store.StateRunning, hasIP)
+	h.wait(pool.ID, store.StateRunning, poolReady(2))
+	refused("fedora", noCDI)
+	refused("centos-stream9", noClone)
+	early := h.submit("fedora", "small", "early")
+	if got := h.wait(early.ID, store.StateFailed, nil).StateReason; !strings.Contains(got, noCDI) {
+		t.Errorf("fedora submitted without the check: %q", got)
+	}
+	if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "early", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a VM was made for a template the cluster cannot run: %v", err)
+	}
+
+	// + CDI: virt-controller restarts with its DataVolume informers; the
+	// running watcher watches DataVolumes.
+	starts := env.VirtControllerStarts()
+	if err := env.InstallCRDs(ctx, kubetest.GroupCDI); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the running watcher finds DataVolumes served", func() error {
+		if !h.watcher.APIs().DataVolumes {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	waitFor(t, 2*time.Minute, "virt-controller started again once the DataVolume API is there", func() error {
+		if got := env.VirtControllerStarts(); got <= starts {
+			return errors.New("not restarted yet")
+		}
+		return nil
+	})
+	r, verr := submit("fedora", "imported", 0)
+	if verr != nil {
+		t.Fatalf("a DataVolume template refused once CDI is installed: %v", verr)
+	}
+	dvName := provision.DataVolumeName("imported")
+	waitFor(t, 2*time.Minute, "virt-controller's DataVolume for the root disk", func() error {
+		_, err := admin.CDI.CdiV1beta1().DataVolumes(ns).Get(ctx, dvName, metav1.GetOptions{})
+		return err
+	})
+	importer := &kubetest.StandInCDIImporter{Client: admin.CDI, Kube: admin.Kube}
+	if err := importer.ImportSucceeded(ctx, ns, dvName); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(r.ID, store.StateRunning, hasIP)
+	if got := env.VirtControllerStarts(); got != starts+1 {
+		t.Logf("virt-controller started %d times (%d before CDI)", got, starts)
+	}
+	// The early fedora request is the one warned about.
+	noWarnings(t, h, "provisioning failed for good: the cluster lacks an API")
 }

@@ -1,7 +1,9 @@
 package provision_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
+	"paddock/internal/guestconsole"
 	"paddock/internal/kubetest"
 	"paddock/internal/provision"
 	"paddock/internal/store"
@@ -144,6 +147,113 @@ func TestKubeJourneyOnRealVirtControllerWithNodeStandIns(t *testing.T) {
 			return fmt.Errorf("VM still there (%v)", err)
 		}
 		if _, err := vmis.Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("instance still there (%v)", err)
+		}
+		pods, err := admin.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) != 0 {
+			return fmt.Errorf("%d pods left, first %s", len(pods.Items), pods.Items[0].Name)
+		}
+		return nil
+	})
+	noWarnings(t, h)
+}
+
+// TestKubeImportJourneyOnRealVirtControllerWithNodeAndImporterStandIns:
+// the journey of a VM whose root disk CDI imports (fedora), as the shipped
+// RBAC's user, on the cluster with KubeVirt's own virt-controller and
+// kube-controller-manager. Real: the API server and admission,
+// virt-controller (the DataVolume made from the VM's template, the
+// instance, the launcher pod with the volume, every status), the garbage
+// collector and PVC protection. Stood in for: kubelet and virt-handler, and
+// CDI's import (kubetest.StandInCDIImporter), which makes the PVC and marks
+// the DataVolume Succeeded when the test says the import is done.
+//
+// While the import has not finished the request is provisioning and
+// virt-controller shows the VM Provisioning; once it has, the request
+// becomes running with the instance's IP; stop and start work; the events
+// are readable as the provisioner; delete takes the VM, and the garbage
+// collector its DataVolume, PVC, instance and pod.
+func TestKubeImportJourneyOnRealVirtControllerWithNodeAndImporterStandIns(t *testing.T) {
+	h, ns, admin := newControllersHarness(t, "import")
+	ctx := h.ctx
+	dvName := provision.DataVolumeName("web-1")
+	importer := &kubetest.StandInCDIImporter{Client: admin.CDI, Kube: admin.Kube}
+
+	r := h.submit("fedora", "small", "web-1")
+	waitFor(t, time.Minute, "virt-controller's DataVolume, and the VM Provisioning", func() error {
+		dv, err := admin.CDI.CdiV1beta1().DataVolumes(ns).Get(ctx, dvName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ctrl := metav1.GetControllerOf(dv); ctrl == nil || ctrl.Kind != "VirtualMachine" || ctrl.Name != "web-1" {
+			return fmt.Errorf("DataVolume's controller %v, want the VM", ctrl)
+		}
+		vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "web-1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if vm.Status.PrintableStatus != "Provisioning" {
+			return fmt.Errorf("VM %q", vm.Status.PrintableStatus)
+		}
+		return nil
+	})
+	if got, err := h.st.Request(ctx, r.ID); err != nil || got.State != store.StateProvisioning {
+		t.Errorf("while the import runs the request is %s (%v), want provisioning", got.State, err)
+	}
+	if err := importer.ImportSucceeded(ctx, ns, dvName); err != nil {
+		t.Fatal(err)
+	}
+	r = h.wait(r.ID, store.StateRunning, hasIP)
+	vmi, err := admin.Virt.KubevirtV1().VirtualMachineInstances(ns).Get(ctx, "web-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vmi.Status.Interfaces) == 0 || r.VM.IP != vmi.Status.Interfaces[0].IP {
+		t.Errorf("request shows IP %s; the instance has %v", r.VM.IP, vmi.Status.Interfaces)
+	}
+	claimed := false
+	for _, v := range vmi.Spec.Volumes {
+		claimed = claimed || v.DataVolume != nil && v.DataVolume.Name == dvName
+	}
+	if !claimed {
+		t.Errorf("the instance's volumes %+v do not use DataVolume %s", vmi.Spec.Volumes, dvName)
+	}
+
+	act := func(a store.Action, want store.State, extra func(store.Request) bool) {
+		t.Helper()
+		if err := h.st.RequestAction(ctx, r.ID, a, store.UserActor(h.dev)); err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		h.wait(r.ID, want, extra)
+	}
+	act(store.ActionStop, store.StateStopped, nil)
+	act(store.ActionStart, store.StateRunning, hasIP)
+	evs, err := h.cluster.RecentEvents(ctx, ns, "web-1", 20)
+	if err != nil || len(evs) == 0 {
+		t.Errorf("virt-controller's events as the provisioner: %v (%d)", err, len(evs))
+	}
+
+	act(store.ActionDelete, store.StateDeleted, nil)
+	waitFor(t, 2*time.Minute, "VM, DataVolume, PVC, instance and launcher pod gone", func() error {
+		if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("VM still there (%v)", err)
+		}
+		// As the provisioner: what its RBAC lets it list is what a user of
+		// Paddock's cluster view would see.
+		dvs, err := h.cluster.CDI.CdiV1beta1().DataVolumes(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(dvs.Items) != 0 {
+			return fmt.Errorf("%d DataVolumes left", len(dvs.Items))
+		}
+		if _, err := admin.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, dvName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("PVC still there (%v)", err)
+		}
+		if _, err := admin.Virt.KubevirtV1().VirtualMachineInstances(ns).Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("instance still there (%v)", err)
 		}
 		pods, err := admin.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
@@ -321,24 +431,22 @@ func newControllersHarness(t *testing.T, prefix string) (*harness, string, *prov
 // connecting through cfg (the RBAC-bound user's when nil).
 func newControllersHarnessWith(t *testing.T, prefix string, cfg *rest.Config) (*harness, string, *provision.Cluster) {
 	t.Helper()
+	return newControllersHarnessOn(t, prefix, cfg, false)
+}
+
+// newControllersHarnessOn is newControllersHarnessWith with the watcher
+// watching every namespace, as in production, when all is true (the
+// team's namespace only otherwise).
+func newControllersHarnessOn(t *testing.T, prefix string, cfg *rest.Config, all bool) (*harness, string, *provision.Cluster) {
+	t.Helper()
 	env := controllersCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ns, err := env.CreateNamespace(ctx, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
 	admin, err := provision.NewKubernetesCluster(env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The API server admits a pod (virt-launcher's too) only once the
-	// namespace's default ServiceAccount exists; kube-controller-manager
-	// makes it.
-	waitFor(t, time.Minute, "the namespace's default ServiceAccount", func() error {
-		_, err := admin.Kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err
-	})
+	ns := controllersNamespace(t, ctx, env, admin, prefix)
 	if cfg == nil {
 		if cfg, err = env.ConfigFor(provisionerUser); err != nil {
 			t.Fatal(err)
@@ -349,9 +457,30 @@ func newControllersHarnessWith(t *testing.T, prefix string, cfg *rest.Config) (*
 		t.Fatal(err)
 	}
 	cluster.Timeout = 3 * time.Second // as newKubeHarness's
-	h := startHarnessWatching(t, ctx, store.New(testdb.New(t)), cluster, ns, ns)
+	watchNS := ns
+	if all {
+		watchNS = metav1.NamespaceAll
+	}
+	h := startHarnessWatching(t, ctx, store.New(testdb.New(t)), cluster, ns, watchNS)
 	h.limit = 2 * time.Minute
 	return h, ns, admin
+}
+
+// controllersNamespace makes a fresh namespace on the cluster with
+// KubeVirt's controllers and waits until it can hold pods: the API server
+// admits a pod (virt-launcher's too) only once the namespace's default
+// ServiceAccount exists, which kube-controller-manager makes.
+func controllersNamespace(t *testing.T, ctx context.Context, env *kubetest.Env, admin *provision.Cluster, prefix string) string {
+	t.Helper()
+	ns, err := env.CreateNamespace(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the namespace's default ServiceAccount", func() error {
+		_, err := admin.Kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	return ns
 }
 
 // noWarnings fails the test for each thing the provisioner logged at Warn
@@ -384,15 +513,18 @@ func waitFor(t *testing.T, limit time.Duration, what string, check func() error)
 	}
 }
 
-// TestKubeDriftOwnershipAndRebuildOnRealVirtControllerWithNodeStandIns, on
-// the cluster with KubeVirt's controllers (kubelet and virt-handler stood
-// in for, no Simulator): a name taken by a VM Paddock did not make fails
-// the request, naming it; a VM stopped behind Paddock's back (virt-controller
+// TestKubeFailureDriftOwnershipAndRebuildOnRealVirtControllerWithNodeStandIns,
+// on the cluster with KubeVirt's controllers (kubelet and virt-handler stood
+// in for, no Simulator): the failure demo template (an image its registry
+// does not have; the stand-in node fails the pull as containerd does, and
+// virt-controller reports ErrImagePull from the pod) fails the request,
+// saying the image could not be pulled; a name taken by a VM Paddock did
+// not make fails the request, naming it; a VM stopped behind Paddock's back (virt-controller
 // takes its instance away) is recorded as drift and the request stopped,
 // started again behind its back the request wants it running; a rebuild
 // replaces the VM (new UID) and KubeVirt runs the new one with an IP; the
 // VM deleted behind Paddock's back ends the request as drift.
-func TestKubeDriftOwnershipAndRebuildOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+func TestKubeFailureDriftOwnershipAndRebuildOnRealVirtControllerWithNodeStandIns(t *testing.T) {
 	h, ns, admin := newControllersHarness(t, "drift")
 	vms := admin.Virt.KubevirtV1().VirtualMachines(ns)
 
@@ -408,8 +540,16 @@ func TestKubeDriftOwnershipAndRebuildOnRealVirtControllerWithNodeStandIns(t *tes
 	if _, err := vms.Create(h.ctx, foreign, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	broken := h.submit("broken-demo", "nano", "broken")
 	taken := h.submit("cirros", "micro", "taken")
 	drift := h.submit("cirros", "nano", "drifter")
+	b := h.wait(broken.ID, store.StateFailed, nil)
+	if !strings.Contains(b.StateReason, "could not be pulled") || !strings.Contains(b.VM.Message, "broken-image:latest: not found") {
+		t.Errorf("broken: reason %q, VM message %q", b.StateReason, b.VM.Message)
+	}
+	if b.VM.Status != "ErrImagePull" && b.VM.Status != "ImagePullBackOff" {
+		t.Errorf("broken: virt-controller's status as recorded %q, want ErrImagePull or ImagePullBackOff", b.VM.Status)
+	}
 	if tk := h.wait(taken.ID, store.StateFailed, nil); !strings.Contains(tk.StateReason, "not created by Paddock") {
 		t.Errorf("taken: %q", tk.StateReason)
 	}
@@ -490,4 +630,68 @@ func TestKubeStuckImportFailsAfterDeadlineOnRealVirtControllerWithNodeStandIns(t
 	if err != nil || vm.Status.PrintableStatus != "Provisioning" {
 		t.Errorf("virt-controller shows the VM %q (%v), want Provisioning", vm.Status.PrintableStatus, err)
 	}
+}
+
+// TestKubeConsoleOnRealVirtControllerWithNodeAndVirtAPIStandIns: the
+// consoles of a request's VM whose instance KubeVirt's virt-controller made
+// (kubelet and virt-handler stood in for), opened as the RBAC-bound
+// provisioner through the API server's aggregator to the stand-in for
+// virt-api's console subresources (kubetest.ServeConsoles), whose RFB
+// server and login prompt play the guest. The VNC screen, the serial login
+// and the screenshot come through; once the developer stops the VM,
+// virt-controller deletes the instance and Paddock says the VM is not
+// running instead of opening anything.
+func TestKubeConsoleOnRealVirtControllerWithNodeAndVirtAPIStandIns(t *testing.T) {
+	h, ns, _ := newControllersHarness(t, "console")
+	standIn, err := controllersCluster(t).ServeConsoles(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standIn.Kill()
+	r := h.submit("cirros", "nano", "vm-1")
+	h.wait(r.ID, store.StateRunning, hasIP)
+
+	vnc, err := h.cluster.OpenConsole(h.ctx, ns, "vm-1", provision.ConsoleVNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := guestconsole.Dial(vnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if px, err := v.Frame(5, 5); err != nil || v.Name != "vm-1" || px != kubetest.ConsoleColour {
+		t.Errorf("VNC of vm-1: desktop %q, pixel %v, %v; want vm-1 and %v", v.Name, px, err, kubetest.ConsoleColour)
+	}
+	vnc.Close()
+	serial, err := h.cluster.OpenConsole(h.ctx, ns, "vm-1", provision.ConsoleSerial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bufio.NewReader(serial), "vm-1 login: ")
+	serial.Close()
+	png, err := h.cluster.Screenshot(h.ctx, ns, "vm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkScreenshot(t, png, 320, 200, kubetest.ConsoleColour)
+
+	if err := h.st.RequestAction(h.ctx, r.ID, store.ActionStop, store.UserActor(h.dev)); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(r.ID, store.StateStopped, nil)
+	waitFor(t, time.Minute, "the console of the stopped VM refused as not running", func() error {
+		c, err := h.cluster.OpenConsole(h.ctx, ns, "vm-1", provision.ConsoleVNC)
+		if err == nil {
+			c.Close()
+			return errors.New("opened")
+		}
+		if !errors.Is(err, provision.ErrNotRunning) {
+			return fmt.Errorf("%w, want ErrNotRunning", err)
+		}
+		return nil
+	})
+	if sessions := standIn.Sessions(); sessions != 2 {
+		t.Errorf("the stand-in served %d console sessions, want 2", sessions)
+	}
+	noWarnings(t, h)
 }

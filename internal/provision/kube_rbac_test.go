@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,15 +75,60 @@ func wholePackage() bool {
 	return !testing.Short()
 }
 
+// audits are the calls the provisioner's test users made on every test
+// cluster read so far (keepAudit), per user.
+var (
+	auditsMu sync.Mutex
+	audits   = map[string]map[kubetest.APICall]kubetest.Audited{}
+)
+
+// keepAudit adds the calls the provisioner's test users made on env, from
+// its audit log, to audits: for the shared clusters at the end of the
+// package, and for a cluster of one test before the test stops it
+// (stopKeepingAudit).
+func keepAudit(env *kubetest.Env) error {
+	auditsMu.Lock()
+	defer auditsMu.Unlock()
+	for _, user := range []string{provisionerUser, namespaceCreator} {
+		used, err := env.AuditedCalls(user)
+		if err != nil {
+			return err
+		}
+		if audits[user] == nil {
+			audits[user] = map[kubetest.APICall]kubetest.Audited{}
+		}
+		for c, a := range used {
+			sum := audits[user][c]
+			sum.Allowed += a.Allowed
+			sum.Forbidden += a.Forbidden
+			audits[user][c] = sum
+		}
+	}
+	return nil
+}
+
+// stopKeepingAudit is t.Cleanup's stop of a cluster of the test's own,
+// which first keeps its audit log's calls for rbacMatchesAudit.
+func stopKeepingAudit(t *testing.T, env *kubetest.Env) {
+	t.Cleanup(func() {
+		if err := keepAudit(env); err != nil {
+			t.Errorf("audit log: %v", err)
+		}
+		_ = env.Stop()
+	})
+}
+
 // rbacMatchesAudit holds the shipped RBAC against the requests the
-// provisioner's test users made across the real-cluster tests, as the API
-// server's audit log recorded them: deploy/rbac.yaml must grant every kind
-// of request the provisioner user made and nothing it did not make, and
-// deploy/rbac-create-namespaces.yaml exactly what the user holding both
-// made beyond deploy/rbac.yaml.
-func rbacMatchesAudit(env *kubetest.Env) error {
+// provisioner's test users made across the real-cluster tests, on every
+// cluster they ran on (the shared one with the Simulator, the one with
+// KubeVirt's controllers, and those of single tests), as the API servers'
+// audit logs recorded them (keepAudit): deploy/rbac.yaml must grant every
+// kind of request the provisioner user made and nothing it did not make,
+// and deploy/rbac-create-namespaces.yaml exactly what the user holding
+// both made beyond deploy/rbac.yaml.
+func rbacMatchesAudit(repoRoot string) error {
 	granted := func(file string) (map[kubetest.APICall]bool, error) {
-		b, err := os.ReadFile(filepath.Join(env.RepoRoot, file))
+		b, err := os.ReadFile(filepath.Join(repoRoot, file))
 		if err != nil {
 			return nil, err
 		}
@@ -95,17 +142,12 @@ func rbacMatchesAudit(env *kubetest.Env) error {
 	if err != nil {
 		return err
 	}
-	used, err := env.AuditedCalls(provisionerUser)
-	if err != nil {
-		return err
-	}
-	if err := kubetest.CompareGrants(base, used); err != nil {
+	auditsMu.Lock()
+	defer auditsMu.Unlock()
+	if err := kubetest.CompareGrants(base, audits[provisionerUser]); err != nil {
 		return fmt.Errorf("%s, as %s:\n%w", kubetest.RBACFile, provisionerUser, err)
 	}
-	used, err = env.AuditedCalls(namespaceCreator)
-	if err != nil {
-		return err
-	}
+	used := maps.Clone(audits[namespaceCreator])
 	for c, a := range used {
 		if base[c] && a.Forbidden == 0 {
 			delete(used, c)

@@ -45,13 +45,21 @@ const provisionerUser = "paddock-provisioner-test"
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if kubeEnv != nil {
-		if wholePackage() {
-			if err := rbacMatchesAudit(kubeEnv); err != nil {
-				fmt.Fprintf(os.Stderr, "--- FAIL: RBAC against the audit log of the real-cluster tests\n%v\n", err)
-				code = 1
+	if kubeEnv != nil && wholePackage() {
+		for _, env := range []*kubetest.Env{kubeEnv, ctrlEnv} {
+			if env != nil {
+				if err := keepAudit(env); err != nil {
+					fmt.Fprintf(os.Stderr, "--- FAIL: reading a test cluster's audit log: %v\n", err)
+					code = 1
+				}
 			}
 		}
+		if err := rbacMatchesAudit(kubeEnv.RepoRoot); err != nil {
+			fmt.Fprintf(os.Stderr, "--- FAIL: RBAC against the audit logs of the real-cluster tests\n%v\n", err)
+			code = 1
+		}
+	}
+	if kubeEnv != nil {
 		_ = kubeEnv.Stop()
 	}
 	if ctrlEnv != nil {

@@ -19,9 +19,12 @@ import (
 )
 
 // These tests run on the real kube-apiserver with KubeVirt's CRDs and
-// admission webhooks, as the provisioner's RBAC-limited user; the status of
-// every VM, the request's and the decoys', is written by the Simulator
-// standing in for virt-controller (see kube_test.go), not by KubeVirt.
+// admission webhooks, as the provisioner's RBAC-limited user, each twice:
+// once with the status of every VM, the request's and the decoys', written
+// by the Simulator standing in for virt-controller (see kube_test.go), and
+// once, "OnRealVirtControllerWithNodeStandIns", on the cluster with
+// KubeVirt's own virt-controller and kube-controller-manager, where
+// KubeVirt runs the decoys too (kubelet and virt-handler stood in for).
 
 // TestKubeWatcherIgnoresCopiesOfARequestsLabel: anyone who may create a VM
 // may copy Paddock's labels onto it. With the watcher watching every
@@ -42,6 +45,25 @@ func TestKubeWatcherIgnoresCopiesOfARequestsLabel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	copiesOfARequestsLabel(t, h, admin, ns, other, false)
+}
+
+// TestKubeWatcherIgnoresCopiesOfARequestsLabelOnRealVirtControllerWithNodeStandIns
+// is TestKubeWatcherIgnoresCopiesOfARequestsLabel on the cluster with
+// KubeVirt's controllers: virt-controller runs and stops the copies in
+// both namespaces (their instances and launcher pods carry the copied
+// labels too), and the garbage collector removes what they leave.
+func TestKubeWatcherIgnoresCopiesOfARequestsLabelOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	h, ns, admin := newControllersHarnessOn(t, "watch", nil, true)
+	other := controllersNamespace(t, h.ctx, controllersCluster(t), admin, "decoy")
+	copiesOfARequestsLabel(t, h, admin, ns, other, true)
+}
+
+// copiesOfARequestsLabel is the body of the tests above; controllers says
+// KubeVirt's virt-controller runs in every namespace (with the Simulator,
+// only the request's namespace has a controller, and the test plays it in
+// the other).
+func copiesOfARequestsLabel(t *testing.T, h *harness, admin *provision.Cluster, ns, other string, controllers bool) {
 	r := h.submit("cirros", "nano", "web-1")
 	r = h.wait(r.ID, store.StateRunning, hasIP)
 	before := len(h.events(r.ID))
@@ -65,7 +87,8 @@ func TestKubeWatcherIgnoresCopiesOfARequestsLabel(t *testing.T) {
 	}
 
 	// In another namespace, under the request's name: running, stopped,
-	// deleted (no controller runs there: the test plays it, as admin).
+	// deleted (with the Simulator no controller runs there: the test plays
+	// it, as admin).
 	spec := templateNamed(t, "cirros")
 	decoy := renderFor(t, spec, r, other, "web-1")
 	since := time.Now()
@@ -73,8 +96,12 @@ func TestKubeWatcherIgnoresCopiesOfARequestsLabel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setVMStatus(t, h, admin, created, virtv1.VirtualMachineStatusRunning)
-	runInstance(t, h, admin, created, "10.99.0.1")
+	if controllers {
+		waitVMStatus(t, h, admin, other, "web-1", virtv1.VirtualMachineStatusRunning)
+	} else {
+		setVMStatus(t, h, admin, created, virtv1.VirtualMachineStatusRunning)
+		runInstance(t, h, admin, created, "10.99.0.1")
+	}
 	ignored(other, "web-1", since, "a copy in another namespace runs")
 
 	since = time.Now()
@@ -82,14 +109,18 @@ func TestKubeWatcherIgnoresCopiesOfARequestsLabel(t *testing.T) {
 	if _, err := admin.Virt.KubevirtV1().VirtualMachines(other).Patch(h.ctx, "web-1", types.MergePatchType, []byte(halted), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.Virt.KubevirtV1().VirtualMachineInstances(other).Delete(h.ctx, "web-1", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
+	if controllers {
+		waitVMStatus(t, h, admin, other, "web-1", virtv1.VirtualMachineStatusStopped)
+	} else {
+		if err := admin.Virt.KubevirtV1().VirtualMachineInstances(other).Delete(h.ctx, "web-1", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := admin.Virt.KubevirtV1().VirtualMachines(other).Get(h.ctx, "web-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		setVMStatus(t, h, admin, got, virtv1.VirtualMachineStatusStopped)
 	}
-	got, err := admin.Virt.KubevirtV1().VirtualMachines(other).Get(h.ctx, "web-1", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	setVMStatus(t, h, admin, got, virtv1.VirtualMachineStatusStopped)
 	ignored(other, "web-1", since, "the copy in another namespace stops")
 
 	since = time.Now()
@@ -98,8 +129,9 @@ func TestKubeWatcherIgnoresCopiesOfARequestsLabel(t *testing.T) {
 	}
 	ignored(other, "web-1", since, "the copy in another namespace is deleted")
 
-	// In the request's namespace under another name: the stand-in for
-	// virt-controller runs it like any VM, and gives it its own IP.
+	// In the request's namespace under another name: virt-controller, or
+	// the Simulator standing in for it, runs it like any VM, and it gets
+	// its own IP.
 	copyVM := renderFor(t, spec, r, ns, "web-1-copy")
 	since = time.Now()
 	if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Create(h.ctx, copyVM, metav1.CreateOptions{}); err != nil {
@@ -152,6 +184,22 @@ func TestKubeWatcherIgnoresCopiesOfAPoolsLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	copiesOfAPoolsLabels(t, h, admin, ns, other)
+}
+
+// TestKubeWatcherIgnoresCopiesOfAPoolsLabelsOnRealVirtControllerWithNodeStandIns
+// is TestKubeWatcherIgnoresCopiesOfAPoolsLabels on the cluster with
+// KubeVirt's controllers: virt-controller runs the hand-made VM, and its
+// pool controller makes the copied pool's members in the other namespace,
+// which the garbage collector removes with it.
+func TestKubeWatcherIgnoresCopiesOfAPoolsLabelsOnRealVirtControllerWithNodeStandIns(t *testing.T) {
+	h, ns, admin := newControllersHarnessOn(t, "watchpool", nil, true)
+	other := controllersNamespace(t, h.ctx, controllersCluster(t), admin, "decoy")
+	copiesOfAPoolsLabels(t, h, admin, ns, other)
+}
+
+// copiesOfAPoolsLabels is the body of the tests above.
+func copiesOfAPoolsLabels(t *testing.T, h *harness, admin *provision.Cluster, ns, other string) {
 	r := h.submitPool("cirros", "nano", "workers", 2)
 	r = h.wait(r.ID, store.StateRunning, poolReady(2))
 	before := len(h.events(r.ID))
@@ -182,7 +230,8 @@ func TestKubeWatcherIgnoresCopiesOfAPoolsLabels(t *testing.T) {
 	}
 	spec := templateNamed(t, "cirros")
 
-	// A VM with the pool's labels but no owner: the stand-in runs it.
+	// A VM with the pool's labels but no owner: virt-controller, or the
+	// Simulator standing in for it, runs it.
 	member := renderFor(t, spec, r, ns, "workers-7")
 	member.Labels[provision.LabelPool] = "workers"
 	member.Spec.Template.ObjectMeta.Labels[provision.LabelPool] = "workers"
@@ -308,7 +357,7 @@ func runInstance(t *testing.T, h *harness, admin *provision.Cluster, vm *virtv1.
 // waitVMStatus waits until VM ns/name shows status st.
 func waitVMStatus(t *testing.T, h *harness, admin *provision.Cluster, ns, name string, st virtv1.VirtualMachinePrintableStatus) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		vm, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(h.ctx, name, metav1.GetOptions{})
 		if err == nil && vm.Status.PrintableStatus == st {
