@@ -115,8 +115,17 @@ func frontDoor(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL st
 	if err != nil {
 		return err
 	}
-	log.Info("front door: bare client-go create loop", "vms", o.frontN, "goroutines", o.frontClients, "load", loadavg())
+	quietLoop, quietBeforeLoop, err := waitQuiet(ctx, 5*time.Minute)
+	if err != nil {
+		return err
+	}
+	log.Info("front door: bare client-go create loop", "vms", o.frontN, "goroutines", o.frontClients, "load", loadavg(),
+		"waited_for_quiet", quietLoop.Round(time.Second), "quiet", quietBeforeLoop)
 	var seq atomic.Int64
+	loopCPU0, err := readRunCPU(0)
+	if err != nil {
+		return err
+	}
 	loop, err := timedRun(o.frontN, o.frontClients, func(i int) (time.Duration, time.Duration, error) {
 		vm, err := provision.Render(spec, store.Request{ID: 800_000_000 + seq.Add(1), TeamName: team.Name, Namespace: loopNS,
 			RequesterLogin: dev.Login, TemplateName: benchTmpl, TemplateVersion: 1, Size: benchSize,
@@ -132,6 +141,11 @@ func frontDoor(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL st
 	if err != nil {
 		return fmt.Errorf("bare loop: %w", err)
 	}
+	loopCPU1, err := readRunCPU(0)
+	if err != nil {
+		return err
+	}
+	loopCPU := loopCPU1.since(loopCPU0)
 	loop.path = fmt.Sprintf("bare client-go create loop (QPS %d, burst %d)", portalKubeQPS, portalKubeBurst)
 
 	// Then the portal, through its API.
@@ -210,7 +224,16 @@ func frontDoor(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL st
 			return err
 		}
 	}
-	log.Info("front door: POST /api/v1/requests until each VM exists", "requests", o.frontN, "clients", o.frontClients, "load", loadavg())
+	quietFront, quietBeforeFront, err := waitQuiet(ctx, 5*time.Minute)
+	if err != nil {
+		return err
+	}
+	log.Info("front door: POST /api/v1/requests until each VM exists", "requests", o.frontN, "clients", o.frontClients, "load", loadavg(),
+		"waited_for_quiet", quietFront.Round(time.Second), "quiet", quietBeforeFront)
+	frontCPU0, err := readRunCPU(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
 	front, err := timedRun(o.frontN, o.frontClients, func(i int) (time.Duration, time.Duration, error) {
 		start := time.Now()
 		id, err := post(i, fmt.Sprintf("api-%d", i))
@@ -229,6 +252,11 @@ func frontDoor(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL st
 	if err != nil {
 		return fmt.Errorf("front door: %w\nportal log:\n%s", err, tail(logPath))
 	}
+	frontCPU1, err := readRunCPU(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	frontCPU := frontCPU1.since(frontCPU0)
 	front.path = "`POST /api/v1/requests` to `portal serve` (default settings) until the VM exists"
 	rep.front = append(rep.front, loop, front)
 
@@ -247,7 +275,16 @@ func frontDoor(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL st
 		fmt.Sprintf("Front door, where the time goes: the POST answered (request stored, auto-approved, reconcile job enqueued) in p50 %s / p99 %s; the rest of each submit → VM time, p50 %s, was spent between the stored request and the created VM.",
 			ms(front.answer.p50), ms(front.answer.p99), ms(front.lat.p50-front.answer.p50)),
 		fmt.Sprintf("Front door: at QPS %d, %d creates in flight wait about %s each in the Kubernetes client's rate limiter once its burst of %d is spent; the bare loop's p50 was %s.",
-			portalKubeQPS, o.frontClients, ms(time.Duration(float64(o.frontClients)/portalKubeQPS*float64(time.Second))), portalKubeBurst, ms(loop.lat.p50)))
+			portalKubeQPS, o.frontClients, ms(time.Duration(float64(o.frontClients)/portalKubeQPS*float64(time.Second))), portalKubeBurst, ms(loop.lat.p50)),
+		fmt.Sprintf("Front door, CPU: before each of the two runs the program waited until the machine's CPUs had been under %.0f%% busy for 3 s in a row, at most 5 min: %s before the bare loop (%s), %s before the front door (%s).",
+			100*quietShare, quietLoop.Round(time.Second), quietWord(quietBeforeLoop), quietFront.Round(time.Second), quietWord(quietBeforeFront)),
+		fmt.Sprintf("Front door, CPU: the machine's CPUs were %.0f%% busy during the bare loop and %.0f%% during the front door. "+
+			"CPU per VM, bare loop: %s (API server, etcd and KubeVirt's webhooks %s, PostgreSQL %s, load generator %s); "+
+			"front door: %s (API server, etcd and webhooks %s, portal %s, PostgreSQL %s, load generator %s).",
+			100*loopCPU.busyShare(), 100*frontCPU.busyShare(),
+			perVM(loopCPU.cluster+loopCPU.postgres+loopCPU.generator, loop.n), perVM(loopCPU.cluster, loop.n), perVM(loopCPU.postgres, loop.n), perVM(loopCPU.generator, loop.n),
+			perVM(frontCPU.cluster+frontCPU.portal+frontCPU.postgres+frontCPU.generator, front.n), perVM(frontCPU.cluster, front.n),
+			perVM(frontCPU.portal, front.n), perVM(frontCPU.postgres, front.n), perVM(frontCPU.generator, front.n)))
 	return nil
 }
 
@@ -291,4 +328,12 @@ func timedRun(n, conc int, op func(i int) (time.Duration, time.Duration, error))
 		return frontDoorRow{}, first
 	}
 	return frontDoorRow{n: n, conc: conc, elapsed: time.Since(start), lat: summarise(lat), answer: summarise(answers)}, nil
+}
+
+// quietWord says whether waitQuiet found the machine quiet.
+func quietWord(quiet bool) string {
+	if quiet {
+		return "quiet"
+	}
+	return "still busy: measured anyway"
 }
