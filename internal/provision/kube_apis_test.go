@@ -32,37 +32,9 @@ import (
 // Paddock's Simulator plays virt-controller (VM status, instances, IPs,
 // DataVolumes, pool members); the API server, admission and RBAC are real.
 func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs kube-apiserver (run without -short)")
-	}
-	t.Parallel()
-	// An API server of its own, but one real-cluster test at a time: the
-	// machine's cores are shared.
-	kubeMu.Lock()
-	t.Cleanup(kubeMu.Unlock)
 	ctx := context.Background()
-	env, err := kubetest.Start(ctx, kubetest.WithoutCDI(), kubetest.WithoutPools())
-	if err != nil {
-		t.Fatalf("test cluster: %v", err)
-	}
-	stopKeepingAudit(t, env)
-	if err := env.ApplyPaddockRBAC(ctx, provisionerUser); err != nil {
-		t.Fatal(err)
-	}
+	env, admin, cluster := ownCluster(t, kubetest.WithoutCDI(), kubetest.WithoutPools())
 	ns, err := env.CreateNamespace(ctx, "apis")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.ConfigFor(provisionerUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster, err := provision.NewKubernetesCluster(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster.Timeout = 3 * time.Second
-	admin, err := provision.NewKubernetesCluster(env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,14 +54,7 @@ func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
 		w.Discovery = 200 * time.Millisecond
 	})
 	h.limit = 30 * time.Second
-	specs := map[string]store.TemplateSpec{}
-	all, err := templatefile.Read(templates.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range all {
-		specs[s.Name] = s
-	}
+	specs := specsByName(t)
 
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
@@ -112,21 +77,8 @@ func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
 	}
 	submit := func(template, name string, replicas int) (store.Request, *store.ValidationError) {
 		t.Helper()
-		r, err := h.st.SubmitRequest(h.ctx, store.NewRequest{TeamID: h.team.ID, Requester: h.dev, Template: template,
-			Size: specs[template].Sizes[0].Name, Name: name, SSHPublicKey: sshKey, LeaseDays: 3, Replicas: replicas,
-			ClusterLacks: h.watcher.Lacks})
-		var verr *store.ValidationError
-		if errors.As(err, &verr) {
-			return r, verr
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r, nil
+		return submitAskingTheCluster(t, h, specs[template], name, replicas)
 	}
-	noCDI := "This cluster has no CDI (Containerized Data Importer), which template fedora needs to import its disk"
-	noClone := "This cluster has no CDI (Containerized Data Importer), which template centos-stream9 needs to clone its disk"
-	noPools := "This cluster has no VirtualMachinePool API"
 	refused := func(template string, replicas int, field, want string) {
 		t.Helper()
 		_, verr := submit(template, "refused", replicas)
@@ -145,14 +97,14 @@ func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
 		t.Fatalf("a containerDisk VM was refused: %v", verr)
 	}
 	h.wait(r.ID, store.StateRunning, hasIP)
-	refused("fedora", 0, "template", noCDI)
-	refused("centos-stream9", 0, "template", noClone)
-	refused("cirros", 2, "replicas", noPools)
+	refused("fedora", 0, "template", noCDISentence)
+	refused("centos-stream9", 0, "template", noCloneSentence)
+	refused("cirros", 2, "replicas", noPoolsSentence)
 	// Submitted without asking the cluster (as before its APIs were
 	// known): the provisioner fails it with the same sentence, creating
 	// nothing.
 	early := h.submit("fedora", "small", "early")
-	if got := h.wait(early.ID, store.StateFailed, nil).StateReason; !strings.Contains(got, noCDI) {
+	if got := h.wait(early.ID, store.StateFailed, nil).StateReason; !strings.Contains(got, noCDISentence) {
 		t.Errorf("fedora submitted without the check: %q", got)
 	}
 	if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "early", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -185,7 +137,7 @@ func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
 		t.Fatalf("a DataVolume template refused once CDI is installed: %v", verr)
 	}
 	h.wait(r.ID, store.StateRunning, hasIP)
-	refused("cirros", 2, "replicas", noPools)
+	refused("cirros", 2, "replicas", noPoolsSentence)
 	if got, want := freshWatcher().APIs(), (provision.APIs{Known: true, DataVolumes: true}); got != want {
 		t.Errorf("KubeVirt + CDI: APIs %+v, want %+v", got, want)
 	}
@@ -247,66 +199,21 @@ func TestKubeClusterWithoutCDIOrPools_SimulatedVirtController(t *testing.T) {
 // DataVolumes, and an import template runs: virt-controller makes the
 // DataVolume, the import stand-in finishes it, KubeVirt starts the VM.
 func TestKubeClusterWithoutCDIOnRealVirtControllerWithNodeAndImporterStandIns(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs kube-apiserver and KubeVirt's controllers (run without -short)")
-	}
-	t.Parallel()
-	kubeMu.Lock()
-	t.Cleanup(kubeMu.Unlock)
 	ctx := context.Background()
-	env, err := kubetest.Start(ctx, kubetest.Controllers(), kubetest.WithoutCDI())
-	if err != nil {
-		t.Fatalf("test cluster with KubeVirt's controllers, without CDI: %v", err)
-	}
-	stopKeepingAudit(t, env)
-	if err := env.ApplyPaddockRBAC(ctx, provisionerUser); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := provision.NewKubernetesCluster(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, admin, cluster := ownCluster(t, kubetest.Controllers(), kubetest.WithoutCDI())
 	hctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	ns := controllersNamespace(t, hctx, env, admin, "nocdi")
-	cfg, err := env.ConfigFor(provisionerUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster, err := provision.NewKubernetesCluster(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster.Timeout = 3 * time.Second
 	st := store.New(testdb.New(t))
 	h := startHarnessConfigured(t, hctx, st, cluster, ns, ns, func(w *provision.Watcher) {
 		w.Discovery = 200 * time.Millisecond
 	})
 	h.limit = 2 * time.Minute
-	specs := map[string]store.TemplateSpec{}
-	all, err := templatefile.Read(templates.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range all {
-		specs[s.Name] = s
-	}
+	specs := specsByName(t)
 	submit := func(template, name string, replicas int) (store.Request, *store.ValidationError) {
 		t.Helper()
-		r, err := h.st.SubmitRequest(h.ctx, store.NewRequest{TeamID: h.team.ID, Requester: h.dev, Template: template,
-			Size: specs[template].Sizes[0].Name, Name: name, SSHPublicKey: sshKey, LeaseDays: 3, Replicas: replicas,
-			ClusterLacks: h.watcher.Lacks})
-		var verr *store.ValidationError
-		if errors.As(err, &verr) {
-			return r, verr
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r, nil
+		return submitAskingTheCluster(t, h, specs[template], name, replicas)
 	}
-	noCDI := "This cluster has no CDI (Containerized Data Importer), which template fedora needs to import its disk"
-	noClone := "This cluster has no CDI (Containerized Data Importer), which template centos-stream9 needs to clone its disk"
 	refused := func(template string, want string) {
 		t.Helper()
 		_, verr := submit(template, "refused", 0)
@@ -335,10 +242,10 @@ func TestKubeClusterWithoutCDIOnRealVirtControllerWithNodeAndImporterStandIns(t 
 	}
 	h.wait(vm.ID, store.StateRunning, hasIP)
 	h.wait(pool.ID, store.StateRunning, poolReady(2))
-	refused("fedora", noCDI)
-	refused("centos-stream9", noClone)
+	refused("fedora", noCDISentence)
+	refused("centos-stream9", noCloneSentence)
 	early := h.submit("fedora", "small", "early")
-	if got := h.wait(early.ID, store.StateFailed, nil).StateReason; !strings.Contains(got, noCDI) {
+	if got := h.wait(early.ID, store.StateFailed, nil).StateReason; !strings.Contains(got, noCDISentence) {
 		t.Errorf("fedora submitted without the check: %q", got)
 	}
 	if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "early", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -382,4 +289,80 @@ func TestKubeClusterWithoutCDIOnRealVirtControllerWithNodeAndImporterStandIns(t 
 	}
 	// The early fedora request is the one warned about.
 	noWarnings(t, h, "provisioning failed for good: the cluster lacks an API")
+}
+
+// The sentences a request for a template the cluster cannot run is
+// refused with.
+const (
+	noCDISentence   = "This cluster has no CDI (Containerized Data Importer), which template fedora needs to import its disk"
+	noCloneSentence = "This cluster has no CDI (Containerized Data Importer), which template centos-stream9 needs to clone its disk"
+	noPoolsSentence = "This cluster has no VirtualMachinePool API"
+)
+
+// specsByName are the shipped templates by name.
+func specsByName(t *testing.T) map[string]store.TemplateSpec {
+	t.Helper()
+	all, err := templatefile.Read(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := map[string]store.TemplateSpec{}
+	for _, s := range all {
+		specs[s.Name] = s
+	}
+	return specs
+}
+
+// submitAskingTheCluster submits a request for spec (its first size) as
+// the form and the API do, asking the harness's watcher which APIs the
+// cluster lacks, and returns the refusal when there is one.
+func submitAskingTheCluster(t *testing.T, h *harness, spec store.TemplateSpec, name string, replicas int) (store.Request, *store.ValidationError) {
+	t.Helper()
+	r, err := h.st.SubmitRequest(h.ctx, store.NewRequest{TeamID: h.team.ID, Requester: h.dev, Template: spec.Name,
+		Size: spec.Sizes[0].Name, Name: name, SSHPublicKey: sshKey, LeaseDays: 3, Replicas: replicas,
+		ClusterLacks: h.watcher.Lacks})
+	var verr *store.ValidationError
+	if errors.As(err, &verr) {
+		return r, verr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, nil
+}
+
+// ownCluster starts a test cluster of the test's own with opts, with
+// Paddock's RBAC for the provisioner's test user (its audit log kept for
+// the RBAC check), and returns it with an administrator's client and the
+// provisioner's. The test is marked parallel but holds kubeMu: one
+// real-cluster test at a time, as the machine's cores are shared.
+func ownCluster(t *testing.T, opts ...kubetest.Option) (env *kubetest.Env, admin, provisioner *provision.Cluster) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs kube-apiserver (run without -short)")
+	}
+	t.Parallel()
+	kubeMu.Lock()
+	t.Cleanup(kubeMu.Unlock)
+	ctx := context.Background()
+	env, err := kubetest.Start(ctx, opts...)
+	if err != nil {
+		t.Fatalf("test cluster: %v", err)
+	}
+	stopKeepingAudit(t, env)
+	if err := env.ApplyPaddockRBAC(ctx, provisionerUser); err != nil {
+		t.Fatal(err)
+	}
+	if admin, err = provision.NewKubernetesCluster(env.Config); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.ConfigFor(provisionerUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if provisioner, err = provision.NewKubernetesCluster(cfg); err != nil {
+		t.Fatal(err)
+	}
+	provisioner.Timeout = 3 * time.Second
+	return env, admin, provisioner
 }

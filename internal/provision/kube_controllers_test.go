@@ -143,22 +143,28 @@ func TestKubeJourneyOnRealVirtControllerWithNodeStandIns(t *testing.T) {
 	act(store.ActionDelete)
 	h.wait(r.ID, store.StateDeleted, nil)
 	waitFor(t, 2*time.Minute, "VM, instance and launcher pod gone", func() error {
-		if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("VM still there (%v)", err)
-		}
-		if _, err := vmis.Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("instance still there (%v)", err)
-		}
-		pods, err := admin.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		if len(pods.Items) != 0 {
-			return fmt.Errorf("%d pods left, first %s", len(pods.Items), pods.Items[0].Name)
-		}
-		return nil
+		return vmGone(ctx, admin, ns, "web-1")
 	})
 	noWarnings(t, h)
+}
+
+// vmGone says what is left of VM ns/name, its instance and the namespace's
+// pods, or nil when nothing is.
+func vmGone(ctx context.Context, admin *provision.Cluster, ns, name string) error {
+	if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		return fmt.Errorf("VM still there (%v)", err)
+	}
+	if _, err := admin.Virt.KubevirtV1().VirtualMachineInstances(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		return fmt.Errorf("instance still there (%v)", err)
+	}
+	pods, err := admin.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if len(pods.Items) != 0 {
+		return fmt.Errorf("%d pods left, first %s", len(pods.Items), pods.Items[0].Name)
+	}
+	return nil
 }
 
 // TestKubeImportJourneyOnRealVirtControllerWithNodeAndImporterStandIns:
@@ -238,8 +244,8 @@ func TestKubeImportJourneyOnRealVirtControllerWithNodeAndImporterStandIns(t *tes
 
 	act(store.ActionDelete, store.StateDeleted, nil)
 	waitFor(t, 2*time.Minute, "VM, DataVolume, PVC, instance and launcher pod gone", func() error {
-		if _, err := admin.Virt.KubevirtV1().VirtualMachines(ns).Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("VM still there (%v)", err)
+		if err := vmGone(ctx, admin, ns, "web-1"); err != nil {
+			return err
 		}
 		// As the provisioner: what its RBAC lets it list is what a user of
 		// Paddock's cluster view would see.
@@ -252,16 +258,6 @@ func TestKubeImportJourneyOnRealVirtControllerWithNodeAndImporterStandIns(t *tes
 		}
 		if _, err := admin.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, dvName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("PVC still there (%v)", err)
-		}
-		if _, err := admin.Virt.KubevirtV1().VirtualMachineInstances(ns).Get(ctx, "web-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("instance still there (%v)", err)
-		}
-		pods, err := admin.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		if len(pods.Items) != 0 {
-			return fmt.Errorf("%d pods left, first %s", len(pods.Items), pods.Items[0].Name)
 		}
 		return nil
 	})

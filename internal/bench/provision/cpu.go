@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -50,25 +48,15 @@ func readRunCPU(portalPID int) (runCPU, error) {
 			c.busy += d
 		}
 	}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		comm, err := os.ReadFile(filepath.Join(d, "comm"))
-		if err != nil {
-			continue
-		}
-		name := strings.TrimSpace(string(comm))
-		if !clusterComms[name] && name != "postgres" {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(d))
-		t, err := procCPU(pid)
-		if err != nil {
-			continue
-		}
-		if name == "postgres" {
-			c.postgres += t
+	comms := map[string]bool{"postgres": true}
+	for name := range clusterComms {
+		comms[name] = true
+	}
+	for _, p := range procsCPU(comms) {
+		if p.comm == "postgres" {
+			c.postgres += p.cpu
 		} else {
-			c.cluster += t
+			c.cluster += p.cpu
 		}
 	}
 	if portalPID != 0 {
@@ -76,12 +64,8 @@ func readRunCPU(portalPID int) (runCPU, error) {
 			return c, err
 		}
 	}
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return c, fmt.Errorf("getrusage: %w", err)
-	}
-	c.generator = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return c, nil
+	c.generator, err = selfCPU()
+	return c, err
 }
 
 // since is what was spent from o to c. A process that ended in between is

@@ -42,23 +42,48 @@ func readCPU(portalPID int) (cpuTimes, error) {
 	if c.portal, err = procCPU(portalPID); err != nil {
 		return c, err
 	}
+	for pid, p := range procsCPU(map[string]bool{"postgres": true}) {
+		c.postgres[pid] = p.cpu
+	}
+	c.generator, err = selfCPU()
+	return c, err
+}
+
+// procCPUOf is one process's CPU time, with its name.
+type procCPUOf struct {
+	comm string
+	cpu  time.Duration
+}
+
+// procsCPU reads the CPU time of every process whose name
+// (/proc/PID/comm) is in comms, by PID.
+func procsCPU(comms map[string]bool) map[int]procCPUOf {
+	out := map[int]procCPUOf{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		comm, err := os.ReadFile(filepath.Join(d, "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+		if err != nil {
+			continue
+		}
+		name := strings.TrimSpace(string(comm))
+		if !comms[name] {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(d))
 		if t, err := procCPU(pid); err == nil {
-			c.postgres[pid] = t
+			out[pid] = procCPUOf{comm: name, cpu: t}
 		}
 	}
+	return out
+}
+
+// selfCPU is this program's CPU time (user + system).
+func selfCPU() (time.Duration, error) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return c, fmt.Errorf("getrusage: %w", err)
+		return 0, fmt.Errorf("getrusage: %w", err)
 	}
-	c.generator = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return c, nil
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // sub is what was spent from o to c. A PostgreSQL process that ended in
