@@ -307,10 +307,17 @@ func (e *consoleEnv) gauge(t *testing.T, kind string) string {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitUpTo(t, 10*time.Second, "condition", cond)
+}
+
+// waitUpTo polls cond until it holds, failing the test, which names what,
+// after limit.
+func waitUpTo(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
+			t.Fatalf("%s not met in %v", what, limit)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

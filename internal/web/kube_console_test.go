@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -21,19 +22,21 @@ import (
 	"paddock/internal/web"
 )
 
-// TestConsoleThroughTheAPIAggregatorToTheVirtAPIStandIn runs the whole real path: a websocket
-// to Paddock, Paddock's bridge, KubeVirt's client as the RBAC-bound
-// provisioner, kube-apiserver's aggregator, and the stand-in for virt-api
-// and virt-handler (internal/kubetest), whose RFB server and login prompt
-// play the guest. When the stand-in dies mid-session, the browser's
-// websocket is closed with a reason it can show. The VM page's thumbnail
-// (vnc/screenshot) takes the same path, without the websocket.
-func TestConsoleThroughTheAPIAggregatorToTheVirtAPIStandIn(t *testing.T) {
+// TestConsoleThroughTheAPIAggregatorOnRealVirtControllerWithNodeAndVirtAPIStandIns
+// runs the whole path: a websocket to Paddock, Paddock's bridge, KubeVirt's
+// client as the RBAC-bound provisioner, kube-apiserver's aggregator, and
+// the stand-in for virt-api's console subresources (internal/kubetest),
+// whose RFB server and login prompt play the guest. The instance is run by
+// KubeVirt's own virt-controller, with kubelet and virt-handler stood in
+// for (kubetest.Controllers). When the stand-in dies mid-session, the
+// browser's websocket is closed with a reason it can show. The VM page's
+// thumbnail (vnc/screenshot) takes the same path, without the websocket.
+func TestConsoleThroughTheAPIAggregatorOnRealVirtControllerWithNodeAndVirtAPIStandIns(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs kube-apiserver (run without -short)")
+		t.Skip("needs kube-apiserver and KubeVirt's controllers (run without -short)")
 	}
 	ctx := context.Background()
-	kube, err := kubetest.Start(ctx)
+	kube, err := kubetest.Start(ctx, kubetest.Controllers())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +65,14 @@ func TestConsoleThroughTheAPIAggregatorToTheVirtAPIStandIn(t *testing.T) {
 	if _, err := admin.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.req.Namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The API server admits virt-launcher's pod once the namespace's
+	// default ServiceAccount exists (kube-controller-manager makes it).
+	waitUpTo(t, time.Minute, "the namespace's default ServiceAccount", func() bool {
+		_, err := admin.Kube.CoreV1().ServiceAccounts(e.req.Namespace).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	})
 	vmis := admin.Virt.KubevirtV1().VirtualMachineInstances(e.req.Namespace)
-	vmi, err := vmis.Create(ctx, &virtv1.VirtualMachineInstance{
+	_, err = vmis.Create(ctx, &virtv1.VirtualMachineInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: e.req.Name},
 		Spec: virtv1.VirtualMachineInstanceSpec{
 			Domain: virtv1.DomainSpec{
@@ -77,10 +86,12 @@ func TestConsoleThroughTheAPIAggregatorToTheVirtAPIStandIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vmi.Status.Phase = virtv1.Running // as virt-handler would report it
-	if _, err := vmis.Update(ctx, vmi, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	// virt-controller makes its launcher pod; the stand-ins for kubelet
+	// and virt-handler run them.
+	waitUpTo(t, time.Minute, "the instance Running", func() bool {
+		vmi, err := vmis.Get(ctx, e.req.Name, metav1.GetOptions{})
+		return err == nil && vmi.Status.Phase == virtv1.Running
+	})
 
 	// The thumbnail: the stand-in's screen as PNG, through the aggregator.
 	shot := e.screenshotAs("developer", e.screenshotPath())
