@@ -58,7 +58,7 @@ func (s *StandInCDIImporter) ImportSucceeded(ctx context.Context, namespace, nam
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: namespace,
-			Labels:          map[string]string{"app": "containerized-data-importer", "app.kubernetes.io/component": "storage"},
+			Labels:          map[string]string{"app": "containerized-data-importer"},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(dv, cdiv1.SchemeGroupVersion.WithKind("DataVolume"))},
 		},
 		Spec: corev1.PersistentVolumeClaimSpec{

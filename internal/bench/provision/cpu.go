@@ -97,12 +97,27 @@ const quietShare = 0.25
 // became quiet; a machine that stays busy is measured anyway, and the
 // report says so.
 func waitQuiet(ctx context.Context, limit time.Duration) (time.Duration, bool, error) {
-	start := time.Now()
 	prev, err := readRunCPU(0)
 	if err != nil {
 		return 0, false, err
 	}
-	for quiet := 0; quiet < 3; {
+	return untilQuiet(ctx, limit, func() (bool, error) {
+		now, err := readRunCPU(0)
+		if err != nil {
+			return false, err
+		}
+		quiet := now.since(prev).busyShare() < quietShare
+		prev = now
+		return quiet, nil
+	})
+}
+
+// untilQuiet calls quiet once a second until it has said yes three times in a
+// row, for at most limit, and returns how long that took and whether it
+// did.
+func untilQuiet(ctx context.Context, limit time.Duration, quiet func() (bool, error)) (time.Duration, bool, error) {
+	start := time.Now()
+	for n := 0; n < 3; {
 		if time.Since(start) > limit {
 			return time.Since(start), false, nil
 		}
@@ -111,16 +126,15 @@ func waitQuiet(ctx context.Context, limit time.Duration) (time.Duration, bool, e
 			return 0, false, ctx.Err()
 		case <-time.After(time.Second):
 		}
-		now, err := readRunCPU(0)
+		ok, err := quiet()
 		if err != nil {
 			return 0, false, err
 		}
-		if now.since(prev).busyShare() < quietShare {
-			quiet++
+		if ok {
+			n++
 		} else {
-			quiet = 0
+			n = 0
 		}
-		prev = now
 	}
 	return time.Since(start), true, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -33,5 +34,25 @@ func TestRunCPUCountsTheMachineAndThisProcess(t *testing.T) {
 	}
 	if got := perVM(3*time.Millisecond, 2); got != "1.50 ms" {
 		t.Errorf("perVM: %s", got)
+	}
+}
+
+// TestUntilQuietNeedsThreeQuietSecondsInARow: a busy second starts the
+// count again; a machine that never quiets down is given up on at the
+// limit, without an error.
+func TestUntilQuietNeedsThreeQuietSecondsInARow(t *testing.T) {
+	ctx := context.Background()
+	answers := []bool{true, false, true, true, true}
+	calls := 0
+	took, quiet, err := untilQuiet(ctx, time.Minute, func() (bool, error) {
+		calls++
+		return answers[calls-1], nil
+	})
+	if err != nil || !quiet || calls != 5 || took < 5*time.Second {
+		t.Errorf("quiet %v after %d calls and %v (%v); want quiet after 5 calls", quiet, calls, took, err)
+	}
+	took, quiet, err = untilQuiet(ctx, 1500*time.Millisecond, func() (bool, error) { return false, nil })
+	if err != nil || quiet || took < 1500*time.Millisecond {
+		t.Errorf("never quiet: quiet %v after %v (%v); want not quiet after the limit", quiet, took, err)
 	}
 }

@@ -272,8 +272,6 @@ func vacuum(ctx context.Context, dbURL string) error {
 // on a freshly seeded database computes the insight summaries of
 // 1,000,000 requests), and returns how long that took.
 func waitIdle(ctx context.Context, pid int) (time.Duration, error) {
-	start := time.Now()
-	quiet := 0
 	busy := func() (time.Duration, error) {
 		c, err := readCPU(pid)
 		return c.portal + c.pgTotal(), err
@@ -282,27 +280,19 @@ func waitIdle(ctx context.Context, pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	for quiet < 3 {
-		if time.Since(start) > 15*time.Minute {
-			return 0, fmt.Errorf("the portal and PostgreSQL were still busy after %s", time.Since(start).Round(time.Second))
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(time.Second):
-		}
+	took, idle, err := untilQuiet(ctx, 15*time.Minute, func() (bool, error) {
 		now, err := busy()
 		if err != nil {
-			return 0, err
+			return false, err
 		}
-		if now-prev < 50*time.Millisecond {
-			quiet++
-		} else {
-			quiet = 0
-		}
+		quiet := now-prev < 50*time.Millisecond
 		prev = now
+		return quiet, nil
+	})
+	if err == nil && !idle {
+		err = fmt.Errorf("the portal and PostgreSQL were still busy after %s", took.Round(time.Second))
 	}
-	return time.Since(start), nil
+	return took, err
 }
 
 // loadStats are one route's figures under load.
