@@ -351,7 +351,13 @@ const requestSelect = `
 // requestListSelect is requestSelect for lists, which never show a VM's
 // manifest: it reads as "" there, and the largest column of a row (a few
 // KiB of YAML) is neither sent nor decoded for every row of a page.
-var requestListSelect = strings.Replace(requestSelect, "v.manifest,", "'' AS manifest,", 1)
+var requestListSelect = func() string {
+	q := strings.Replace(requestSelect, "v.manifest,", "'' AS manifest,", 1)
+	if q == requestSelect {
+		panic("store: requestSelect no longer reads v.manifest: update requestListSelect")
+	}
+	return q
+}()
 
 func scanRequest(row pgx.CollectableRow) (Request, error) {
 	var r Request
