@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -49,6 +51,26 @@ func (s *Store) CopyHistory(ctx context.Context, requests, events [][]any) error
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, HistoryEventColumns, pgx.CopyFromRows(events)); err != nil {
 			return fmt.Errorf("copy history: events: %w", err)
+		}
+		// At commit, team_usage's deferred trigger adds each request that
+		// counts in a quota to its team's row, in the order of the rows:
+		// two batches spanning the same teams would lock those rows in
+		// different orders and deadlock. Lock them here, in team order.
+		teams := map[int64]bool{}
+		for _, r := range requests {
+			id, ok := r[1].(int64)
+			if !ok {
+				return fmt.Errorf("copy history: team_id is a %T, not an int64", r[1])
+			}
+			teams[id] = true
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO team_usage (team_id) SELECT id FROM unnest($1::bigint[]) AS id ORDER BY id ON CONFLICT DO NOTHING`,
+			slices.Sorted(maps.Keys(teams))); err != nil {
+			return fmt.Errorf("copy history: team usage: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT team_id FROM team_usage WHERE team_id = ANY($1) ORDER BY team_id FOR NO KEY UPDATE`,
+			slices.Sorted(maps.Keys(teams))); err != nil {
+			return fmt.Errorf("copy history: team usage: %w", err)
 		}
 		return nil
 	})

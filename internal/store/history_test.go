@@ -375,3 +375,59 @@ func TestHistorySearchPagesAcrossTime(t *testing.T) {
 		t.Errorf("after the oldest: %v %v %v", ids(rows), next, err)
 	}
 }
+
+// Batches of history copied at once, each with running requests of the
+// same teams in another order, all commit: the quota's usage rows are
+// locked in team order, where the deferred trigger would lock them in row
+// order and deadlock. The usage rows count every copied running request.
+func TestCopyHistoryBatchesOverTheSameTeamsDoNotDeadlock(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	search, err := b.st.EnsureTeam(ctx, "search", "search")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := b.st.TemplateByName(ctx, "ubuntu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	row := func(id, team int64) []any {
+		return []any{id, team, b.dev.ID, tpl.ID, tpl.Version, "small", 1, 2048, fmt.Sprintf("h-%d", id), sshKey, 7, "history",
+			"running", "", "", "running", now, now, now.AddDate(0, 0, 7)}
+	}
+	const rounds, perTeam = 10, 50
+	for round := range rounds {
+		ids, err := b.st.ReserveRequestIDs(ctx, 4*perTeam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var one, two [][]any
+		for i := range perTeam {
+			one = append(one, row(ids[i], b.team.ID))
+			two = append(two, row(ids[2*perTeam+i], search.ID))
+		}
+		for i := range perTeam {
+			one = append(one, row(ids[perTeam+i], search.ID))
+			two = append(two, row(ids[3*perTeam+i], b.team.ID))
+		}
+		errs := make(chan error, 2)
+		for _, rows := range [][][]any{one, two} {
+			go func() { errs <- b.st.CopyHistory(ctx, rows, nil) }()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+	for _, team := range []int64{b.team.ID, search.ID} {
+		u, err := b.st.TeamUsage(ctx, team)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.VMs != 2*rounds*perTeam {
+			t.Errorf("team %d: usage counts %d VMs, want %d", team, u.VMs, 2*rounds*perTeam)
+		}
+	}
+}
