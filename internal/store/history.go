@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -302,12 +303,19 @@ type NamedID struct {
 // TemplateNames lists every template ever published, retired ones too, by
 // name: history covers requests of templates that are gone.
 func (s *Store) TemplateNames(ctx context.Context) ([]NamedID, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT id, name FROM templates ORDER BY name`)
-	ns, err := pgx.CollectRows(rows, pgx.RowToStructByPos[NamedID])
-	if err != nil {
-		return nil, fmt.Errorf("template names: %w", err)
-	}
-	return ns, nil
+	return s.catalog.names.get(ctx, slices.Clone, func(ctx context.Context) ([]NamedID, int64, bool, error) {
+		rows, _ := s.pool.Query(ctx, `SELECT id, name, `+catalogVersionColumn+` FROM templates ORDER BY name`)
+		var at int64
+		ns, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (NamedID, error) {
+			var n NamedID
+			err := row.Scan(&n.ID, &n.Name, &at)
+			return n, err
+		})
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("template names: %w", err)
+		}
+		return ns, at, len(ns) > 0, nil
+	})
 }
 
 // ExplainHistory runs the query of one history page under EXPLAIN ANALYZE

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -99,21 +98,12 @@ func validSort(sort string) bool {
 	return sort == "" || ok
 }
 
-// HistoryCount counts the requests matching f (its cursor aside) up to
-// RequestCountCap: a count above it means "more than that", which is as
-// far as counting stays cheap on a long history.
-func (s *Store) HistoryCount(ctx context.Context, f HistoryFilter) (int, error) {
-	if err := f.Validate(); err != nil {
-		return 0, err
-	}
+// historyCountQuery counts the requests matching a valid f (its cursor
+// aside), with its arguments.
+func historyCountQuery(f HistoryFilter) (string, []any) {
 	f.After = nil
 	where, args := historyWhere(f)
-	var n int
-	q := fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM requests r WHERE %s LIMIT %d) capped`, where, RequestCountCap+1)
-	if err := s.pool.QueryRow(ctx, q, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count history: %w", err)
-	}
-	return n, nil
+	return fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM requests r WHERE %s LIMIT %d) capped`, where, RequestCountCap+1), args
 }
 
 // cursorKeyPart splits the sort value off an encoded cursor: "micros.id"

@@ -58,11 +58,6 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 	if len(where) > 0 {
 		w = " WHERE " + strings.Join(where, " AND ")
 	}
-	var total int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM requests r`+w+
-		fmt.Sprintf(` LIMIT %d) capped`, RequestCountCap+1), args...).Scan(&total); err != nil {
-		return nil, 0, false, fmt.Errorf("count requests: %w", err)
-	}
 	col, ok := requestSortColumns[f.Sort]
 	if !ok {
 		col = "r.id"
@@ -74,10 +69,19 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 50
 	}
-	q := requestListSelect + w + fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit+1, max(f.Offset, 0))
-	rows, _ := s.pool.Query(ctx, q, args...)
-	rs, err := pgx.CollectRows(rows, scanRequest)
-	if err != nil {
+	// The count and the page go in one round trip.
+	var total int
+	var rs []Request
+	b := &pgx.Batch{}
+	b.Queue(`SELECT count(*) FROM (SELECT 1 FROM requests r`+w+fmt.Sprintf(` LIMIT %d) capped`, RequestCountCap+1), args...).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
+	b.Queue(requestListSelect+w+fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit+1, max(f.Offset, 0)), args...).
+		Query(func(rows pgx.Rows) error {
+			var err error
+			rs, err = pgx.CollectRows(rows, scanRequest)
+			return err
+		})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, 0, false, fmt.Errorf("list requests: %w", err)
 	}
 	more := len(rs) > f.Limit

@@ -71,11 +71,13 @@ type Store struct {
 	webhooks bool
 	// specs caches decoded template specs (see specCache).
 	specs *specCache
+	// catalog caches the lists pages show, by catalog version.
+	catalog *catalogCache
 }
 
 // New returns a Store on pool. Call SetJobClient before submitting requests.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, specs: &specCache{}}
+	return &Store{pool: pool, specs: &specCache{}, catalog: &catalogCache{}}
 }
 
 // Pool returns the underlying pool (for River and the session store).

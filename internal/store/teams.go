@@ -75,12 +75,19 @@ func (s *Store) TeamByID(ctx context.Context, id int64) (Team, error) {
 
 // Teams lists every team by name.
 func (s *Store) Teams(ctx context.Context) ([]Team, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT id, name, namespace, created_at FROM teams ORDER BY name`)
-	ts, err := pgx.CollectRows(rows, pgx.RowToStructByName[Team])
-	if err != nil {
-		return nil, fmt.Errorf("list teams: %w", err)
-	}
-	return ts, nil
+	return s.catalog.teams.get(ctx, slices.Clone, func(ctx context.Context) ([]Team, int64, bool, error) {
+		rows, _ := s.pool.Query(ctx, `SELECT id, name, namespace, created_at, `+catalogVersionColumn+` FROM teams ORDER BY name`)
+		var at int64
+		ts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Team, error) {
+			var t Team
+			err := row.Scan(&t.ID, &t.Name, &t.Namespace, &t.CreatedAt, &at)
+			return t, err
+		})
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("list teams: %w", err)
+		}
+		return ts, at, len(ts) > 0, nil
+	})
 }
 
 // lockTeamOfRequest locks the team of request id (FOR NO KEY UPDATE, which

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sort"
@@ -431,22 +432,25 @@ func scanTemplate(row pgx.CollectableRow) (Template, error) {
 // deprecated ones included, by display name. Specs come from the store's
 // cache of decoded versions where it has them (see specCache).
 func (s *Store) Templates(ctx context.Context) ([]Template, error) {
-	rows, _ := s.pool.Query(ctx, `
-	SELECT t.id, t.name, t.current_version, t.deprecated_at, t.deprecation_note, t.retired_at, v.created_at
-	FROM templates t JOIN template_versions v ON v.template_id = t.id AND v.version = t.current_version
-	WHERE t.retired_at IS NULL ORDER BY v.spec->>'displayName', t.name`)
-	ts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Template, error) {
-		var t Template
-		err := row.Scan(&t.ID, &t.Name, &t.Version, &t.DeprecatedAt, &t.DeprecationNote, &t.RetiredAt, &t.PublishedAt)
-		return t, err
+	return s.catalog.templates.get(ctx, cloneTemplates, func(ctx context.Context) ([]Template, int64, bool, error) {
+		rows, _ := s.pool.Query(ctx, `
+		SELECT t.id, t.name, t.current_version, t.deprecated_at, t.deprecation_note, t.retired_at, v.created_at, `+catalogVersionColumn+`
+		FROM templates t JOIN template_versions v ON v.template_id = t.id AND v.version = t.current_version
+		WHERE t.retired_at IS NULL ORDER BY v.spec->>'displayName', t.name`)
+		var at int64
+		ts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Template, error) {
+			var t Template
+			err := row.Scan(&t.ID, &t.Name, &t.Version, &t.DeprecatedAt, &t.DeprecationNote, &t.RetiredAt, &t.PublishedAt, &at)
+			return t, err
+		})
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("list templates: %w", err)
+		}
+		if err := s.specs.fill(ctx, s.pool, ts); err != nil {
+			return nil, 0, false, fmt.Errorf("list templates: %w", err)
+		}
+		return ts, at, len(ts) > 0, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list templates: %w", err)
-	}
-	if err := s.specs.fill(ctx, s.pool, ts); err != nil {
-		return nil, fmt.Errorf("list templates: %w", err)
-	}
-	return ts, nil
 }
 
 // TemplateByName returns the current version of the named template, retired
@@ -593,18 +597,21 @@ type TemplateState struct {
 
 // TemplateStates returns the state of every template, by id.
 func (s *Store) TemplateStates(ctx context.Context) (map[int64]TemplateState, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT id, name, current_version, deprecated_at IS NOT NULL, deprecation_note, retired_at IS NOT NULL FROM templates`)
-	out := map[int64]TemplateState{}
-	var id int64
-	var st TemplateState
-	_, err := pgx.ForEachRow(rows, []any{&id, &st.Name, &st.Current, &st.Deprecated, &st.DeprecationNote, &st.Retired}, func() error {
-		out[id] = st
-		return nil
+	return s.catalog.states.get(ctx, maps.Clone, func(ctx context.Context) (map[int64]TemplateState, int64, bool, error) {
+		rows, _ := s.pool.Query(ctx, `SELECT id, name, current_version, deprecated_at IS NOT NULL, deprecation_note, retired_at IS NOT NULL, `+
+			catalogVersionColumn+` FROM templates`)
+		out := map[int64]TemplateState{}
+		var id, at int64
+		var st TemplateState
+		_, err := pgx.ForEachRow(rows, []any{&id, &st.Name, &st.Current, &st.Deprecated, &st.DeprecationNote, &st.Retired, &at}, func() error {
+			out[id] = st
+			return nil
+		})
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("template states: %w", err)
+		}
+		return out, at, len(out) > 0, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("template states: %w", err)
-	}
-	return out, nil
 }
 
 // MaxDeprecationNoteLen bounds the note shown to developers on a deprecated template.

@@ -20,7 +20,9 @@ const userKey ctxKey = 1
 
 const sessionUserID = "user_id"
 
-// withUser loads the signed-in user (if any) into the request context. The
+// withUser loads the signed-in user (if any) into the request context,
+// from what the session's load read with it (pageSessionStore) unless a
+// sign-in renewed the session since. The
 // session must still be mapped to its user in user_sessions: signing out
 // everywhere deletes the mapping, which ends the session even if a request
 // in flight writes the scs row back. A disabled user's session is ended
@@ -28,8 +30,23 @@ const sessionUserID = "user_id"
 func (s *Server) withUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
+		key := sessionKey(s.sessions.Token(ctx))
+		p, preloaded := preloadOf(ctx, key)
+		if preloaded {
+			ctx = store.WithCatalogVersion(ctx, p.catalog)
+			r = r.WithContext(ctx)
+		}
 		if id := s.sessions.GetInt64(ctx, sessionUserID); id != 0 {
-			u, err := s.store.UserBySession(ctx, sessionKey(s.sessions.Token(ctx)))
+			var u store.User
+			var err error
+			switch {
+			case preloaded && p.user != nil:
+				u = *p.user
+			case preloaded:
+				err = store.ErrNotFound
+			default:
+				u, err = s.store.UserBySession(ctx, key)
+			}
 			switch {
 			case err == nil && u.ID == id:
 				r = r.WithContext(context.WithValue(ctx, userKey, u))

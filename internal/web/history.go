@@ -268,13 +268,8 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 	for i, row := range rows {
 		ids[i] = row.ID
 	}
-	if v.Deciders, err = s.store.Deciders(r.Context(), ids); err != nil {
+	if v.Deciders, v.Total, err = s.store.DecidersAndCount(r.Context(), ids, f); err != nil {
 		return err
-	}
-	if len(rows) > 0 {
-		if v.Total, err = s.store.HistoryCount(r.Context(), f); err != nil {
-			return err
-		}
 	}
 	if next != nil {
 		query.Set("after", next.String())

@@ -47,7 +47,7 @@ func (s *Server) Router() chi.Router {
 
 	// Pages, with a session.
 	r.Group(func(r chi.Router) {
-		r.Use(s.sessions.LoadAndSave, s.withProxyUser, s.withUser, s.takeFlash)
+		r.Use(preloadSession, s.sessions.LoadAndSave, s.withProxyUser, s.withUser, s.takeFlash)
 		r.Get("/signin", s.page(s.signInPage))
 		r.Post("/signout", s.page(s.signOut))
 

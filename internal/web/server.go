@@ -129,7 +129,7 @@ func New(cfg Config, st *store.Store, cluster *provision.Cluster, watcher *provi
 	// The idle timeout would otherwise cost a database write per page
 	// view (see touchStore): a session may end up to 1% of it early, at
 	// most a minute.
-	sm.Store = newTouchStore(pgxstore.NewWithCleanupInterval(st.Pool(), 10*time.Minute), min(time.Minute, cfg.SessionIdleTimeout/100))
+	sm.Store = pageSessionStore{newTouchStore(pgxstore.NewWithCleanupInterval(st.Pool(), 10*time.Minute), min(time.Minute, cfg.SessionIdleTimeout/100)), st}
 	sm.Lifetime = cfg.SessionLifetime
 	sm.IdleTimeout = cfg.SessionIdleTimeout
 	// The sessions table holds SHA-256 digests of the cookies, so a copy

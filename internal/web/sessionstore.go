@@ -1,11 +1,15 @@
 package web
 
 import (
+	"context"
 	"crypto/sha256"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+
+	"paddock/internal/store"
 )
 
 // touchStore spares the database a write on every page view. With an idle
@@ -72,4 +76,60 @@ func (t *touchStore) forget(token string) {
 	t.mu.Lock()
 	delete(t.written, token)
 	t.mu.Unlock()
+}
+
+// pageSessionStore reads a page's session, the user it is mapped to and
+// the catalog version in one query (store.LoadPageSession), when the
+// request carries a preload (preloadSession): withUser then takes the user
+// from it instead of asking the database again, and the page's lists may
+// come from memory (store.WithCatalogVersion). Everything else goes to the
+// touchStore.
+type pageSessionStore struct {
+	*touchStore
+	st *store.Store
+}
+
+// preload is what pageSessionStore read for one request's session.
+type preload struct {
+	key     string // the session's key in the store (sessionKey)
+	done    bool
+	user    *store.User
+	catalog int64
+}
+
+type preloadKey struct{}
+
+// preloadSession gives the request a preload for pageSessionStore to fill.
+func preloadSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), preloadKey{}, &preload{})))
+	})
+}
+
+// preloadOf returns what was read for the session whose key is key, if it
+// was read with the user (a session renewed since, by a sign-in, was not).
+func preloadOf(ctx context.Context, key string) (*preload, bool) {
+	p, _ := ctx.Value(preloadKey{}).(*preload)
+	return p, p != nil && p.done && p.key == key
+}
+
+func (s pageSessionStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+	p, _ := ctx.Value(preloadKey{}).(*preload)
+	if p == nil {
+		return s.Find(token)
+	}
+	ps, err := s.st.LoadPageSession(ctx, token)
+	if err != nil {
+		return nil, false, err
+	}
+	*p = preload{key: token, done: true, user: ps.User, catalog: ps.CatalogVersion}
+	return ps.Data, ps.Found, nil
+}
+
+func (s pageSessionStore) CommitCtx(_ context.Context, token string, b []byte, expiry time.Time) error {
+	return s.Commit(token, b, expiry)
+}
+
+func (s pageSessionStore) DeleteCtx(_ context.Context, token string) error {
+	return s.Delete(token)
 }

@@ -108,6 +108,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		o.throughputTeams = append(o.throughputTeams, k)
 	}
+	if o.profiles != "" {
+		// Made now, not found missing after minutes of seeding.
+		if err := os.MkdirAll(o.profiles, 0o755); err != nil {
+			return fmt.Errorf("-profiles: %w", err)
+		}
+	}
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		o.only[strings.TrimSpace(s)] = true

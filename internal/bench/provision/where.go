@@ -178,7 +178,7 @@ func partOf(stack []string, files []string) string {
 		}
 	}
 	for _, fn := range stack {
-		if !strings.HasPrefix(fn, "github.com/alexedwards/scs/") && !strings.Contains(fn, "(*touchStore)") {
+		if !strings.HasPrefix(fn, "github.com/alexedwards/scs/") && !strings.Contains(fn, "(*touchStore)") && !strings.Contains(fn, "pageSessionStore)") {
 			continue
 		}
 		// scs's middleware and response writer wrap every handler and
