@@ -32,6 +32,10 @@ func WithCatalogVersion(ctx context.Context, n int64) context.Context {
 	return context.WithValue(ctx, catalogVersionKey{}, n)
 }
 
+// CatalogVersion returns the catalog version ctx carries, if any, for
+// callers that keep what they derive from the lists by version too.
+func CatalogVersion(ctx context.Context) (int64, bool) { return catalogVersionFrom(ctx) }
+
 func catalogVersionFrom(ctx context.Context) (int64, bool) {
 	n, ok := ctx.Value(catalogVersionKey{}).(int64)
 	return n, ok

@@ -95,6 +95,8 @@ type Server struct {
 	watcher  *provision.Watcher
 	sessions *scs.SessionManager
 	hub      *Hub
+	// offers keeps the catalog's offers by catalog version (catalogOffer).
+	offers   catalogOffers
 	log      *slog.Logger
 	oidc     *oidcClient
 	metrics  *metrics

@@ -154,13 +154,13 @@ func memString(mib int) string {
 }
 
 type catalogView struct {
-	Base      base
-	Templates []templateCard
-	OSes      []string
-	Tags      []string
-	Q, OS     string
-	Tag       string
-	CanAsk    bool
+	Base base
+	// Cards are the HTML of the cards that pass the filters (catalogCard).
+	Cards []string
+	OSes  []string
+	Tags  []string
+	Q, OS string
+	Tag   string
 }
 
 type requestForm struct {

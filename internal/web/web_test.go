@@ -557,3 +557,55 @@ func TestDevSignInShowsThePersonasFirstAndNoDisabledUser(t *testing.T) {
 		t.Errorf("the other user is missing (%d), or the disabled one is offered", other)
 	}
 }
+
+// The catalog's cards are kept per catalog version and kind of user, and
+// every page checks the version: a change made elsewhere (another replica,
+// or by hand) shows on the next page, each team sees only what is open to
+// it, and the Request button only those who may request.
+func TestCatalogFollowsChangesMadeElsewhereAndKeepsUsersApart(t *testing.T) {
+	e := setup(t, web.Config{DevSignIn: true})
+	ctx := context.Background()
+	spec := store.TemplateSpec{Name: "payments-only", DisplayName: "Payments only", OSFamily: "ubuntu", SSHUser: "ubuntu",
+		Image: store.ImageSource{ContainerDisk: "quay.io/containerdisks/ubuntu:24.04"}, Teams: []string{"payments"},
+		Sizes: []store.Size{{Name: "small", CPU: 1, MemoryMiB: 1024}}, MaxLeaseDays: 7}
+	if _, _, err := e.st.PublishTemplate(ctx, spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	dev, outsider, mgr := e.browser("developer"), e.browser("outsider"), e.browser("manager")
+	catalog := func(c *http.Client) string {
+		t.Helper()
+		resp, b := e.get(c, "/catalog")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("catalog: %d", resp.StatusCode)
+		}
+		return b
+	}
+	has := func(b, name string) bool { return strings.Contains(b, `data-testid="template-`+name+`"`) }
+	const ask = `href="/requests/new?template=`
+	for range 2 { // the second time from memory
+		if b := catalog(dev); !has(b, "fedora") || !has(b, "payments-only") || !strings.Contains(b, ask+"fedora") {
+			t.Fatal("the developer's catalog lacks fedora, the team's own template or the Request button")
+		}
+		if b := catalog(outsider); !has(b, "fedora") || has(b, "payments-only") {
+			t.Fatal("another team's catalog: fedora missing, or payments' own template offered")
+		}
+		if b := catalog(mgr); !has(b, "fedora") || strings.Contains(b, ask) {
+			t.Fatal("the manager's catalog lacks fedora, or offers a Request button to someone without a team")
+		}
+	}
+	// Deprecated by hand, as another replica's platform team would.
+	if _, err := e.st.Pool().Exec(ctx, `UPDATE templates SET deprecated_at = now(), deprecation_note = 'gone' WHERE name = 'fedora'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*http.Client{dev, outsider, mgr} {
+		if b := catalog(c); has(b, "fedora") || !has(b, "cirros") {
+			t.Fatal("a template deprecated elsewhere is still offered, or the others went with it")
+		}
+	}
+	if _, err := e.st.Pool().Exec(ctx, `UPDATE templates SET deprecated_at = NULL, deprecation_note = '' WHERE name = 'fedora'`); err != nil {
+		t.Fatal(err)
+	}
+	if b := catalog(dev); !has(b, "fedora") {
+		t.Fatal("a template restored elsewhere is not offered again")
+	}
+}
