@@ -134,16 +134,20 @@ func historyWhere(f HistoryFilter) (string, []any) {
 		}
 		where = append(where, cond)
 	}
+	// Ids and the state are written into the text (see idLiteral): a page
+	// filtered by nothing else is planned once per connection.
 	if f.TeamID != 0 {
-		add("r.team_id = ?", f.TeamID)
+		where = append(where, "r.team_id = "+idLiteral(f.TeamID))
 	}
 	if f.RequesterID != 0 {
-		add("r.requester_id = ?", f.RequesterID)
+		where = append(where, "r.requester_id = "+idLiteral(f.RequesterID))
 	}
 	if f.TemplateID != 0 {
-		add("r.template_id = ?", f.TemplateID)
+		where = append(where, "r.template_id = "+idLiteral(f.TemplateID))
 	}
-	if f.State != "" {
+	if lit, ok := stateLiteral(f.State); ok {
+		where = append(where, "r.state = "+lit)
+	} else if f.State != "" {
 		add("r.state = ?", string(f.State))
 	}
 	if !f.From.IsZero() {
@@ -172,27 +176,28 @@ func escapeLike(s string) string {
 }
 
 // historySelect finds the page's rows in an inner query that reads only the
-// indexed columns, then fetches what the page shows for those rows alone.
-// Names come from scalar subqueries rather than joins: the result is the
-// same, and planning it takes a tenth of the time (a quarter of a
-// millisecond instead of several), which matters on a page that is planned
-// for its filter values every time.
+// indexed columns, then fetches what the page shows for those rows alone,
+// with the names from joins. (Scalar subqueries plan faster, 0.4 ms against
+// 0.7 ms here, but PostgreSQL runs each as a scan of its whole small table
+// for every row: 0.65 ms for a page against 0.15 ms, and more the more
+// users there are; and a page filtered by ids and state alone is planned
+// once per connection, see historyQuery.)
 const historySelect = `
-	SELECT r.id, r.created_at, (SELECT name FROM teams WHERE id = r.team_id),
-	       (SELECT login FROM users WHERE id = r.requester_id), (SELECT name FROM templates WHERE id = r.template_id),
+	SELECT r.id, r.created_at, t.name, u.login, tp.name,
 	       r.template_version, r.size, r.vcpu, r.memory_mib, r.name, r.lease_days, r.justification, r.state,
 	       r.state_reason, r.decision, r.expires_at
 	FROM requests r
+	JOIN teams t ON t.id = r.team_id JOIN users u ON u.id = r.requester_id JOIN templates tp ON tp.id = r.template_id
 	WHERE r.id = ANY (ARRAY(SELECT r.id FROM requests r%s WHERE %s ORDER BY %s %s))
 	ORDER BY %s`
 
 // historyExportSelect is historySelect for any number of rows, streamed.
 const historyExportSelect = `
-	SELECT r.id, r.created_at, (SELECT name FROM teams WHERE id = r.team_id),
-	       (SELECT login FROM users WHERE id = r.requester_id), (SELECT name FROM templates WHERE id = r.template_id),
+	SELECT r.id, r.created_at, t.name, u.login, tp.name,
 	       r.template_version, r.size, r.vcpu, r.memory_mib, r.name, r.lease_days, r.justification, r.state,
 	       r.state_reason, r.decision, r.expires_at
 	FROM requests r
+	JOIN teams t ON t.id = r.team_id JOIN users u ON u.id = r.requester_id JOIN templates tp ON tp.id = r.template_id
 	WHERE %s
 	ORDER BY r.created_at DESC, r.id DESC`
 
@@ -229,21 +234,28 @@ func (s *Store) History(ctx context.Context, f HistoryFilter) ([]HistoryRow, *Cu
 
 // historyQuery is the query of one page, with its arguments. It asks for
 // one row more than the page shows, which tells whether there is a next
-// page. It is planned with the actual values every time (an unnamed
-// statement): how selective a team, a state or a search text is decides the
-// plan. (A search is one query on the trigram index: reading newest first
+// page. It is planned with the actual values every time: how selective a
+// team, a state or a search text is decides the plan. Ids and the state are
+// in its text (historyWhere), so a page filtered by nothing else is a
+// statement of its own, prepared and planned once per connection; one with
+// dates, a search or a cursor is sent as an unnamed statement, planned for
+// its values on each call. (A search is one query on the trigram index: reading newest first
 // in time slices was tried, and lost more where matches are few or old than
 // it won where they are many and recent.)
 func historyQuery(f HistoryFilter) (string, []any) {
 	where, args := historyWhere(f)
 	order, join := historyOrder(f, false)
 	q := fmt.Sprintf(historySelect, join, where, order, "LIMIT "+strconv.Itoa(f.Limit+1), outerOrder(order))
+	if len(args) == 0 {
+		// Nothing but literals: prepared, planned once per connection.
+		return q, nil
+	}
 	return q, append([]any{pgx.QueryExecModeExec}, args...)
 }
 
-// outerOrder is order for the outer query, which has no joins: the sort
-// columns of joined tables are read by the subqueries of historySelect,
-// whose positions ORDER BY names instead.
+// outerOrder is order for the outer query, whose joins are named apart
+// from the inner query's: the sort columns of joined tables are named by
+// their positions in historySelect instead.
 func outerOrder(order string) string {
 	return strings.NewReplacer("st.name", "3", "su.login", "4", "stp.name", "5").Replace(order)
 }

@@ -30,14 +30,7 @@ func (s *Store) HistoryNewer(ctx context.Context, f HistoryFilter, before Cursor
 	}
 	where += " AND " + cond
 	order, join := historyOrder(f, true)
-	q := `
-	SELECT r.id, r.created_at, (SELECT name FROM teams WHERE id = r.team_id),
-	       (SELECT login FROM users WHERE id = r.requester_id), (SELECT name FROM templates WHERE id = r.template_id),
-	       r.template_version, r.size, r.vcpu, r.memory_mib, r.name, r.lease_days, r.justification, r.state,
-	       r.state_reason, r.decision, r.expires_at
-	FROM requests r
-	WHERE r.id = ANY (ARRAY(SELECT r.id FROM requests r` + join + ` WHERE ` + where + ` ORDER BY ` + order + ` LIMIT ` + strconv.Itoa(f.Limit+1) + `))
-	ORDER BY ` + outerOrder(order)
+	q := fmt.Sprintf(historySelect, join, where, order, "LIMIT "+strconv.Itoa(f.Limit+1), outerOrder(order))
 	rows, _ := s.pool.Query(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
 	hs, err := pgx.CollectRows(rows, scanHistoryRow)
 	if err != nil {

@@ -45,13 +45,18 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 		args = append(args, arg)
 		where = append(where, fmt.Sprintf(cond, len(args)))
 	}
+	// The team, requester and state are written into the text (see
+	// idLiteral): the count and the page are then planned once per
+	// connection.
 	if f.TeamID != 0 {
-		add("r.team_id = $%d", f.TeamID)
+		where = append(where, "r.team_id = "+idLiteral(f.TeamID))
 	}
 	if f.RequesterID != 0 {
-		add("r.requester_id = $%d", f.RequesterID)
+		where = append(where, "r.requester_id = "+idLiteral(f.RequesterID))
 	}
-	if f.State != "" {
+	if lit, ok := stateLiteral(f.State); ok {
+		where = append(where, "r.state = "+lit)
+	} else if f.State != "" {
 		add("r.state = $%d", string(f.State))
 	}
 	w := ""
