@@ -137,6 +137,7 @@ func New(cfg Config, st *store.Store, cluster *provision.Cluster, watcher *provi
 	// The sessions table holds SHA-256 digests of the cookies, so a copy
 	// of the database does not sign anyone in.
 	sm.HashTokenInStore = true
+	sm.Codec = sessionCodec{}
 	sm.Cookie.Name = "paddock_session"
 	sm.Cookie.HttpOnly = true
 	sm.Cookie.SameSite = http.SameSiteLaxMode
