@@ -37,7 +37,11 @@ const RequestCountCap = 1000
 
 // RequestPage lists one page of requests, how many match in all (counted up
 // to RequestCountCap; a total above it means "more than that") and whether
-// a further page follows.
+// a further page follows. Its requests carry what the VM list shows and no
+// more: ID, Name, State, TemplateID, TemplateName, TemplateVersion, TeamID,
+// TeamName, RequesterLogin, Pool, CreatedAt, and a VM (when there is one)
+// with only its IP. Reading and decoding every column of fifty rows was a
+// fifth of the page's CPU.
 func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request, int, bool, error) {
 	var where []string
 	var args []any
@@ -80,10 +84,10 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 	b := &pgx.Batch{}
 	b.Queue(`SELECT count(*) FROM (SELECT 1 FROM requests r`+w+fmt.Sprintf(` LIMIT %d) capped`, RequestCountCap+1), args...).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
-	b.Queue(requestListSelect+w+fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit+1, max(f.Offset, 0)), args...).
+	b.Queue(requestRowSelect+w+fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit+1, max(f.Offset, 0)), args...).
 		Query(func(rows pgx.Rows) error {
 			var err error
-			rs, err = pgx.CollectRows(rows, scanRequest)
+			rs, err = pgx.CollectRows(rows, scanRequestRow)
 			return err
 		})
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
@@ -94,6 +98,27 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 		rs = rs[:f.Limit]
 	}
 	return rs, total, more, nil
+}
+
+// requestRowSelect reads what RequestPage returns.
+const requestRowSelect = `
+	SELECT r.id, r.name, r.state, r.template_id, tp.name, r.template_version, r.team_id, t.name, u.login, r.pool,
+	       r.created_at, v.ip
+	FROM requests r
+	JOIN teams t ON t.id = r.team_id
+	JOIN users u ON u.id = r.requester_id
+	JOIN templates tp ON tp.id = r.template_id
+	LEFT JOIN vms v ON v.request_id = r.id`
+
+func scanRequestRow(row pgx.CollectableRow) (Request, error) {
+	var r Request
+	var ip *string
+	err := row.Scan(&r.ID, &r.Name, &r.State, &r.TemplateID, &r.TemplateName, &r.TemplateVersion, &r.TeamID, &r.TeamName,
+		&r.RequesterLogin, &r.Pool, &r.CreatedAt, &ip)
+	if ip != nil {
+		r.VM = &VM{IP: *ip}
+	}
+	return r, err
 }
 
 // PoolIPs lists the addresses of the members of each pool in ids, by

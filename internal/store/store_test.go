@@ -512,8 +512,13 @@ func TestListsLeaveOutTheManifest(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := b.st.Pool().Exec(ctx, `UPDATE vms SET ip = '10.0.0.7' WHERE request_id = $1`, r.ID); err != nil {
+		t.Fatal(err)
+	}
 	page, _, _, err := b.st.RequestPage(ctx, store.RequestPageFilter{TeamID: b.team.ID})
-	if err != nil || len(page) != 1 || page[0].VM == nil || page[0].VM.UID != "uid-1" || page[0].VM.Manifest != "" {
+	if err != nil || len(page) != 1 || page[0].VM == nil || page[0].VM.IP != "10.0.0.7" || page[0].VM.Manifest != "" ||
+		page[0].Name != r.Name || page[0].TeamName != "payments" || page[0].RequesterLogin != "developer" || page[0].TemplateName != "ubuntu" ||
+		page[0].State != store.StateProvisioning || page[0].TemplateVersion != 1 || !page[0].CreatedAt.Equal(r.CreatedAt) {
 		t.Errorf("VM list: %+v %v", page, err)
 	}
 	live, err := b.st.RequestsWithVM(ctx)
