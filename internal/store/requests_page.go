@@ -41,7 +41,7 @@ const RequestCountCap = 1000
 // more: ID, Name, State, TemplateID, TemplateName, TemplateVersion, TeamID,
 // TeamName, RequesterLogin, Pool, CreatedAt, and a VM (when there is one)
 // with only its IP. Reading and decoding every column of fifty rows was a
-// fifth of the page's CPU.
+// sixth of the portal's CPU on that page.
 func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request, int, bool, error) {
 	var where []string
 	var args []any

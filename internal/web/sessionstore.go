@@ -140,7 +140,7 @@ func (s pageSessionStore) DeleteCtx(_ context.Context, token string) error {
 
 // sessionCodec writes a session as JSON that keeps each value's type,
 // where scs's default, gob, builds its type information again for every
-// session it reads (an eighth of the catalog page's CPU), and writes a
+// session it reads (an eighth of the portal's CPU on the catalog page), and writes a
 // map's entries in varying order, so that one save in ten of an unchanged
 // session looked changed to touchStore and was written to the database.
 // JSON sorts the keys. Paddock
