@@ -32,11 +32,10 @@ func WithCatalogVersion(ctx context.Context, n int64) context.Context {
 	return context.WithValue(ctx, catalogVersionKey{}, n)
 }
 
-// CatalogVersion returns the catalog version ctx carries, if any, for
-// callers that keep what they derive from the lists by version too.
-func CatalogVersion(ctx context.Context) (int64, bool) { return catalogVersionFrom(ctx) }
-
-func catalogVersionFrom(ctx context.Context) (int64, bool) {
+// CatalogVersion returns the catalog version ctx carries, if any: the
+// store's lists use it, and callers that keep what they derive from the
+// lists by version too.
+func CatalogVersion(ctx context.Context) (int64, bool) {
 	n, ok := ctx.Value(catalogVersionKey{}).(int64)
 	return n, ok
 }
@@ -58,7 +57,7 @@ type versioned[T any] struct {
 // the version it read in the same statement; a list of no rows carries no
 // version (ok false) and is not kept.
 func (c *versioned[T]) get(ctx context.Context, clone func(T) T, load func(context.Context) (T, int64, bool, error)) (T, error) {
-	if want, ok := catalogVersionFrom(ctx); ok {
+	if want, ok := CatalogVersion(ctx); ok {
 		c.mu.Lock()
 		hit, v := c.ok && c.at == want, c.v
 		c.mu.Unlock()

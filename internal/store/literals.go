@@ -1,9 +1,6 @@
 package store
 
-import (
-	"regexp"
-	"strconv"
-)
+import "strconv"
 
 // The values a list filters on most (a team, a requester, a template, a
 // state) are written into its query's text rather than sent as parameters.
@@ -12,18 +9,17 @@ import (
 // on every call, because PostgreSQL keeps a generic plan only when it looks
 // as cheap as the ones made for the values, which for these queries it
 // never did. Planning was most of the VM list query's time. Only integers
-// and words of lower-case letters and underscores (states) are written so;
-// anything else stays a parameter.
+// and the known request states are written so; anything else stays a
+// parameter.
 
 // idLiteral writes an id into a query.
 func idLiteral(id int64) string { return strconv.FormatInt(id, 10) }
 
-var wordRE = regexp.MustCompile(`^[a-z_]+$`)
-
-// stateLiteral writes a state into a query, quoted, when it is a word; ok
-// is false for anything else, which the caller sends as a parameter.
+// stateLiteral writes a state into a query, quoted, when it is one of the
+// request states (validState); ok is false for anything else, which the
+// caller sends as a parameter.
 func stateLiteral(s State) (string, bool) {
-	if !wordRE.MatchString(string(s)) {
+	if !validState(s) {
 		return "", false
 	}
 	return "'" + string(s) + "'", true
