@@ -87,6 +87,24 @@ type HistoryRow struct {
 	StateReason     string
 	Decision        string
 	ExpiresAt       time.Time
+	// Decider is who first decided the request, nil while nobody has. The
+	// pages (History, HistoryNewer) fill it; the export does not.
+	Decider *Decider
+}
+
+// HistoryPage is one page of the history.
+type HistoryPage struct {
+	Rows []HistoryRow
+	// Total is how many requests match the filter, its cursor aside,
+	// counted up to RequestCountCap: a total above it means "more than
+	// that", which is as far as counting stays cheap on a long history. A
+	// page without rows counts nothing (0).
+	Total int
+	// Next is the cursor of the page after this one (History); nil on the
+	// last page.
+	Next *Cursor
+	// Newer says there are rows before these still (HistoryNewer).
+	Newer bool
 }
 
 // Cursor is the position of the row, for the next page.
@@ -177,7 +195,9 @@ func escapeLike(s string) string {
 
 // historySelect finds the page's rows in an inner query that reads only the
 // indexed columns, then fetches what the page shows for those rows alone,
-// with the names from joins. (Scalar subqueries plan faster, 0.4 ms against
+// with the names from joins, who first decided each request (firstDecision)
+// and, in every row, the capped count of what the filter matches: the whole
+// page is one statement. (Scalar subqueries for the names plan faster, 0.4 ms against
 // 0.7 ms here, but PostgreSQL runs each as a scan of its whole small table
 // for every row: 0.65 ms for a page against 0.15 ms, and more the more
 // users there are; and a page filtered by ids and state alone is planned
@@ -185,9 +205,11 @@ func escapeLike(s string) string {
 const historySelect = `
 	SELECT r.id, r.created_at, t.name, u.login, tp.name,
 	       r.template_version, r.size, r.vcpu, r.memory_mib, r.name, r.lease_days, r.justification, r.state,
-	       r.state_reason, r.decision, r.expires_at
+	       r.state_reason, r.decision, r.expires_at, d.actor, d.verdict, d.reason, d.at,
+	       (SELECT count(*) FROM (SELECT 1 FROM requests r WHERE %s LIMIT %d) capped)
 	FROM requests r
 	JOIN teams t ON t.id = r.team_id JOIN users u ON u.id = r.requester_id JOIN templates tp ON tp.id = r.template_id
+	LEFT JOIN LATERAL (` + firstDecision + `) d ON true
 	WHERE r.id = ANY (ARRAY(SELECT r.id FROM requests r%s WHERE %s ORDER BY %s %s))
 	ORDER BY %s`
 
@@ -203,33 +225,58 @@ const historyExportSelect = `
 
 func scanHistoryRow(row pgx.CollectableRow) (HistoryRow, error) {
 	var h HistoryRow
-	err := row.Scan(&h.ID, &h.CreatedAt, &h.TeamName, &h.RequesterLogin, &h.TemplateName, &h.TemplateVersion,
-		&h.Size, &h.VCPU, &h.MemoryMiB, &h.Name, &h.LeaseDays, &h.Justification, &h.State, &h.StateReason,
-		&h.Decision, &h.ExpiresAt)
+	err := row.Scan(h.fields()...)
 	return h, err
 }
 
-// History returns one page of requests matching f, newest first, and the
-// cursor of the next page (nil on the last page).
-func (s *Store) History(ctx context.Context, f HistoryFilter) ([]HistoryRow, *Cursor, error) {
+// fields are the destinations of historyExportSelect's columns, which
+// historySelect's begin with.
+func (h *HistoryRow) fields() []any {
+	return []any{&h.ID, &h.CreatedAt, &h.TeamName, &h.RequesterLogin, &h.TemplateName, &h.TemplateVersion,
+		&h.Size, &h.VCPU, &h.MemoryMiB, &h.Name, &h.LeaseDays, &h.Justification, &h.State, &h.StateReason,
+		&h.Decision, &h.ExpiresAt}
+}
+
+// collectHistoryPage reads the rows of historySelect and the count they
+// all carry.
+func collectHistoryPage(rows pgx.Rows) ([]HistoryRow, int, error) {
+	var total int
+	hs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (HistoryRow, error) {
+		var h HistoryRow
+		var actor, verdict, reason *string
+		var at *time.Time
+		err := row.Scan(append(h.fields(), &actor, &verdict, &reason, &at, &total)...)
+		if err == nil && actor != nil && verdict != nil && at != nil {
+			h.Decider = &Decider{RequestID: h.ID, Actor: *actor, Verdict: State(*verdict), Reason: deref(reason), At: *at}
+		}
+		return h, err
+	})
+	return hs, total, err
+}
+
+// History returns one page of requests matching f, newest first, each
+// with who decided it, with the count of what matches and the cursor of
+// the next page: one statement, one round trip.
+func (s *Store) History(ctx context.Context, f HistoryFilter) (HistoryPage, error) {
 	if err := f.Validate(); err != nil {
-		return nil, nil, err
+		return HistoryPage{}, err
 	}
 	if f.Limit <= 0 || f.Limit > MaxHistoryPage {
 		f.Limit = 50
 	}
 	q, args := historyQuery(f)
 	rows, _ := s.pool.Query(ctx, q, args...)
-	hs, err := pgx.CollectRows(rows, scanHistoryRow)
+	hs, total, err := collectHistoryPage(rows)
 	if err != nil {
-		return nil, nil, fmt.Errorf("history: %w", err)
+		return HistoryPage{}, fmt.Errorf("history: %w", err)
 	}
-	if len(hs) <= f.Limit {
-		return hs, nil, nil
+	p := HistoryPage{Rows: hs, Total: total}
+	if len(hs) > f.Limit {
+		p.Rows = hs[:f.Limit]
+		next := p.Rows[f.Limit-1].CursorIn(f.Sort)
+		p.Next = &next
 	}
-	hs = hs[:f.Limit]
-	next := hs[len(hs)-1].CursorIn(f.Sort)
-	return hs, &next, nil
+	return p, nil
 }
 
 // historyQuery is the query of one page, with its arguments. It asks for
@@ -245,12 +292,22 @@ func (s *Store) History(ctx context.Context, f HistoryFilter) ([]HistoryRow, *Cu
 func historyQuery(f HistoryFilter) (string, []any) {
 	where, args := historyWhere(f)
 	order, join := historyOrder(f, false)
-	q := fmt.Sprintf(historySelect, join, where, order, "LIMIT "+strconv.Itoa(f.Limit+1), outerOrder(order))
+	q := historyPageSQL(f, join, where, order)
 	if len(args) == 0 {
 		// Nothing but literals: prepared, planned once per connection.
 		return q, nil
 	}
 	return q, append([]any{pgx.QueryExecModeExec}, args...)
+}
+
+// historyPageSQL is historySelect for f's page: its rows are those of
+// where, in order, with join for the inner query. The count takes f's
+// conditions without its cursor, whose arguments come last (historyWhere,
+// cursorCond): the count's placeholders are the same as the page's.
+func historyPageSQL(f HistoryFilter, join, where, order string) string {
+	f.After = nil
+	countWhere, _ := historyWhere(f)
+	return fmt.Sprintf(historySelect, countWhere, RequestCountCap+1, join, where, order, "LIMIT "+strconv.Itoa(f.Limit+1), outerOrder(order))
 }
 
 // outerOrder is order for the outer query, whose joins are named apart

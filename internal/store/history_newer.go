@@ -11,12 +11,13 @@ import (
 )
 
 // HistoryNewer returns the page of requests matching f just before
-// before in f's order, in that order like History, and whether there are
-// more before them still: the "Newer" link of the history (newer in its
-// default order). f.After is ignored.
-func (s *Store) HistoryNewer(ctx context.Context, f HistoryFilter, before Cursor) ([]HistoryRow, bool, error) {
+// before in f's order, in that order like History, with their deciders and
+// the count of what matches; its Newer says whether there are more before
+// them still: the "Newer" link of the history (newer in its default
+// order). f.After is ignored.
+func (s *Store) HistoryNewer(ctx context.Context, f HistoryFilter, before Cursor) (HistoryPage, error) {
 	if err := f.Validate(); err != nil {
-		return nil, false, err
+		return HistoryPage{}, err
 	}
 	if f.Limit <= 0 || f.Limit > MaxHistoryPage {
 		f.Limit = 50
@@ -30,16 +31,15 @@ func (s *Store) HistoryNewer(ctx context.Context, f HistoryFilter, before Cursor
 	}
 	where += " AND " + cond
 	order, join := historyOrder(f, true)
-	q := fmt.Sprintf(historySelect, join, where, order, "LIMIT "+strconv.Itoa(f.Limit+1), outerOrder(order))
-	rows, _ := s.pool.Query(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
-	hs, err := pgx.CollectRows(rows, scanHistoryRow)
+	rows, _ := s.pool.Query(ctx, historyPageSQL(f, join, where, order), append([]any{pgx.QueryExecModeExec}, args...)...)
+	hs, total, err := collectHistoryPage(rows)
 	if err != nil {
-		return nil, false, fmt.Errorf("newer history: %w", err)
+		return HistoryPage{}, fmt.Errorf("newer history: %w", err)
 	}
-	more := len(hs) > f.Limit
-	if more {
-		hs = hs[:f.Limit]
+	p := HistoryPage{Rows: hs, Total: total, Newer: len(hs) > f.Limit}
+	if p.Newer {
+		p.Rows = hs[:f.Limit]
 	}
-	slices.Reverse(hs)
-	return hs, more, nil
+	slices.Reverse(p.Rows)
+	return p, nil
 }

@@ -98,14 +98,6 @@ func validSort(sort string) bool {
 	return sort == "" || ok
 }
 
-// historyCountQuery counts the requests matching a valid f (its cursor
-// aside), with its arguments.
-func historyCountQuery(f HistoryFilter) (string, []any) {
-	f.After = nil
-	where, args := historyWhere(f)
-	return fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM requests r WHERE %s LIMIT %d) capped`, where, RequestCountCap+1), args
-}
-
 // cursorKeyPart splits the sort value off an encoded cursor: "micros.id"
 // has none, "micros.id.key" has one.
 func cursorKeyPart(s string) (rest, key string, err error) {

@@ -125,7 +125,7 @@ func TestHistoryFilters(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rows, next, err := h.st.History(ctx, c.f)
+			rows, next, err := rowsOf(h.st.History(ctx, c.f))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,7 +138,7 @@ func TestHistoryFilters(t *testing.T) {
 		})
 	}
 	// The rows carry what the page and the CSV show.
-	rows, _, err := h.st.History(ctx, store.HistoryFilter{Q: "gpu-box"})
+	rows, _, err := rowsOf(h.st.History(ctx, store.HistoryFilter{Q: "gpu-box"}))
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("gpu-box: %v %v", rows, err)
 	}
@@ -156,7 +156,7 @@ func TestHistoryFilterValidation(t *testing.T) {
 		"q":     {Q: strings.Repeat("x", store.MaxHistorySearchLen+1)},
 		"state": {State: "sleeping"},
 	} {
-		_, _, err := h.st.History(context.Background(), f)
+		_, _, err := rowsOf(h.st.History(context.Background(), f))
 		var v *store.ValidationError
 		if !errors.As(err, &v) || v.For(field) == "" {
 			t.Errorf("%s: %v", field, err)
@@ -171,7 +171,7 @@ func walk(t *testing.T, st *store.Store, f store.HistoryFilter, n int) ([]int64,
 	var ids []int64
 	pages := 0
 	for {
-		rows, next, err := st.History(context.Background(), f)
+		rows, next, err := rowsOf(st.History(context.Background(), f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +225,7 @@ func TestHistoryPagingTiesAndLastPage(t *testing.T) {
 		t.Errorf("filtered: got %v, want %v", got, want)
 	}
 	// An empty history is one empty page.
-	rows, next, err := h.st.History(context.Background(), store.HistoryFilter{TeamID: h.billing.ID})
+	rows, next, err := rowsOf(h.st.History(context.Background(), store.HistoryFilter{TeamID: h.billing.ID}))
 	if err != nil || len(rows) != 0 || next != nil {
 		t.Errorf("empty: %v %v %v", rows, next, err)
 	}
@@ -244,7 +244,7 @@ func TestHistoryPagingWhileRowsArriveAndFiltersChange(t *testing.T) {
 			created: day0.Add(time.Duration(i) * time.Minute)}))
 	}
 	slices.Reverse(all) // vm-9 … vm-0
-	first, next, err := h.st.History(ctx, store.HistoryFilter{Limit: 4})
+	first, next, err := rowsOf(h.st.History(ctx, store.HistoryFilter{Limit: 4}))
 	if err != nil || !slices.Equal(ids(first), all[:4]) || next == nil {
 		t.Fatalf("first page: %v %v", ids(first), err)
 	}
@@ -253,13 +253,13 @@ func TestHistoryPagingWhileRowsArriveAndFiltersChange(t *testing.T) {
 	for i := range 3 {
 		h.insert(t, row{team: h.team, user: h.dev, tpl: h.ubuntu, name: fmt.Sprintf("new-%d", i), created: day0.Add(time.Hour)})
 	}
-	second, _, err := h.st.History(ctx, store.HistoryFilter{Limit: 4, After: next})
+	second, _, err := rowsOf(h.st.History(ctx, store.HistoryFilter{Limit: 4, After: next}))
 	if err != nil || !slices.Equal(ids(second), all[4:8]) {
 		t.Errorf("second page after new rows: %v, want %v", ids(second), all[4:8])
 	}
 	// With other filters, a cursor continues from the same point in time:
 	// the rows older than it that match the new filters, none newer.
-	got, _, err := h.st.History(ctx, store.HistoryFilter{TeamID: h.billing.ID, After: next})
+	got, _, err := rowsOf(h.st.History(ctx, store.HistoryFilter{TeamID: h.billing.ID, After: next}))
 	var want []int64
 	for _, id := range all[4:] {
 		if idx := slices.Index(all, id); (9-idx)%2 == 1 { // billing made the odd ones
@@ -271,7 +271,7 @@ func TestHistoryPagingWhileRowsArriveAndFiltersChange(t *testing.T) {
 	}
 	// A cursor past every row gives an empty last page.
 	oldest := store.Cursor{CreatedAt: day0, ID: all[len(all)-1]}
-	rows, next, err := h.st.History(ctx, store.HistoryFilter{After: &oldest})
+	rows, next, err := rowsOf(h.st.History(ctx, store.HistoryFilter{After: &oldest}))
 	if err != nil || len(rows) != 0 || next != nil {
 		t.Errorf("past the end: %v %v %v", ids(rows), next, err)
 	}
@@ -370,7 +370,7 @@ func TestHistorySearchPagesAcrossTime(t *testing.T) {
 		t.Errorf("from %v to %v: %v, want %v", from, to, got, w)
 	}
 	// Nothing older than the oldest match.
-	rows, next, err := h.st.History(ctx, store.HistoryFilter{Q: "findme", After: &store.Cursor{CreatedAt: now.Add(-200 * week), ID: want[11]}})
+	rows, next, err := rowsOf(h.st.History(ctx, store.HistoryFilter{Q: "findme", After: &store.Cursor{CreatedAt: now.Add(-200 * week), ID: want[11]}}))
 	if err != nil || len(rows) != 0 || next != nil {
 		t.Errorf("after the oldest: %v %v %v", ids(rows), next, err)
 	}
@@ -429,5 +429,103 @@ func TestCopyHistoryBatchesOverTheSameTeamsDoNotDeadlock(t *testing.T) {
 		if u.VMs != 2*rounds*perTeam {
 			t.Errorf("team %d: usage counts %d VMs, want %d", team, u.VMs, 2*rounds*perTeam)
 		}
+	}
+}
+
+// rowsOf is what History returned before it returned a page: its rows and
+// the next page's cursor.
+func rowsOf(p store.HistoryPage, err error) ([]store.HistoryRow, *store.Cursor, error) {
+	return p.Rows, p.Next, err
+}
+
+// TestHistoryPageCarriesDecidersAndTheCountOfItsFilter checks what a page's
+// one statement brings beside its rows: each request's first decision and
+// the capped count of the filter, its cursor aside, on every page.
+func TestHistoryPageCarriesDecidersAndTheCountOfItsFilter(t *testing.T) {
+	h := setupHistory(t)
+	ctx := context.Background()
+	at := func(m int) time.Time { return day0.Add(time.Duration(m) * time.Minute) }
+	var ids []int64
+	for i := range 5 {
+		ids = append(ids, h.insert(t, row{team: h.billing, user: h.biller, tpl: h.ubuntu, name: fmt.Sprintf("b-%d", i), state: store.StateRunning, created: at(i)}))
+	}
+	h.insert(t, row{team: h.team, user: h.dev, tpl: h.ubuntu, name: "other-team", created: at(10)})
+	ev := func(id int64, m int, actor, kind string, from, to store.State, reason string) {
+		t.Helper()
+		if _, err := h.st.Pool().Exec(ctx, `INSERT INTO events (request_id, at, actor, kind, from_state, to_state, reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, id, at(m), actor, kind, from, to, reason); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b-4 approved by the policy; b-3 rejected by a manager, then approved
+	// on a second look (the first decision counts); b-2 approved by a
+	// manager; b-1 and b-0 never decided (b-1 only moved on).
+	ev(ids[4], 4, "policy", "decision", store.StatePendingApproval, store.StateApproved, "auto-approved: within team quota")
+	ev(ids[3], 5, "mgr", "state", store.StatePendingApproval, store.StateRejected, "too big")
+	ev(ids[3], 6, "mgr2", "state", store.StatePendingApproval, store.StateApproved, "fine after all")
+	ev(ids[2], 7, "mgr", "state", store.StatePendingApproval, store.StateApproved, "")
+	ev(ids[1], 8, "system", "state", store.StateApproved, store.StateProvisioning, "")
+	decided := func(rows []store.HistoryRow) []string {
+		var out []string
+		for _, r := range rows {
+			if r.Decider == nil {
+				out = append(out, r.Name+": -")
+				continue
+			}
+			if r.Decider.RequestID != r.ID {
+				t.Errorf("%s: decider of request %d", r.Name, r.Decider.RequestID)
+			}
+			out = append(out, fmt.Sprintf("%s: %s %s %q", r.Name, r.Decider.Actor, r.Decider.Verdict, r.Decider.Reason))
+		}
+		return out
+	}
+	f := store.HistoryFilter{TeamID: h.billing.ID, Limit: 2}
+	first, err := h.st.History(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Total != 5 || first.Next == nil || first.Newer {
+		t.Fatalf("first page: total %d, next %v, newer %v", first.Total, first.Next, first.Newer)
+	}
+	want := []string{`b-4: policy approved "auto-approved: within team quota"`, `b-3: mgr rejected "too big"`}
+	if got := decided(first.Rows); !slices.Equal(got, want) {
+		t.Errorf("first page:\n got %q\nwant %q", got, want)
+	}
+	if !first.Rows[0].Decider.At.Equal(at(4)) {
+		t.Errorf("decided at %s", first.Rows[0].Decider.At)
+	}
+	f.After = first.Next
+	second, err := h.st.History(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{`b-2: mgr approved ""`, "b-1: -"}
+	if got := decided(second.Rows); second.Total != 5 || !slices.Equal(got, want) {
+		t.Errorf("second page: total %d\n got %q\nwant %q", second.Total, got, want)
+	}
+	f.After = nil
+	newer, err := h.st.HistoryNewer(ctx, f, second.Rows[0].Cursor())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decided(newer.Rows); newer.Total != 5 || newer.Newer || !slices.Equal(got, decided(first.Rows)) {
+		t.Errorf("newer page: total %d, newer %v, rows %q", newer.Total, newer.Newer, got)
+	}
+	if p, err := h.st.History(ctx, store.HistoryFilter{TeamID: h.billing.ID, State: store.StateRunning, Q: "b-3"}); err != nil || p.Total != 1 || len(p.Rows) != 1 {
+		t.Errorf("searched: total %d, %d rows, %v", p.Total, len(p.Rows), err)
+	}
+	if p, err := h.st.History(ctx, store.HistoryFilter{Q: "nothing like it"}); err != nil || p.Total != 0 || len(p.Rows) != 0 || p.Next != nil {
+		t.Errorf("nothing matches: %+v, %v", p, err)
+	}
+	// Past the cap the count stops: a total above it means "more than that".
+	if _, err := h.st.Pool().Exec(ctx, `INSERT INTO requests (team_id, requester_id, template_id, template_version, size, vcpu,
+			memory_mib, name, ssh_public_key, lease_days, state, created_at, updated_at, expires_at)
+		SELECT $1, $2, $3, $4, 'small', 1, 2048, 'many-' || g, $5, 7, 'deleted', $6, $6, $6
+		FROM generate_series(1, $7::int) g`, h.billing.ID, h.biller.ID, h.ubuntu.ID, h.ubuntu.Version, sshKey, at(-1),
+		store.RequestCountCap+10); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := h.st.History(ctx, store.HistoryFilter{TeamID: h.billing.ID}); err != nil || p.Total != store.RequestCountCap+1 {
+		t.Errorf("capped: total %d, %v", p.Total, err)
 	}
 }

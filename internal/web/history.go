@@ -119,9 +119,8 @@ type historyView struct {
 	TeamName  string
 	Templates []string
 	States    []store.State
-	Rows      []store.HistoryRow
-	// Deciders holds who decided each listed request, by its id.
-	Deciders map[int64]store.Decider
+	// Rows carry who decided each request (Decider).
+	Rows []store.HistoryRow
 	// Paged is true past the first page.
 	Paged bool
 	// Total is how many requests match, counted up to store.RequestCountCap.
@@ -244,7 +243,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 		return render(w, r, http.StatusUnprocessableEntity, historyPage(v))
 	}
 	f.Limit = historyPageSize
-	var rows []store.HistoryRow
+	var page store.HistoryPage
 	var next *store.Cursor
 	newer := f.After != nil // a page past the first has newer rows
 	if b := r.URL.Query().Get("before"); b != "" && f.After == nil {
@@ -252,25 +251,23 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return errStatus(http.StatusUnprocessableEntity, "This page link is damaged; start again from the first page.")
 		}
-		if rows, newer, err = s.store.HistoryNewer(r.Context(), f, c); err != nil {
+		if page, err = s.store.HistoryNewer(r.Context(), f, c); err != nil {
 			return err
 		}
-		if len(rows) > 0 {
+		newer = page.Newer
+		if len(page.Rows) > 0 {
 			// Reached from an older page: there is one.
-			c := rows[len(rows)-1].CursorIn(f.Sort)
+			c := page.Rows[len(page.Rows)-1].CursorIn(f.Sort)
 			next = &c
 		}
-	} else if rows, next, err = s.store.History(r.Context(), f); err != nil {
-		return err
+	} else {
+		if page, err = s.store.History(r.Context(), f); err != nil {
+			return err
+		}
+		next = page.Next
 	}
-	v.Rows, v.Paged = rows, newer
-	ids := make([]int64, len(rows))
-	for i, row := range rows {
-		ids[i] = row.ID
-	}
-	if v.Deciders, v.Total, err = s.store.DecidersAndCount(r.Context(), ids, f); err != nil {
-		return err
-	}
+	rows := page.Rows
+	v.Rows, v.Paged, v.Total = rows, newer, page.Total
 	if next != nil {
 		query.Set("after", next.String())
 		v.NextURL = "/history?" + query.Encode()

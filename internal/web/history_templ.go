@@ -919,7 +919,7 @@ func historyPage(v historyView) templ.Component {
 						if templ_7745c5c3_Err != nil {
 							return templ_7745c5c3_Err
 						}
-						if d, ok := v.Deciders[r.ID]; ok {
+						if d := r.Decider; d != nil {
 							templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 79, "<td data-testid=\"decided-by\">")
 							if templ_7745c5c3_Err != nil {
 								return templ_7745c5c3_Err
@@ -951,9 +951,9 @@ func historyPage(v historyView) templ.Component {
 								return templ_7745c5c3_Err
 							}
 							var templ_7745c5c3_Var54 string
-							templ_7745c5c3_Var54, templ_7745c5c3_Err = templruntime.NewAttributeExpression(decisionReason(d)).Resolve(ctx)
+							templ_7745c5c3_Var54, templ_7745c5c3_Err = templruntime.NewAttributeExpression(decisionReason(*d)).Resolve(ctx)
 							if templ_7745c5c3_Err != nil {
-								return templ.Error{Err: templ_7745c5c3_Err, FileName: `internal/web/history.templ`, Line: 111, Col: 53}
+								return templ.Error{Err: templ_7745c5c3_Err, FileName: `internal/web/history.templ`, Line: 111, Col: 54}
 							}
 							_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var54)
 							if templ_7745c5c3_Err != nil {
@@ -964,9 +964,9 @@ func historyPage(v historyView) templ.Component {
 								return templ_7745c5c3_Err
 							}
 							var templ_7745c5c3_Var55 string
-							templ_7745c5c3_Var55, templ_7745c5c3_Err = templ.JoinStringErrs(decisionReason(d))
+							templ_7745c5c3_Var55, templ_7745c5c3_Err = templ.JoinStringErrs(decisionReason(*d))
 							if templ_7745c5c3_Err != nil {
-								return templ.Error{Err: templ_7745c5c3_Err, FileName: `internal/web/history.templ`, Line: 111, Col: 105}
+								return templ.Error{Err: templ_7745c5c3_Err, FileName: `internal/web/history.templ`, Line: 111, Col: 107}
 							}
 							_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var55))
 							if templ_7745c5c3_Err != nil {
