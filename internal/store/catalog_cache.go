@@ -92,7 +92,8 @@ func cloneTemplates(ts []Template) []Template {
 }
 
 // PageSession is what a page needs before its handler runs, read in one
-// query: the session's data, its user and the catalog version.
+// query: the session's data, its user, the catalog version and, for those
+// who see approvals, the navigation's count of them.
 type PageSession struct {
 	// Data is the scs session's data; Found is false when the session does
 	// not exist or has expired.
@@ -104,11 +105,15 @@ type PageSession struct {
 	User *User
 	// CatalogVersion is for WithCatalogVersion.
 	CatalogVersion int64
+	// ApprovalsWaiting is ApprovalsWaitingFor the user when they are a
+	// manager or on the platform team (the roles that see approvals); nil
+	// otherwise.
+	ApprovalsWaiting *int
 }
 
 // LoadPageSession reads the session stored under key (the digest scs
-// keeps, which is also user_sessions' key) with its user and the catalog
-// version, in one round trip.
+// keeps, which is also user_sessions' key) with its user, the catalog
+// version and the user's approvals waiting, in one round trip.
 func (s *Store) LoadPageSession(ctx context.Context, key string) (PageSession, error) {
 	var ps PageSession
 	var (
@@ -116,15 +121,17 @@ func (s *Store) LoadPageSession(ctx context.Context, key string) (PageSession, e
 		login, display, email, role *string
 		teamID                      *int64
 		teamName                    string
+		waiting                     *int
 	)
 	err := s.pool.QueryRow(ctx, `
-		SELECT cv.n, s.data, u.id, u.login, u.display_name, u.email, u.role, u.team_id, coalesce(t.name, '')
+		SELECT cv.n, s.data, u.id, u.login, u.display_name, u.email, u.role, u.team_id, coalesce(t.name, ''),
+		       CASE WHEN u.role IN ('`+string(RoleManager)+`', '`+string(RolePlatform)+`') THEN (`+approvalsWaitingSQL("u.id")+`) END
 		FROM catalog_version cv
 		LEFT JOIN sessions s ON s.token = $1 AND current_timestamp < s.expiry
 		LEFT JOIN user_sessions us ON us.session_key = $1 AND us.expires_at > now()
 		LEFT JOIN users u ON u.id = us.user_id AND u.disabled_at IS NULL
 		LEFT JOIN teams t ON t.id = u.team_id`, key).
-		Scan(&ps.CatalogVersion, &ps.Data, &id, &login, &display, &email, &role, &teamID, &teamName)
+		Scan(&ps.CatalogVersion, &ps.Data, &id, &login, &display, &email, &role, &teamID, &teamName, &waiting)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ps, fmt.Errorf("load session: the catalog_version row is missing")
 	}
@@ -135,6 +142,7 @@ func (s *Store) LoadPageSession(ctx context.Context, key string) (PageSession, e
 	if id != nil {
 		ps.User = &User{ID: *id, Login: deref(login), DisplayName: deref(display), Email: deref(email),
 			Role: Role(deref(role)), TeamID: teamID, TeamName: teamName}
+		ps.ApprovalsWaiting = waiting
 	}
 	return ps, nil
 }

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -172,6 +173,38 @@ func TestLoadPageSessionReadsSessionUserAndVersion(t *testing.T) {
 	}
 	if want.TeamName != "payments" || want.TeamID == nil {
 		t.Fatalf("user without a team: %+v", want)
+	}
+	if ps.ApprovalsWaiting != nil {
+		t.Errorf("a developer's session counts approvals: %d", *ps.ApprovalsWaiting)
+	}
+	// A manager's session brings the navigation's count, as
+	// ApprovalsWaitingFor counts it.
+	if _, err := b.st.Pool().Exec(ctx, `INSERT INTO sessions (token, data, expiry) VALUES ('m1', 'data', $1)`, exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.StartSession(ctx, b.other, "m1", "dev", exp, nil); err != nil {
+		t.Fatal(err)
+	}
+	waiting := func() int {
+		t.Helper()
+		ps, err := b.st.LoadPageSession(ctx, "m1")
+		if err != nil || ps.User == nil || ps.User.ID != b.other.ID || ps.ApprovalsWaiting == nil {
+			t.Fatalf("manager's session: %+v %v", ps, err)
+		}
+		n, err := b.st.ApprovalsWaitingFor(ctx, b.other.ID)
+		if err != nil || n != *ps.ApprovalsWaiting {
+			t.Fatalf("the session counts %d approvals waiting, ApprovalsWaitingFor %d (%v)", *ps.ApprovalsWaiting, n, err)
+		}
+		return n
+	}
+	before := waiting()
+	for i := range 2 {
+		if _, err := b.submit(t, func(n *store.NewRequest) { n.Template, n.Name = "gated", fmt.Sprintf("gated-%d", i) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := waiting(); n != before+2 {
+		t.Errorf("after two requests that need approval: %d waiting, want %d", n, before+2)
 	}
 	if ps, err := b.st.LoadPageSession(ctx, "gone"); err != nil || ps.Found || ps.User != nil {
 		t.Fatalf("expired session: %+v %v", ps, err)

@@ -36,8 +36,8 @@ var requestSortColumns = map[string]string{
 const RequestCountCap = 1000
 
 // RequestPage lists one page of requests, how many match in all (counted up
-// to RequestCountCap; a total above it means "more than that") and whether
-// a further page follows. Its requests carry what the VM list shows and no
+// to RequestCountCap; a total above it means "more than that"; 0 for a page
+// without rows) and whether a further page follows, in one statement. Its requests carry what the VM list shows and no
 // more: ID, Name, State, TemplateID, TemplateName, TemplateVersion, TeamID,
 // TeamName, RequesterLogin, Pool, CreatedAt, and a VM (when there is one)
 // with only its IP. Reading and decoding every column of fifty rows was a
@@ -78,19 +78,13 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 50
 	}
-	// The count and the page go in one round trip.
+	// The count is a column of the page's one statement (run once, as an
+	// InitPlan); a page without rows counts nothing.
 	var total int
-	var rs []Request
-	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM (SELECT 1 FROM requests r`+w+fmt.Sprintf(` LIMIT %d) capped`, RequestCountCap+1), args...).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
-	b.Queue(requestRowSelect+w+fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit+1, max(f.Offset, 0)), args...).
-		Query(func(rows pgx.Rows) error {
-			var err error
-			rs, err = pgx.CollectRows(rows, scanRequestRow)
-			return err
-		})
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	rows, _ := s.pool.Query(ctx, fmt.Sprintf(requestRowSelect, w, RequestCountCap+1)+w+
+		fmt.Sprintf(" ORDER BY %s %s, r.id %s LIMIT %d OFFSET %d", col, dir, dir, f.Limit+1, max(f.Offset, 0)), args...)
+	rs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Request, error) { return scanRequestRow(row, &total) })
+	if err != nil {
 		return nil, 0, false, fmt.Errorf("list requests: %w", err)
 	}
 	more := len(rs) > f.Limit
@@ -100,21 +94,23 @@ func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request
 	return rs, total, more, nil
 }
 
-// requestRowSelect reads what RequestPage returns.
+// requestRowSelect reads what RequestPage returns and, in every row, the
+// count of the requests matching the page's conditions (its first %s) up
+// to the cap (%d).
 const requestRowSelect = `
 	SELECT r.id, r.name, r.state, r.template_id, tp.name, r.template_version, r.team_id, t.name, u.login, r.pool,
-	       r.created_at, v.ip
+	       r.created_at, v.ip, (SELECT count(*) FROM (SELECT 1 FROM requests r%s LIMIT %d) capped)
 	FROM requests r
 	JOIN teams t ON t.id = r.team_id
 	JOIN users u ON u.id = r.requester_id
 	JOIN templates tp ON tp.id = r.template_id
 	LEFT JOIN vms v ON v.request_id = r.id`
 
-func scanRequestRow(row pgx.CollectableRow) (Request, error) {
+func scanRequestRow(row pgx.CollectableRow, total *int) (Request, error) {
 	var r Request
 	var ip *string
 	err := row.Scan(&r.ID, &r.Name, &r.State, &r.TemplateID, &r.TemplateName, &r.TemplateVersion, &r.TeamID, &r.TeamName,
-		&r.RequesterLogin, &r.Pool, &r.CreatedAt, &ip)
+		&r.RequesterLogin, &r.Pool, &r.CreatedAt, &ip, total)
 	if ip != nil {
 		r.VM = &VM{IP: *ip}
 	}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -528,5 +529,37 @@ func TestListsLeaveOutTheManifest(t *testing.T) {
 	one, err := b.st.Request(ctx, r.ID)
 	if err != nil || one.VM == nil || one.VM.Manifest != manifest {
 		t.Errorf("the request: %+v %v", one.VM, err)
+	}
+}
+
+// TestRequestPageCountsWhatItsFilterMatches checks the count that comes
+// with a page: the filter's, not the page's, and 0 past the last page.
+func TestRequestPageCountsWhatItsFilterMatches(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	for i := range 5 {
+		tpl := "ubuntu"
+		if i%2 == 1 {
+			tpl = "gated" // waits for approval
+		}
+		if _, err := b.submit(t, func(n *store.NewRequest) { n.Template, n.Name = tpl, fmt.Sprintf("vm-%d", i) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		f           store.RequestPageFilter
+		rows, total int
+		more        bool
+	}{
+		{store.RequestPageFilter{TeamID: b.team.ID, Limit: 2}, 2, 5, true},
+		{store.RequestPageFilter{TeamID: b.team.ID, Limit: 2, Offset: 4}, 1, 5, false},
+		{store.RequestPageFilter{TeamID: b.team.ID, State: store.StatePendingApproval}, 2, 2, false},
+		{store.RequestPageFilter{TeamID: b.team.ID, RequesterID: b.other.ID}, 0, 0, false},
+		{store.RequestPageFilter{TeamID: b.team.ID, Limit: 2, Offset: 6}, 0, 0, false},
+	} {
+		rs, total, more, err := b.st.RequestPage(ctx, c.f)
+		if err != nil || len(rs) != c.rows || total != c.total || more != c.more {
+			t.Errorf("%+v: %d rows, total %d, more %v (%v); want %d, %d, %v", c.f, len(rs), total, more, err, c.rows, c.total, c.more)
+		}
 	}
 }

@@ -82,8 +82,9 @@ func (t *touchStore) forget(token string) {
 	t.mu.Unlock()
 }
 
-// pageSessionStore reads a page's session, the user it is mapped to and
-// the catalog version in one query (store.LoadPageSession), when the
+// pageSessionStore reads a page's session, the user it is mapped to, the
+// catalog version and the navigation's count of approvals in one query
+// (store.LoadPageSession), when the
 // request carries a preload (preloadSession): withUser then takes the user
 // from it instead of asking the database again, and the page's lists may
 // come from memory (store.WithCatalogVersion). Everything else goes to the
@@ -99,6 +100,7 @@ type preload struct {
 	done    bool
 	user    *store.User
 	catalog int64
+	waiting *int // the user's approvals waiting, for those who see approvals
 }
 
 type preloadKey struct{}
@@ -126,7 +128,7 @@ func (s pageSessionStore) FindCtx(ctx context.Context, token string) ([]byte, bo
 	if err != nil {
 		return nil, false, err
 	}
-	*p = preload{key: token, done: true, user: ps.User, catalog: ps.CatalogVersion}
+	*p = preload{key: token, done: true, user: ps.User, catalog: ps.CatalogVersion, waiting: ps.ApprovalsWaiting}
 	return ps.Data, ps.Found, nil
 }
 

@@ -63,6 +63,10 @@ func (s *Server) viewBase(r *http.Request, title string) base {
 	}
 	b.Flash = s.flashOf(r)
 	if b.User != nil && canSeeApprovals(*b.User) && r.Header.Get("HX-Request") == "" {
+		if n, ok := s.preloadedWaiting(r); ok {
+			b.Waiting = n
+			return b
+		}
 		// A count in the navigation is a nicety: without it the page still works.
 		n, err := s.store.ApprovalsWaitingFor(r.Context(), b.User.ID)
 		if err != nil {
@@ -71,6 +75,20 @@ func (s *Server) viewBase(r *http.Request, title string) base {
 		b.Waiting = n
 	}
 	return b
+}
+
+// preloadedWaiting is the count of approvals the session's load read with
+// it (pageSessionStore), for a GET: a request that may have decided an
+// approval since counts again.
+func (s *Server) preloadedWaiting(r *http.Request) (int, bool) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return 0, false
+	}
+	p, ok := preloadOf(r.Context(), sessionKey(s.sessions.Token(r.Context())))
+	if !ok || p.waiting == nil {
+		return 0, false
+	}
+	return *p.waiting, true
 }
 
 type signInView struct {
