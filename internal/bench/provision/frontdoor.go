@@ -66,6 +66,13 @@ func frontDoor(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL st
 	if err != nil {
 		return err
 	}
+	// Leave no Paddock VMs behind for the items after this one (run after
+	// the portal has stopped: deferred first).
+	defer func() {
+		for _, n := range []string{ns, loopNS} {
+			rep.failed("front door: deleting its VMs", deleteVMsAndVMIs(ctx, env, n), log)
+		}
+	}()
 	team, err := st.EnsureTeam(ctx, "front", ns)
 	if err != nil {
 		return err

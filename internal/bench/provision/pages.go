@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -237,20 +238,35 @@ func createLiveVMs(ctx context.Context, env *kubetest.Env, pool *pgxpool.Pool, l
 	return ns, nil
 }
 
-// deleteVMsAndVMIs deletes every VM and VMI in namespace ns.
+// deleteVMsAndVMIs deletes every VM and VMI in namespace ns. One
+// DeleteCollection of 10,000 objects can outlast the API server's request
+// timeout on a slow machine, which resets the stream; what it deleted stays
+// deleted. So it asks again until a list finds none left, at most ten times.
 func deleteVMsAndVMIs(ctx context.Context, env *kubetest.Env, ns string) error {
 	admin, err := provision.NewKubernetesCluster(env.Config)
 	if err != nil {
 		return err
 	}
 	ctx = context.WithoutCancel(ctx)
-	if err := admin.Virt.KubevirtV1().VirtualMachineInstances(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
-		return fmt.Errorf("delete the VMIs in %s: %w", ns, err)
+	vmis := admin.Virt.KubevirtV1().VirtualMachineInstances(ns)
+	vms := admin.Virt.KubevirtV1().VirtualMachines(ns)
+	var errs []error
+	for attempt := 1; attempt <= 10; attempt++ {
+		errs = errs[:0]
+		if err := vms.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("delete the VMs in %s: %w", ns, err))
+		}
+		if err := vmis.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("delete the VMIs in %s: %w", ns, err))
+		}
+		li, errI := vmis.List(ctx, metav1.ListOptions{Limit: 1})
+		lv, errV := vms.List(ctx, metav1.ListOptions{Limit: 1})
+		if errI == nil && errV == nil && len(li.Items) == 0 && len(lv.Items) == 0 {
+			return nil
+		}
+		errs = append(errs, errI, errV)
 	}
-	if err := admin.Virt.KubevirtV1().VirtualMachines(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
-		return fmt.Errorf("delete the VMs in %s: %w", ns, err)
-	}
-	return nil
+	return fmt.Errorf("VMs or VMIs are left in %s after ten attempts to delete them: %w", ns, errors.Join(errs...))
 }
 
 // vacuum runs VACUUM ANALYZE on the whole database.
