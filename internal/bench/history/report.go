@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -167,28 +168,53 @@ func (r *report) write(path string) error {
 	return os.WriteFile(path, []byte(text), 0o644)
 }
 
-// planSummary names the scans of the inner query and the execution time.
+// planSummary names the scans that find the page's rows (the inner query),
+// then, after "count:", those of the capped count (the InitPlan whose top
+// node is an Aggregate), and the execution time of the whole statement.
 func planSummary(plan []string) string {
 	if len(plan) == 0 {
 		return "—"
 	}
-	var scans []string
+	var rows, count []string
 	exec := ""
+	block := &rows
+	initIndent := -1 // the indentation of the InitPlan being read, if any
 	for _, l := range plan {
+		indent := len(l) - len(strings.TrimLeft(l, " "))
 		t := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "->"))
+		if initIndent >= 0 && indent <= initIndent {
+			initIndent, block = -1, &rows
+		}
 		switch {
-		case strings.Contains(t, " on requests r_1") || strings.HasPrefix(t, "Bitmap Index Scan"):
-			name := t
-			if k := strings.Index(name, " (actual"); k > 0 {
-				name = name[:k]
+		case strings.HasPrefix(t, "InitPlan"):
+			initIndent, block = indent, nil
+			continue
+		case block == nil:
+			block = &rows
+			if strings.HasPrefix(t, "Aggregate") {
+				block = &count
 			}
-			scans = append(scans, strings.ReplaceAll(strings.ReplaceAll(name, " on requests r_1", ""), "using ", ""))
+		}
+		switch m := innerScan.FindStringSubmatch(t); {
+		case m != nil:
+			*block = append(*block, strings.ReplaceAll(m[1], "using ", ""))
+		case strings.HasPrefix(t, "Bitmap Index Scan"):
+			name, _, _ := strings.Cut(t, " (actual")
+			*block = append(*block, name)
 		case strings.HasPrefix(t, "Execution Time:"):
 			exec = strings.TrimSpace(strings.TrimPrefix(t, "Execution Time:"))
 		}
 	}
-	return strings.Join(scans, "; ") + " — " + exec
+	out := strings.Join(rows, "; ")
+	if len(count) > 0 {
+		out += "; count: " + strings.Join(count, "; ")
+	}
+	return out + " — " + exec
 }
+
+// innerScan is a scan of requests under an alias of its own (r_1, r_2):
+// the inner query's or the count's, not the outer query's (r).
+var innerScan = regexp.MustCompile(`^(.*?) on requests r_[0-9]+\b`)
 
 func thousands(n int64) string {
 	s := fmt.Sprint(n)
