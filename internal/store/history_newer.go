@@ -12,7 +12,7 @@ import (
 
 // HistoryNewer returns the page of requests matching f just before
 // before in f's order, in that order like History, with their deciders and
-// the count of what matches; its Newer says whether there are more before
+// the count of what matches (as History counts); its Newer says whether there are more before
 // them still: the "Newer" link of the history (newer in its default
 // order). f.After is ignored.
 func (s *Store) HistoryNewer(ctx context.Context, f HistoryFilter, before Cursor) (HistoryPage, error) {
@@ -32,9 +32,13 @@ func (s *Store) HistoryNewer(ctx context.Context, f HistoryFilter, before Cursor
 	where += " AND " + cond
 	order, join := historyOrder(f, true)
 	rows, _ := s.pool.Query(ctx, historyPageSQL(f, join, where, order), append([]any{pgx.QueryExecModeExec}, args...)...)
-	hs, total, err := collectHistoryPage(rows)
+	hs, counted, err := collectHistoryPage(rows)
 	if err != nil {
 		return HistoryPage{}, fmt.Errorf("newer history: %w", err)
+	}
+	total, err := s.historyTotal(ctx, f, hs, counted)
+	if err != nil {
+		return HistoryPage{}, err
 	}
 	p := HistoryPage{Rows: hs, Total: total, Newer: len(hs) > f.Limit}
 	if p.Newer {
