@@ -307,11 +307,13 @@ func historyQuery(f HistoryFilter) (string, []any) {
 // historyPageSQL is historySelect for f's page: its rows are those of
 // where, in order, with join for the inner query. It counts too when the
 // count's conditions (f's without its cursor) are all written into the text
-// (ids, a state): a count of a search or of dates is left to
-// historyCountQuery, a prepared statement of its own. (Inside the page's
-// statement, planned with a search's actual pattern, the count chose a
-// sequential scan that read the whole table when matches were few: 67 ms
-// against 1.6 ms for the page in make bench-history's "developer, search".)
+// (ids, a state), so that the count's plan is kept with the page's. A count
+// of a search or of dates is left to historyCountQuery, a prepared
+// statement of its own as it always was: its cost depends on the pattern
+// and on the plan PostgreSQL picks for it (the developer's search in
+// make bench-history: 50 ms with its custom plan, a sequential scan, and
+// 37 ms with the generic one, a bitmap on the trigram and team indexes),
+// and the page's statement is planned afresh for every call.
 func historyPageSQL(f HistoryFilter, join, where, order string) string {
 	f.After = nil
 	count := "NULL::bigint"
