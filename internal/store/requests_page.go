@@ -37,10 +37,11 @@ const RequestCountCap = 1000
 
 // RequestPage lists one page of requests, how many match in all (counted up
 // to RequestCountCap; a total above it means "more than that"; 0 for a page
-// without rows) and whether a further page follows, in one statement. Its requests carry what the VM list shows and no
-// more: ID, Name, State, TemplateID, TemplateName, TemplateVersion, TeamID,
-// TeamName, RequesterLogin, Pool, CreatedAt, and a VM (when there is one)
-// with only its IP. Reading and decoding every column of fifty rows was a
+// without rows) and whether a further page follows, in one statement. Its
+// requests carry what the VM list shows and no more: ID, Name, State,
+// TemplateID, TemplateName, TemplateVersion, TeamID, TeamName,
+// RequesterLogin, Pool, CreatedAt, and a VM (when there is one) with only
+// its IP. Reading and decoding every column of fifty rows was a
 // sixth of the portal's CPU on that page.
 func (s *Store) RequestPage(ctx context.Context, f RequestPageFilter) ([]Request, int, bool, error) {
 	var where []string
