@@ -84,10 +84,10 @@ func (t *touchStore) forget(token string) {
 
 // pageSessionStore reads a page's session, the user it is mapped to, the
 // catalog version and the navigation's count of approvals in one query
-// (store.LoadPageSession), when the request carries a preload (preloadSession): withUser then takes the user
-// from it instead of asking the database again, and the page's lists may
-// come from memory (store.WithCatalogVersion). Everything else goes to the
-// touchStore.
+// (store.LoadPageSession), when the request carries a preload
+// (preloadSession): withUser then takes the user from it instead of asking
+// the database again, and the page's lists may come from memory
+// (store.WithCatalogVersion). Everything else goes to the touchStore.
 type pageSessionStore struct {
 	*touchStore
 	st *store.Store
