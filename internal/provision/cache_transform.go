@@ -2,8 +2,11 @@ package provision
 
 import (
 	"context"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	virtv1 "kubevirt.io/api/core/v1"
 )
 
@@ -11,7 +14,8 @@ import (
 // Paddock manages, and a whole object is mostly what Paddock never reads:
 // the VM's template (domain, disks, cloud-init user data), managed fields,
 // annotations, the instance's spec and most of its status. These transforms
-// run on each object as it enters a cache and keep only what the watcher
+// run on each object before it enters a cache (the first list's pages and
+// every watch event, see slimWatch) and keep only what the watcher
 // reads: identity and ownership (name, namespace, UID, resourceVersion,
 // labels, owner references, creation and deletion, finalizers), the VM's run
 // strategy, printable status, ready flag and conditions, and the instance's
@@ -27,15 +31,17 @@ func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 }
 
-// slimVM keeps what Observe, ObservePool and the watcher read of a VM.
-// Objects of other types (such as a cache.DeletedFinalStateUnknown) pass
-// unchanged.
-func slimVM(obj any) (any, error) {
-	vm, ok := obj.(*virtv1.VirtualMachine)
-	if !ok {
-		return obj, nil
+// slimObject keeps what Observe, ObservePool and the watcher read of a VM
+// (slimVMObject) or of an instance (slimVMIObject). Objects of other types
+// (the Status of a watch's error event, say) pass unchanged.
+func slimObject(obj runtime.Object) runtime.Object {
+	switch o := obj.(type) {
+	case *virtv1.VirtualMachine:
+		return slimVMObject(o)
+	case *virtv1.VirtualMachineInstance:
+		return slimVMIObject(o)
 	}
-	return slimVMObject(vm), nil
+	return obj
 }
 
 func slimVMObject(vm *virtv1.VirtualMachine) *virtv1.VirtualMachine {
@@ -50,16 +56,8 @@ func slimVMObject(vm *virtv1.VirtualMachine) *virtv1.VirtualMachine {
 	}
 }
 
-// slimVMI keeps what the watcher reads of a VM's instance: its metadata and
-// its interfaces' addresses.
-func slimVMI(obj any) (any, error) {
-	vmi, ok := obj.(*virtv1.VirtualMachineInstance)
-	if !ok {
-		return obj, nil
-	}
-	return slimVMIObject(vmi), nil
-}
-
+// slimVMIObject keeps what the watcher reads of a VM's instance: its
+// metadata and its interfaces' addresses.
 func slimVMIObject(vmi *virtv1.VirtualMachineInstance) *virtv1.VirtualMachineInstance {
 	var ifaces []virtv1.VirtualMachineInstanceNetworkInterface
 	for _, i := range vmi.Status.Interfaces {
@@ -102,38 +100,70 @@ func pagedList(ctx context.Context, o metav1.ListOptions, size int64, list func(
 	}
 }
 
-// listSlimVMs lists VMs page by page, keeping slim copies (slimVMObject).
-func listSlimVMs(ctx context.Context, o metav1.ListOptions, size int64, list func(context.Context, metav1.ListOptions) (*virtv1.VirtualMachineList, error)) (*virtv1.VirtualMachineList, error) {
-	out := &virtv1.VirtualMachineList{}
-	rv, err := pagedList(ctx, o, size, func(ctx context.Context, o metav1.ListOptions) (string, string, error) {
-		page, err := list(ctx, o)
-		if err != nil {
-			return "", "", err
-		}
-		for i := range page.Items {
-			out.Items = append(out.Items, *slimVMObject(&page.Items[i]))
-		}
-		return page.ResourceVersion, page.Continue, nil
-	})
+// slimWatch slims the VMs and instances of a watch's events as they come,
+// for the informers: an informer's own transform (SetTransform) would copy
+// every object of the first list once more, already slim, while the list
+// is still alive, at the process's peak.
+func slimWatch(w watch.Interface, err error) (watch.Interface, error) {
 	if err != nil {
 		return nil, err
 	}
-	out.ResourceVersion = rv
-	return out, nil
+	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
+		e.Object = slimObject(e.Object)
+		return e, true
+	}), nil
 }
 
-// listSlimVMIs lists instances page by page, keeping slim copies (slimVMIObject).
-func listSlimVMIs(ctx context.Context, o metav1.ListOptions, size int64, list func(context.Context, metav1.ListOptions) (*virtv1.VirtualMachineInstanceList, error)) (*virtv1.VirtualMachineInstanceList, error) {
-	out := &virtv1.VirtualMachineInstanceList{}
-	rv, err := pagedList(ctx, o, size, func(ctx context.Context, o metav1.ListOptions) (string, string, error) {
+// listSlimVMs lists VMs page by page, keeping slim copies (slimVMObject).
+// The list it returns holds each VM by pointer (runtime.RawExtension), which
+// the informer's reflector keeps as it is: items held by value, as in a
+// VirtualMachineList, it copies one by one (meta.ExtractListWithAlloc),
+// and a slim VM is still a 552-byte struct, an instance 1,512 bytes.
+func listSlimVMs(ctx context.Context, o metav1.ListOptions, size int64, list func(context.Context, metav1.ListOptions) (*virtv1.VirtualMachineList, error)) (*metav1.List, error) {
+	return listSlim(ctx, o, size, func(ctx context.Context, o metav1.ListOptions, add func(runtime.Object)) (metav1.ListMeta, error) {
 		page, err := list(ctx, o)
+		if err != nil {
+			return metav1.ListMeta{}, err
+		}
+		for i := range page.Items {
+			add(slimVMObject(&page.Items[i]))
+		}
+		return page.ListMeta, nil
+	})
+}
+
+// listSlimVMIs lists instances page by page, keeping slim copies
+// (slimVMIObject), held as listSlimVMs holds VMs.
+func listSlimVMIs(ctx context.Context, o metav1.ListOptions, size int64, list func(context.Context, metav1.ListOptions) (*virtv1.VirtualMachineInstanceList, error)) (*metav1.List, error) {
+	return listSlim(ctx, o, size, func(ctx context.Context, o metav1.ListOptions, add func(runtime.Object)) (metav1.ListMeta, error) {
+		page, err := list(ctx, o)
+		if err != nil {
+			return metav1.ListMeta{}, err
+		}
+		for i := range page.Items {
+			add(slimVMIObject(&page.Items[i]))
+		}
+		return page.ListMeta, nil
+	})
+}
+
+// listSlim collects the pages of a paged list (pagedList): page fetches
+// one, hands add each of its items, slim, and returns the page's list
+// metadata. The first page's estimate of the rest sizes the
+// list, rather than doubling it page by page.
+func listSlim(ctx context.Context, o metav1.ListOptions, size int64, page func(context.Context, metav1.ListOptions, func(runtime.Object)) (metav1.ListMeta, error)) (*metav1.List, error) {
+	out := &metav1.List{}
+	add := func(obj runtime.Object) { out.Items = append(out.Items, runtime.RawExtension{Object: obj}) }
+	rv, err := pagedList(ctx, o, size, func(ctx context.Context, o metav1.ListOptions) (string, string, error) {
+		first := len(out.Items) == 0
+		m, err := page(ctx, o, add)
 		if err != nil {
 			return "", "", err
 		}
-		for i := range page.Items {
-			out.Items = append(out.Items, *slimVMIObject(&page.Items[i]))
+		if first && m.RemainingItemCount != nil && *m.RemainingItemCount > 0 {
+			out.Items = slices.Grow(out.Items, int(*m.RemainingItemCount))
 		}
-		return page.ResourceVersion, page.Continue, nil
+		return m.ResourceVersion, m.Continue, nil
 	})
 	if err != nil {
 		return nil, err

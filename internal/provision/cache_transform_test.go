@@ -1,11 +1,14 @@
 package provision
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	virtv1 "kubevirt.io/api/core/v1"
 	poolv1 "kubevirt.io/api/pool/v1beta1"
@@ -61,14 +64,7 @@ func fullVMI(vm *virtv1.VirtualMachine, ip string) *virtv1.VirtualMachineInstanc
 	}
 }
 
-func slim[T any](t *testing.T, f func(any) (any, error), obj T) T {
-	t.Helper()
-	got, err := f(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got.(T)
-}
+func slim[T runtime.Object](obj T) T { return slimObject(obj).(T) }
 
 // TestCacheTransformsKeepWhatTheWatcherReads runs VMs and instances in the
 // situations the watcher tells apart through the transforms: what the
@@ -97,7 +93,7 @@ func TestCacheTransformsKeepWhatTheWatcherReads(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			vmi := fullVMI(c.vm, c.ip)
-			svm, svmi := slim(t, slimVM, c.vm), slim(t, slimVMI, vmi)
+			svm, svmi := slim(c.vm), slim(vmi)
 			if got, want := Observe(svm, svmi, dv), Observe(c.vm, vmi, dv); !reflect.DeepEqual(got, want) {
 				t.Errorf("Observe on the cache's objects:\n got %+v\nwant %+v", got, want)
 			}
@@ -138,20 +134,50 @@ func TestCacheTransformsKeepWhatTheWatcherReads(t *testing.T) {
 			if len(svmi.Spec.Domain.Devices.Disks) != 0 || svmi.Annotations != nil || svmi.Status.Conditions != nil || svmi.Status.NodeName != "" {
 				t.Errorf("the cached instance keeps parts the watcher never reads: %+v", svmi)
 			}
-			// The informer may hand a cached object through again: nothing changes.
-			if again := slim(t, slimVM, svm); !reflect.DeepEqual(again, svm) {
-				t.Errorf("transforming a cached VM again changed it")
+			// Slimming a slim object changes nothing.
+			if again := slim(svm); !reflect.DeepEqual(again, svm) {
+				t.Errorf("slimming a cached VM again changed it")
 			}
-			if again := slim(t, slimVMI, svmi); !reflect.DeepEqual(again, svmi) {
-				t.Errorf("transforming a cached instance again changed it")
+			if again := slim(svmi); !reflect.DeepEqual(again, svmi) {
+				t.Errorf("slimming a cached instance again changed it")
 			}
 		})
 	}
-	// A tombstone is left as it is.
-	tomb := cache.DeletedFinalStateUnknown{Key: "payments/web-0", Obj: fullVM(virtv1.VirtualMachineStatusRunning, virtv1.RunStrategyAlways)}
-	for _, f := range []func(any) (any, error){slimVM, slimVMI} {
-		if got, err := f(tomb); err != nil || !reflect.DeepEqual(got, tomb) {
-			t.Errorf("tombstone: %v, %v", got, err)
+}
+
+// TestSlimWatchSlimsEveryEvent: the watcher's watches hand its informers
+// slim VMs and instances, in every kind of event, and pass a watch's error
+// as it is.
+func TestSlimWatchSlimsEveryEvent(t *testing.T) {
+	t.Parallel()
+	vm := fullVM(virtv1.VirtualMachineStatusRunning, virtv1.RunStrategyAlways)
+	vmi := fullVMI(vm, "10.1.2.3")
+	gone := &metav1.Status{Status: metav1.StatusFailure, Reason: metav1.StatusReasonGone, Message: "too old resource version"}
+	fake := watch.NewFakeWithChanSize(5, false)
+	fake.Add(vm)
+	fake.Modify(vmi)
+	fake.Delete(vm)
+	fake.Action(watch.Bookmark, &virtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "42"}})
+	fake.Error(gone)
+	w, err := slimWatch(fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	want := []watch.Event{
+		{Type: watch.Added, Object: slimVMObject(vm)},
+		{Type: watch.Modified, Object: slimVMIObject(vmi)},
+		{Type: watch.Deleted, Object: slimVMObject(vm)},
+		{Type: watch.Bookmark, Object: &virtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "42"}}},
+		{Type: watch.Error, Object: gone},
+	}
+	for i, w8 := range want {
+		got := <-w.ResultChan()
+		if !reflect.DeepEqual(got, w8) {
+			t.Errorf("event %d:\n got %+v\nwant %+v", i, got, w8)
 		}
+	}
+	if _, err := slimWatch(nil, errors.New("refused")); err == nil {
+		t.Error("a watch that could not start gave no error")
 	}
 }

@@ -69,7 +69,11 @@ func TestKubeWatcherListsPageByPage(t *testing.T) {
 		t.Fatalf("%d VMs, want 7", len(got.Items))
 	}
 	seen := map[string]bool{}
-	for _, vm := range got.Items {
+	for _, item := range got.Items {
+		vm, ok := item.Object.(*virtv1.VirtualMachine)
+		if !ok {
+			t.Fatalf("the list holds a %T, want a *VirtualMachine", item.Object)
+		}
 		seen[vm.Name] = true
 		if vm.Spec.Template != nil || vm.Spec.RunStrategy == nil || vm.Labels[provision.LabelManagedBy] != provision.ManagedByValue || vm.UID == "" {
 			t.Errorf("VM %s is not the slim copy: template %v, run strategy %v, labels %v", vm.Name, vm.Spec.Template != nil, vm.Spec.RunStrategy, vm.Labels)

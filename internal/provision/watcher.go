@@ -108,7 +108,7 @@ func NewNamespacedWatcher(st *store.Store, c *Cluster, log *slog.Logger, namespa
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			managedOnly(&o)
-			return vmAPI.VirtualMachines(namespace).Watch(ctx, o)
+			return slimWatch(vmAPI.VirtualMachines(namespace).Watch(ctx, o))
 		},
 	}, &virtv1.VirtualMachine{}, 0, cache.Indexers{})
 	w.vmis = cache.NewSharedIndexInformer(&cache.ListWatch{
@@ -118,14 +118,13 @@ func NewNamespacedWatcher(st *store.Store, c *Cluster, log *slog.Logger, namespa
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			managedOnly(&o)
-			return vmAPI.VirtualMachineInstances(namespace).Watch(ctx, o)
+			return slimWatch(vmAPI.VirtualMachineInstances(namespace).Watch(ctx, o))
 		},
 	}, &virtv1.VirtualMachineInstance{}, 0, cache.Indexers{})
 	_ = w.vms.AddIndexers(cache.Indexers{poolIndex: poolIndexFunc})
 	_ = w.vmis.AddIndexers(cache.Indexers{poolIndex: poolIndexFunc})
-	// The caches keep only the fields the watcher reads (cache_transform.go).
-	_ = w.vms.SetTransform(slimVM)
-	_ = w.vmis.SetTransform(slimVMI)
+	// The caches keep only the fields the watcher reads: the lists and the
+	// watches above hand the informers slim objects (cache_transform.go).
 	for _, inf := range []cache.SharedIndexInformer{w.vms, w.vmis} {
 		_, _ = inf.AddEventHandler(w.handler())
 	}
