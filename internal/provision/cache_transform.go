@@ -70,11 +70,12 @@ func slimVMIObject(vmi *virtv1.VirtualMachineInstance) *virtv1.VirtualMachineIns
 	}
 }
 
-// A transform runs only after the informer's first list has been decoded
-// whole: for 10,000 VMs that is 10,000 full objects alive at once, the
-// process's peak, which the runtime is slow to give back. So the watcher
-// lists its VMs and instances page by page and slims each page before it
-// asks for the next; at most one page of whole objects is alive at a time.
+// An informer's transform (SetTransform) would run only after its first
+// list had been decoded whole: for 10,000 VMs, 10,000 full objects alive at
+// once, the process's peak, which the runtime is slow to give back. So the
+// watcher lists its VMs and instances page by page and slims each page
+// before it asks for the next; at most one page of whole objects is alive
+// at a time.
 
 // listPageSize is how many objects one page of the watcher's first list holds.
 const listPageSize = 500
@@ -149,8 +150,8 @@ func listSlimVMIs(ctx context.Context, o metav1.ListOptions, size int64, list fu
 
 // listSlim collects the pages of a paged list (pagedList): page fetches
 // one, hands add each of its items, slim, and returns the page's list
-// metadata. The first page's estimate of the rest sizes the
-// list, rather than doubling it page by page.
+// metadata. The first page's estimate of the rest sizes the list, rather
+// than doubling it page by page.
 func listSlim(ctx context.Context, o metav1.ListOptions, size int64, page func(context.Context, metav1.ListOptions, func(runtime.Object)) (metav1.ListMeta, error)) (*metav1.List, error) {
 	out := &metav1.List{}
 	add := func(obj runtime.Object) { out.Items = append(out.Items, runtime.RawExtension{Object: obj}) }

@@ -147,7 +147,8 @@ func TestCacheTransformsKeepWhatTheWatcherReads(t *testing.T) {
 
 // TestSlimWatchSlimsEveryEvent: the watcher's watches hand its informers
 // slim VMs and instances, in every kind of event, and pass a watch's error
-// as it is.
+// as it is. The events come from client-go's fake watch, not an API server
+// (TestKubeWatcher… run the informers on the real one).
 func TestSlimWatchSlimsEveryEvent(t *testing.T) {
 	t.Parallel()
 	vm := fullVM(virtv1.VirtualMachineStatusRunning, virtv1.RunStrategyAlways)

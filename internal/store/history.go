@@ -317,8 +317,8 @@ func historyQuery(f HistoryFilter) (string, []any) {
 func historyPageSQL(f HistoryFilter, join, where, order string) string {
 	f.After = nil
 	count := "NULL::bigint"
-	if countWhere, countArgs := historyWhere(f); len(countArgs) == 0 {
-		count = fmt.Sprintf("(SELECT count(*) FROM (SELECT 1 FROM requests r WHERE %s LIMIT %d) capped)", countWhere, RequestCountCap+1)
+	if q, args := historyCountQuery(f); len(args) == 0 {
+		count = "(" + q + ")"
 	}
 	return fmt.Sprintf(historySelect, count, join, where, order, "LIMIT "+strconv.Itoa(f.Limit+1), outerOrder(order))
 }

@@ -12,9 +12,9 @@ import (
 
 // HistoryNewer returns the page of requests matching f just before
 // before in f's order, in that order like History, with their deciders and
-// the count of what matches (as History counts); its Newer says whether there are more before
-// them still: the "Newer" link of the history (newer in its default
-// order). f.After is ignored.
+// the count of what matches (as History counts); its Newer says whether
+// there are more before them still: the "Newer" link of the history (newer
+// in its default order). f.After is ignored.
 func (s *Store) HistoryNewer(ctx context.Context, f HistoryFilter, before Cursor) (HistoryPage, error) {
 	if err := f.Validate(); err != nil {
 		return HistoryPage{}, err
