@@ -159,6 +159,7 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		return err
 	}
 	met, missed := 0, []string{}
+	var loop []loopRow
 	for _, p := range []struct {
 		label, path string
 		who         http.Header
@@ -173,6 +174,7 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.path, err)
 		}
+		loop = append(loop, loopRow{label: p.label, rate: float64(s.n) / dur.Seconds(), s: s.stats})
 		ratio := float64(s.p99) / float64(hz.p99)
 		goal := "met"
 		if ratio > pageGoal {
@@ -193,7 +195,35 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		verdict += "; over it: " + strings.Join(missed, ", ")
 	}
 	rep.pagesVerdict = verdict + "."
+	rep.pagesLoop = closedLoop(hz.p99, loop)
 	return nil
+}
+
+// loopRow is one page's rate and times under the closed loop.
+type loopRow struct {
+	label string
+	rate  float64 // answers per second
+	s     stats
+}
+
+// closedLoop says what the goal asks of a page under pageClients clients
+// that each send their next request when the last is answered: their mean
+// time is pageClients ÷ the rate (Little's law) whatever the server does,
+// so a p99 within pageGoal × the /healthz p99 needs at least the rate at
+// which the mean alone is that long; the rest is the tail (p99 ÷ mean).
+func closedLoop(hzP99 time.Duration, rows []loopRow) string {
+	if hzP99 <= 0 || len(rows) == 0 {
+		return ""
+	}
+	limit := time.Duration(pageGoal) * hzP99
+	need := pageClients / limit.Seconds()
+	parts := make([]string, len(rows))
+	for i, r := range rows {
+		parts[i] = fmt.Sprintf("%s %.0f/s, %.0f%% of that (mean %s, p99 %.1f× its mean)", r.label, r.rate, 100*r.rate/need,
+			ms(r.s.mean), float64(r.s.p99)/float64(max(r.s.mean, 1)))
+	}
+	return fmt.Sprintf("Pages, closed loop: each of the %d clients sends its next request when the last is answered, so a page's mean time is %d ÷ its rate (Little's law); a p99 within %d× the `/healthz` p99 (%s) needs a mean below that, so at least %.0f answers/s with no tail at all. Measured: %s.",
+		pageClients, pageClients, pageGoal, ms(limit), need, strings.Join(parts, "; "))
 }
 
 // createLiveVMs creates in the API server, as the administrator playing

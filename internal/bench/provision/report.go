@@ -22,8 +22,11 @@ type report struct {
 	pages     []string
 	// pagesVerdict says how many pages meet the goal (pageGoal).
 	pagesVerdict string
-	where        []string
-	notes        []string
+	// pagesLoop splits each page's p99 into what the closed loop's rate
+	// sets (its mean) and its tail (closedLoop).
+	pagesLoop string
+	where     []string
+	notes     []string
 }
 
 // latencyRow is one line of the submit table: Paddock against its baseline
@@ -38,6 +41,7 @@ type stats struct {
 	n        int
 	p50, p99 time.Duration
 	max      time.Duration
+	mean     time.Duration
 }
 
 func summarise(samples []time.Duration) stats {
@@ -50,7 +54,11 @@ func summarise(samples []time.Duration) stats {
 		i := int(p*float64(len(s))+0.5) - 1
 		return s[max(0, min(i, len(s)-1))]
 	}
-	return stats{n: len(s), p50: q(0.50), p99: q(0.99), max: s[len(s)-1]}
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	return stats{n: len(s), p50: q(0.50), p99: q(0.99), max: s[len(s)-1], mean: sum / time.Duration(len(s))}
 }
 
 // failed notes an item that could not be finished; the others still run.
@@ -106,6 +114,10 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintln(w)
 		if r.pagesVerdict != "" {
 			fmt.Fprintln(w, r.pagesVerdict)
+			fmt.Fprintln(w)
+		}
+		if r.pagesLoop != "" {
+			fmt.Fprintln(w, r.pagesLoop)
 			fmt.Fprintln(w)
 		}
 		if len(r.where) > 0 {

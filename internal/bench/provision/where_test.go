@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 // TestPartOf: a sample's stack (leaf first) goes to the part whose work
 // it is, not to the middleware every handler runs under.
@@ -45,5 +49,29 @@ func TestPartOf(t *testing.T) {
 		if got := partOf(c.stack, files); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
+	}
+}
+
+// TestClosedLoop: the rate a page needs follows from the clients and the
+// /healthz p99; each page is told what share of that rate it reached and
+// how long its tail is.
+func TestClosedLoop(t *testing.T) {
+	m := time.Millisecond
+	got := closedLoop(10*m, []loopRow{
+		{label: "Fast", rate: 2500, s: stats{mean: 20 * m, p99: 60 * m}},
+		{label: "Slow", rate: 625, s: stats{mean: 80 * m, p99: 120 * m}},
+	})
+	for _, want := range []string{
+		"a p99 within 4× the `/healthz` p99 (40.00 ms)",
+		"at least 1250 answers/s",
+		"Fast 2500/s, 200% of that (mean 20.00 ms, p99 3.0× its mean)",
+		"Slow 625/s, 50% of that (mean 80.00 ms, p99 1.5× its mean)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("closedLoop() = %q\nwant it to contain %q", got, want)
+		}
+	}
+	if closedLoop(0, []loopRow{{label: "x", rate: 1}}) != "" {
+		t.Error("closedLoop without a /healthz p99 should say nothing")
 	}
 }
