@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -150,7 +151,9 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 			return s, pr.err
 		}
 		// The clients' first requests (signing in) ran too.
-		rep.where = append(rep.where, where{label: label, requests: s.n + pageClients, cpu: after.sub(before), parts: shares(pr.p)}.row())
+		w := where{label: label, requests: s.n + pageClients, cpu: after.sub(before), parts: shares(pr.p)}
+		rep.where = append(rep.where, w.row())
+		s.cpu = w.perRequest()
 		return s, nil
 	}
 	log.Info("pages", "clients", pageClients, "seconds per route", o.pageSecs, "load", loadavg())
@@ -174,7 +177,7 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.path, err)
 		}
-		loop = append(loop, loopRow{label: p.label, rate: float64(s.n) / dur.Seconds(), s: s.stats})
+		loop = append(loop, loopRow{label: p.label, rate: float64(s.n) / dur.Seconds(), cpu: s.cpu, s: s.stats})
 		ratio := float64(s.p99) / float64(hz.p99)
 		goal := "met"
 		if ratio > pageGoal {
@@ -195,14 +198,15 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		verdict += "; over it: " + strings.Join(missed, ", ")
 	}
 	rep.pagesVerdict = verdict + "."
-	rep.pagesLoop = closedLoop(hz.p99, loop)
+	rep.pagesLoop = closedLoop(hz.p99, runtime.NumCPU(), loop)
 	return nil
 }
 
-// loopRow is one page's rate and times under the closed loop.
+// loopRow is one page's rate, times and CPU under the closed loop.
 type loopRow struct {
 	label string
-	rate  float64 // answers per second
+	rate  float64       // answers per second
+	cpu   time.Duration // per answer: portal, PostgreSQL and load generator together
 	s     stats
 }
 
@@ -211,7 +215,10 @@ type loopRow struct {
 // time is pageClients ÷ the rate (Little's law) whatever the server does,
 // so a p99 within pageGoal × the /healthz p99 needs at least the rate at
 // which the mean alone is that long; the rest is the tail (p99 ÷ mean).
-func closedLoop(hzP99 time.Duration, rows []loopRow) string {
+// With the CPU each answer took, it also says the most answers a second
+// the machine's cpus could give if nothing else ran, and how little CPU
+// per answer the goal would take with the page's tail as measured.
+func closedLoop(hzP99 time.Duration, cpus int, rows []loopRow) string {
 	if hzP99 <= 0 || len(rows) == 0 {
 		return ""
 	}
@@ -222,8 +229,23 @@ func closedLoop(hzP99 time.Duration, rows []loopRow) string {
 		parts[i] = fmt.Sprintf("%s %.0f/s, %.0f%% of that (mean %s, p99 %.1f× its mean)", r.label, r.rate, 100*r.rate/need,
 			ms(r.s.mean), float64(r.s.p99)/float64(max(r.s.mean, 1)))
 	}
-	return fmt.Sprintf("Pages, closed loop: each of the %d clients sends its next request when the last is answered, so a page's mean time is %d ÷ its rate (Little's law); a p99 within %d× the `/healthz` p99 (%s) needs a mean below that, so at least %.0f answers/s with no tail at all. Measured: %s.",
+	out := fmt.Sprintf("Pages, closed loop: each of the %d clients sends its next request when the last is answered, so a page's mean time is %d ÷ its rate (Little's law); a p99 within %d× the `/healthz` p99 (%s) needs a mean below that, so at least %.0f answers/s with no tail at all. Measured: %s.",
 		pageClients, pageClients, pageGoal, ms(limit), need, strings.Join(parts, "; "))
+	var cpu []string
+	for _, r := range rows {
+		if r.cpu <= 0 {
+			continue
+		}
+		most := float64(cpus) / r.cpu.Seconds()
+		tail := float64(r.s.p99) / float64(max(r.s.mean, 1))
+		cpu = append(cpu, fmt.Sprintf("%s %s per answer, at most %.0f/s, reached %.0f%% of that; with its tail the goal needs %.0f/s, so at most %s per answer",
+			r.label, ms(r.cpu), most, 100*r.rate/most, need*tail, ms(time.Duration(float64(cpus)/(need*tail)*float64(time.Second)))))
+	}
+	if len(cpu) > 0 {
+		out += fmt.Sprintf(" CPU: the portal, PostgreSQL and the load generator share the machine's %d CPUs, so the CPU time they spend per answer together bounds the rate even if nothing else runs: %s.",
+			cpus, strings.Join(cpu, "; "))
+	}
+	return out
 }
 
 // createLiveVMs creates in the API server, as the administrator playing
@@ -344,7 +366,8 @@ func waitIdle(ctx context.Context, pid int) (time.Duration, error) {
 // loadStats are one route's figures under load.
 type loadStats struct {
 	stats
-	bytes int64 // size of one answer
+	bytes int64         // size of one answer
+	cpu   time.Duration // per answer: portal, PostgreSQL and load generator together (measure's)
 }
 
 // load runs pageClients clients, each with its own cookie jar (one session

@@ -256,6 +256,12 @@ type where struct {
 	parts    map[string]float64
 }
 
+// perRequest is the CPU time of the portal, PostgreSQL and the load
+// generator together per request.
+func (w where) perRequest() time.Duration {
+	return (w.cpu.portal + w.cpu.pgTotal() + w.cpu.generator) / time.Duration(max(1, w.requests))
+}
+
 func (w where) row() string {
 	per := func(d time.Duration) string {
 		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)/float64(max(1, w.requests)))

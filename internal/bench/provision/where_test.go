@@ -57,21 +57,29 @@ func TestPartOf(t *testing.T) {
 // how long its tail is.
 func TestClosedLoop(t *testing.T) {
 	m := time.Millisecond
-	got := closedLoop(10*m, []loopRow{
-		{label: "Fast", rate: 2500, s: stats{mean: 20 * m, p99: 60 * m}},
-		{label: "Slow", rate: 625, s: stats{mean: 80 * m, p99: 120 * m}},
+	got := closedLoop(10*m, 2, []loopRow{
+		{label: "Fast", rate: 2500, cpu: 400 * time.Microsecond, s: stats{mean: 20 * m, p99: 60 * m}},
+		{label: "Slow", rate: 625, cpu: 2 * m, s: stats{mean: 80 * m, p99: 120 * m}},
 	})
 	for _, want := range []string{
 		"a p99 within 4× the `/healthz` p99 (40.00 ms)",
 		"at least 1250 answers/s",
 		"Fast 2500/s, 200% of that (mean 20.00 ms, p99 3.0× its mean)",
 		"Slow 625/s, 50% of that (mean 80.00 ms, p99 1.5× its mean)",
+		"share the machine's 2 CPUs",
+		// 2 CPUs ÷ 0.4 ms = 5000/s; 1250/s × a tail of 3 = 3750/s needs 2 s ÷ 3750 of CPU.
+		"Fast 0.40 ms per answer, at most 5000/s, reached 50% of that; with its tail the goal needs 3750/s, so at most 0.53 ms per answer",
+		// 2 CPUs ÷ 2 ms = 1000/s; 1250/s × 1.5 = 1875/s.
+		"Slow 2.00 ms per answer, at most 1000/s, reached 62% of that; with its tail the goal needs 1875/s, so at most 1.07 ms per answer",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("closedLoop() = %q\nwant it to contain %q", got, want)
 		}
 	}
-	if closedLoop(0, []loopRow{{label: "x", rate: 1}}) != "" {
+	if strings.Contains(closedLoop(10*m, 2, []loopRow{{label: "x", rate: 1, s: stats{mean: m, p99: m}}}), "CPU:") {
+		t.Error("closedLoop without CPU figures should not speak of CPU")
+	}
+	if closedLoop(0, 2, []loopRow{{label: "x", rate: 1}}) != "" {
 		t.Error("closedLoop without a /healthz p99 should say nothing")
 	}
 }
