@@ -38,6 +38,9 @@ const (
 	// pageGoal is issue #20's goal: a page's p99 at most this many times
 	// the p99 of /healthz on the same server in the same run.
 	pageGoal = 4
+	// pageQuietLimit is the longest the program waits for a quiet machine
+	// before each route.
+	pageQuietLimit = 2 * time.Minute
 )
 
 // pages seeds a dedicated database (kept between runs: seeding is skipped
@@ -116,14 +119,27 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 	mgr := http.Header{"X-Forwarded-User": {"bench-mgr"}, "X-Forwarded-Preferred-Username": {"bench-mgr"},
 		"X-Forwarded-Email": {"bench-mgr@example.com"}, "X-Forwarded-Groups": {"paddock-managers"}}
 	dur := time.Duration(o.pageSecs) * time.Second
-	// measure loads one route and, over the same seconds, takes a CPU
-	// profile of the portal and the CPU time of each process.
+	// measure waits for a quiet machine, then loads one route and, over
+	// the same seconds, takes a CPU profile of the portal and the CPU time
+	// of each process and of the machine.
 	nth := 0
+	var quiet []string
 	measure := func(label, url string, who http.Header) (loadStats, error) {
 		file := ""
 		if o.profiles != "" {
 			nth++
 			file = filepath.Join(o.profiles, fmt.Sprintf("%d-%s.pprof", nth, strings.Trim(strings.ReplaceAll(url[len(base):], "/", "-"), "-")))
+		}
+		// What the step before left running (the VACUUM's checkpoint,
+		// autovacuum, the previous route's last answers) would otherwise
+		// share the CPUs with this route, the /healthz baseline included.
+		waited, calm, err := waitQuiet(ctx, pageQuietLimit)
+		if err != nil {
+			return loadStats{}, err
+		}
+		machine, err := readRunCPU(0)
+		if err != nil {
+			return loadStats{}, err
 		}
 		before, err := readCPU(cmd.Process.Pid)
 		if err != nil {
@@ -146,6 +162,12 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		if err != nil {
 			return s, err
 		}
+		machineAfter, err := readRunCPU(0)
+		if err != nil {
+			return s, err
+		}
+		quiet = append(quiet, fmt.Sprintf("%s: waited %s (%s), then %.0f%% busy", label, waited.Round(time.Second), quietWord(calm),
+			100*machineAfter.since(machine).busyShare()))
 		pr := <-profiled
 		if pr.err != nil {
 			return s, pr.err
@@ -199,6 +221,8 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 	}
 	rep.pagesVerdict = verdict + "."
 	rep.pagesLoop = closedLoop(hz.p99, runtime.NumCPU(), loop)
+	rep.pagesQuiet = fmt.Sprintf("Pages, CPU: before each route the program waited until the machine's CPUs had been under %.0f%% busy for 3 s in a row, at most %s, and read how busy they were during the route's %d s: %s.",
+		100*quietShare, pageQuietLimit, o.pageSecs, strings.Join(quiet, "; "))
 	return nil
 }
 

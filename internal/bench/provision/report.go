@@ -25,8 +25,11 @@ type report struct {
 	// pagesLoop splits each page's p99 into what the closed loop's rate
 	// sets (its mean) and its tail (closedLoop).
 	pagesLoop string
-	where     []string
-	notes     []string
+	// pagesQuiet says how long the program waited for a quiet machine
+	// before each route and how busy the CPUs were during it.
+	pagesQuiet string
+	where      []string
+	notes      []string
 }
 
 // latencyRow is one line of the submit table: Paddock against its baseline
@@ -118,6 +121,10 @@ func (r *report) write(w io.Writer) {
 		}
 		if r.pagesLoop != "" {
 			fmt.Fprintln(w, r.pagesLoop)
+			fmt.Fprintln(w)
+		}
+		if r.pagesQuiet != "" {
+			fmt.Fprintln(w, r.pagesQuiet)
 			fmt.Fprintln(w)
 		}
 		if len(r.where) > 0 {
