@@ -240,7 +240,7 @@ type loopRow struct {
 // so a p99 within pageGoal × the /healthz p99 needs at least the rate at
 // which the mean alone is that long; the rest is the tail (p99 ÷ mean).
 // With the CPU each answer took, it also says the most answers a second
-// the machine's cpus could give if nothing else ran, and how little CPU
+// the machine's CPUs could give if nothing else ran, and how little CPU
 // per answer the goal would take with the page's tail as measured.
 func closedLoop(hzP99 time.Duration, cpus int, rows []loopRow) string {
 	if hzP99 <= 0 || len(rows) == 0 {
@@ -248,23 +248,19 @@ func closedLoop(hzP99 time.Duration, cpus int, rows []loopRow) string {
 	}
 	limit := time.Duration(pageGoal) * hzP99
 	need := pageClients / limit.Seconds()
-	parts := make([]string, len(rows))
-	for i, r := range rows {
-		parts[i] = fmt.Sprintf("%s %.0f/s, %.0f%% of that (mean %s, p99 %.1f× its mean)", r.label, r.rate, 100*r.rate/need,
-			ms(r.s.mean), float64(r.s.p99)/float64(max(r.s.mean, 1)))
+	var parts, cpu []string
+	for _, r := range rows {
+		tail := float64(r.s.p99) / float64(max(r.s.mean, 1))
+		parts = append(parts, fmt.Sprintf("%s %.0f/s, %.0f%% of that (mean %s, p99 %.1f× its mean)", r.label, r.rate, 100*r.rate/need,
+			ms(r.s.mean), tail))
+		if r.cpu > 0 {
+			most := float64(cpus) / r.cpu.Seconds()
+			cpu = append(cpu, fmt.Sprintf("%s %s per answer, at most %.0f/s, reached %.0f%% of that; with its tail the goal needs %.0f/s, so at most %s per answer",
+				r.label, ms(r.cpu), most, 100*r.rate/most, need*tail, ms(time.Duration(float64(cpus)/(need*tail)*float64(time.Second)))))
+		}
 	}
 	out := fmt.Sprintf("Pages, closed loop: each of the %d clients sends its next request when the last is answered, so a page's mean time is %d ÷ its rate (Little's law); a p99 within %d× the `/healthz` p99 (%s) needs a mean below that, so at least %.0f answers/s with no tail at all. Measured: %s.",
 		pageClients, pageClients, pageGoal, ms(limit), need, strings.Join(parts, "; "))
-	var cpu []string
-	for _, r := range rows {
-		if r.cpu <= 0 {
-			continue
-		}
-		most := float64(cpus) / r.cpu.Seconds()
-		tail := float64(r.s.p99) / float64(max(r.s.mean, 1))
-		cpu = append(cpu, fmt.Sprintf("%s %s per answer, at most %.0f/s, reached %.0f%% of that; with its tail the goal needs %.0f/s, so at most %s per answer",
-			r.label, ms(r.cpu), most, 100*r.rate/most, need*tail, ms(time.Duration(float64(cpus)/(need*tail)*float64(time.Second)))))
-	}
 	if len(cpu) > 0 {
 		out += fmt.Sprintf(" CPU: the portal, PostgreSQL and the load generator share the machine's %d CPUs, so the CPU time they spend per answer together bounds the rate even if nothing else runs: %s.",
 			cpus, strings.Join(cpu, "; "))
