@@ -113,8 +113,12 @@ func crashDuringProvisioning(t *testing.T, fixture func(*testing.T) *clusterFixt
 			if r.VM == nil || r.VM.Namespace != f.ns || r.VM.Name != name {
 				t.Errorf("vm = %+v", r.VM)
 			}
-			// Let the restarted watcher's resync and any late events settle.
-			time.Sleep(time.Second)
+			// Every job that could still create a VM for the request has
+			// ended, the dead process's included: River rescues it once
+			// PADDOCK_JOB_TIMEOUT and a margin have passed, and it runs again.
+			start = time.Now()
+			waitJobsEnded(t, f, id, 2*time.Minute)
+			t.Logf("its reconcile jobs ended %s later", time.Since(start).Round(100*time.Millisecond))
 			total, byRequest := f.vmsByRequest(t)
 			if total != 1 || byRequest[fmt.Sprint(id)] != 1 {
 				t.Errorf("after recovery: VirtualMachines by request %v, want one for request %d", byRequest, id)
@@ -159,6 +163,29 @@ func submitDying(t *testing.T, f *clusterFixture, base, tok, name string) int64 
 	}
 	t.Logf("the portal died before answering; request %d was committed", id)
 	return id
+}
+
+// waitJobsEnded waits until request id has no reconcile job that is not
+// completed, cancelled or discarded.
+func waitJobsEnded(t *testing.T, f *clusterFixture, id int64, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var states []string
+		err := f.pool.QueryRow(context.Background(), `SELECT coalesce(array_agg(state::text ORDER BY id), '{}') FROM river_job
+			WHERE kind = 'reconcile' AND (args->>'request_id')::bigint = $1
+			AND state NOT IN ('completed', 'cancelled', 'discarded')`, id).Scan(&states)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(states) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request %d still has reconcile jobs %v after %s", id, states, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func queryInt(t *testing.T, f *clusterFixture, dst *int, sql string, args ...any) {

@@ -20,7 +20,8 @@ import (
 // webhook validating every create and update: the pool comes up with each
 // member listed with its IP; scaling changes spec.replicas and the team's
 // quota usage together; scaling beyond quota is refused naming the limit;
-// scaling beyond policy waits for an approval and changes nothing until then.
+// scaling beyond policy waits for an approval and changes nothing until then,
+// not even when a reconcile runs meanwhile.
 func TestKubePoolScaleChangesReplicasAndQuotaTogether(t *testing.T) {
 	h, ns := newKubeHarness(t, nil)
 	poolScaleWithQuota(t, h, ns)
@@ -117,7 +118,10 @@ func poolScaleWithQuota(t *testing.T, h *harness, ns string) {
 	if sc := scale(5); !sc.Pending || sc.To != 3 {
 		t.Fatalf("scale beyond policy: %+v", sc)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Scaled outside Paddock while the approval waits: the reconcile that
+	// follows sets the pool back to the 3 VMs it has, not to the 5 asked
+	// for. (Until Paddock's reconcile runs, spec.replicas stays 4.)
+	scaleBehindPaddocksBack(t, h, ns, "workers", 4)
 	together(3)
 	as, err := h.st.ApprovalsOf(h.ctx, r.ID)
 	if err != nil || len(as) != 1 || as[0].Kind != store.ApprovalScale || as[0].Replicas != 5 {
