@@ -16,7 +16,10 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
 	virtv1 "kubevirt.io/api/core/v1"
+	virtfake "kubevirt.io/client-go/kubevirt/fake"
 
 	"paddock/internal/provision"
 	"paddock/internal/store"
@@ -389,5 +392,59 @@ func TestSimulatedClusterSurvivesRestart(t *testing.T) {
 	}
 	if _, err := cluster2.CDI.CdiV1beta1().DataVolumes("payments").Get(ctx, provision.DataVolumeName("keeper"), metav1.GetOptions{}); err != nil {
 		t.Errorf("DataVolume lost: %v", err)
+	}
+}
+
+// TestSimulatedClusterKeepsAStepStoppedDuringIt stops the simulator (portal
+// dev ended) right as its write of a VM's Running status reaches the
+// simulated cluster, before the simulator records it in the store: the
+// watcher may already have seen that write, so the restarted cluster must
+// have it too.
+func TestSimulatedClusterKeepsAStepStoppedDuringIt(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st := store.New(testdb.New(t))
+	log := slog.New(slog.DiscardHandler)
+	run1, stop := context.WithCancel(ctx)
+	defer stop()
+	cluster, sim, err := provision.NewSimulatedCluster(run1, st, log, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.Virt.(*virtfake.Clientset).PrependReactor("update", "virtualmachines", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if vm, ok := a.(k8stesting.UpdateAction).GetObject().(*virtv1.VirtualMachine); ok && a.GetSubresource() == "status" &&
+			vm.Status.PrintableStatus == virtv1.VirtualMachineStatusRunning {
+			stop()
+		}
+		return false, nil, nil // the fake's own reactor writes it
+	})
+	simDone := make(chan struct{})
+	go func() {
+		defer close(simDone)
+		sim.Run(run1)
+	}()
+	h := startHarness(t, ctx, st, cluster)
+	h.submit("fedora", "small", "keeper")
+	select {
+	case <-simDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the simulator did not write the VM's Running status and stop")
+	}
+
+	cluster2, _, err := provision.NewSimulatedCluster(ctx, st, log, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := cluster2.Virt.KubevirtV1().VirtualMachines("payments").Get(ctx, "keeper", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Status.PrintableStatus != virtv1.VirtualMachineStatusRunning {
+		t.Errorf("restarted cluster: VM is %s, want Running (the step the first cluster took)", vm.Status.PrintableStatus)
+	}
+	vmi, err := cluster2.Virt.KubevirtV1().VirtualMachineInstances("payments").Get(ctx, "keeper", metav1.GetOptions{})
+	if err != nil || vmi.Status.Phase != virtv1.Running {
+		t.Errorf("restarted cluster: VMI %v %v, want running", err, vmi)
 	}
 }

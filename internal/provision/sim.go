@@ -273,11 +273,11 @@ func (s *Simulator) reconcile(ctx context.Context, key string) error {
 		for _, dv := range dvs.Items {
 			if metav1.IsControlledBy(&dv, &metav1.ObjectMeta{Name: name}) || vmNameOfDataVolume(&dv) == name {
 				_ = s.cluster.CDI.CdiV1beta1().DataVolumes(ns).Delete(ctx, dv.Name, metav1.DeleteOptions{})
-				_ = s.store.SaveSimObject(ctx, store.SimObject{Kind: simDV, Namespace: ns, Name: dv.Name})
+				_ = s.persist(ctx, store.SimObject{Kind: simDV, Namespace: ns, Name: dv.Name})
 			}
 		}
-		_ = s.store.SaveSimObject(ctx, store.SimObject{Kind: simVMI, Namespace: ns, Name: name})
-		return s.store.SaveSimObject(ctx, store.SimObject{Kind: simVM, Namespace: ns, Name: name})
+		_ = s.persist(ctx, store.SimObject{Kind: simVMI, Namespace: ns, Name: name})
+		return s.persist(ctx, store.SimObject{Kind: simVM, Namespace: ns, Name: name})
 	}
 	vm := obj.(*virtv1.VirtualMachine).DeepCopy()
 	if err := s.save(ctx, simVM, ns, name, vm); err != nil {
@@ -310,7 +310,7 @@ func (s *Simulator) reconcile(ctx context.Context, key string) error {
 			if err := virt.VirtualMachineInstances(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				return err
 			}
-			_ = s.store.SaveSimObject(ctx, store.SimObject{Kind: simVMI, Namespace: ns, Name: name})
+			_ = s.persist(ctx, store.SimObject{Kind: simVMI, Namespace: ns, Name: name})
 		}
 		if status != virtv1.VirtualMachineStatusStopped {
 			s.stepped(key)
@@ -467,7 +467,17 @@ func (s *Simulator) save(ctx context.Context, kind, ns, name string, obj any) er
 	if err != nil {
 		return err
 	}
-	return s.store.SaveSimObject(ctx, store.SimObject{Kind: kind, Namespace: ns, Name: name, Body: b})
+	return s.persist(ctx, store.SimObject{Kind: kind, Namespace: ns, Name: name, Body: b})
+}
+
+// persist records o in the store. The step that changed o has reached the
+// cluster by then, so the record is made even when ctx ends meanwhile (portal
+// dev stopped, the fakes do not look at ctx): cancelled there, it would
+// leave the stored cluster a step behind what the watcher saw and recorded.
+func (s *Simulator) persist(ctx context.Context, o store.SimObject) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return s.store.SaveSimObject(ctx, o)
 }
 
 func (s *Simulator) saveNamespace(ctx context.Context, ns string) {

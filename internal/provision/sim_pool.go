@@ -132,7 +132,7 @@ func (s *Simulator) reconcilePool(ctx context.Context, key string) error {
 				return err
 			}
 		}
-		return s.store.SaveSimObject(ctx, store.SimObject{Kind: simPool, Namespace: ns, Name: name})
+		return s.persist(ctx, store.SimObject{Kind: simPool, Namespace: ns, Name: name})
 	}
 	pool := obj.(*poolv1.VirtualMachinePool).DeepCopy()
 	if err := s.save(ctx, simPool, ns, name, pool); err != nil {
