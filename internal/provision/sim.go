@@ -214,6 +214,13 @@ func (s *Simulator) Run(ctx context.Context) {
 		if quit {
 			return
 		}
+		if ctx.Err() != nil {
+			// Stopped: the informers are too, so their caches may be a step
+			// behind the last write; a reconcile from them would record that
+			// older state over the newer one. Drain without acting.
+			s.queue.Done(key)
+			continue
+		}
 		if err := s.reconcile(ctx, key); err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("simulator: reconcile failed", "vm", key, "err", err)

@@ -95,6 +95,10 @@ func (s *Simulator) runPools(ctx context.Context) {
 		if quit {
 			return
 		}
+		if ctx.Err() != nil {
+			p.queue.Done(key) // stopped: drain without acting, as Run does
+			continue
+		}
 		if err := s.reconcilePool(ctx, key); err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("simulator: pool reconcile failed", "pool", key, "err", err)
