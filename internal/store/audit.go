@@ -73,6 +73,17 @@ func (s *Store) Audit(ctx context.Context, tx pgx.Tx, actor Actor, action, targe
 	if tx != nil {
 		db = tx
 	}
+	_, err := db.Exec(ctx, auditInsert, auditArgs(actor, action, target, details)...)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}
+
+const auditInsert = `INSERT INTO audit_log (actor_id, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)`
+
+// auditArgs are auditInsert's arguments for an entry.
+func auditArgs(actor Actor, action, target string, details map[string]any) []any {
 	if details == nil {
 		details = map[string]any{}
 	}
@@ -80,12 +91,13 @@ func (s *Store) Audit(ctx context.Context, tx pgx.Tx, actor Actor, action, targe
 	if name == "" {
 		name = "system"
 	}
-	_, err := db.Exec(ctx, `INSERT INTO audit_log (actor_id, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)`,
-		actor.UserID, name, action, target, details)
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	return nil
+	return []any{actor.UserID, name, action, target, details}
+}
+
+// queueAudit is Audit in a transaction, as one statement of a batch sent
+// on it.
+func queueAudit(b *pgx.Batch, actor Actor, action, target string, details map[string]any) {
+	b.Queue(auditInsert, auditArgs(actor, action, target, details)...)
 }
 
 // RequestTarget is the audit target naming a request.

@@ -21,12 +21,21 @@ type Event struct {
 }
 
 func addEvent(ctx context.Context, tx pgx.Tx, requestID int64, actor Actor, kind string, from, to State, reason string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO events (request_id, actor_id, actor, kind, from_state, to_state, reason)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, requestID, actor.UserID, actor.Name, kind, from, to, reason)
+	_, err := tx.Exec(ctx, eventInsert, requestID, actor.UserID, actor.Name, kind, from, to, reason)
 	if err != nil {
 		return fmt.Errorf("record %s event: %w", kind, err)
 	}
 	return nil
+}
+
+// eventInsert appends one event: request, actor's user id and name, kind,
+// from, to, reason.
+const eventInsert = `INSERT INTO events (request_id, actor_id, actor, kind, from_state, to_state, reason)
+	VALUES ($1, $2, $3, $4, $5, $6, $7)`
+
+// queueEvent is addEvent as one statement of a batch.
+func queueEvent(b *pgx.Batch, requestID int64, actor Actor, kind string, from, to State, reason string) {
+	b.Queue(eventInsert, requestID, actor.UserID, actor.Name, kind, from, to, reason)
 }
 
 // AddEvent records an event that changes no state (for example a Kubernetes

@@ -252,25 +252,23 @@ func (s *Store) SubmitRequest(ctx context.Context, n NewRequest) (Request, error
 		if pool {
 			what += fmt.Sprintf(", pool of %d VMs", replicas)
 		}
-		if err := addEvent(ctx, tx, id, actor, "submitted", "", StatePendingApproval, what); err != nil {
-			return err
-		}
-		if err := addEvent(ctx, tx, id, ActorPolicy, "decision", StatePendingApproval, state, d.String()); err != nil {
-			return err
-		}
-		if err := s.Audit(ctx, tx, actor, AuditRequestSubmit, RequestTarget(id), map[string]any{
+		// The history, the audit entry and the notice (sent at commit) take
+		// one round trip.
+		b := &pgx.Batch{}
+		queueEvent(b, id, actor, "submitted", "", StatePendingApproval, what)
+		queueEvent(b, id, ActorPolicy, "decision", StatePendingApproval, state, d.String())
+		queueAudit(b, actor, AuditRequestSubmit, RequestTarget(id), map[string]any{
 			"team": team.Name, "template": tpl.Name, "version": tpl.Version, "size": size.Name,
-			"name": n.Name, "leaseDays": n.LeaseDays, "decision": string(state), "pool": pool, "replicas": replicas}); err != nil {
-			return err
+			"name": n.Name, "leaseDays": n.LeaseDays, "decision": string(state), "pool": pool, "replicas": replicas})
+		queueNotify(b, id)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("record the submission of request %d: %w", id, err)
 		}
 		if d.Approve {
-			if err := s.enqueue(ctx, tx, ReconcileJob{RequestID: id}); err != nil {
-				return err
-			}
-		} else if _, err := s.openApproval(ctx, tx, id, ApprovalRequest, 0, d.String(), actor); err != nil {
-			return err
+			return s.enqueue(ctx, tx, ReconcileJob{RequestID: id})
 		}
-		return notify(ctx, tx, id)
+		_, err = s.openApproval(ctx, tx, id, ApprovalRequest, 0, d.String(), actor)
+		return err
 	})
 	var qe *QuotaError
 	if errors.As(err, &qe) {
@@ -330,10 +328,17 @@ func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, args river.JobArgs) erro
 const NotifyChannel = "paddock_request"
 
 func notify(ctx context.Context, tx pgx.Tx, id int64) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, strconv.FormatInt(id, 10)); err != nil {
+	if _, err := tx.Exec(ctx, notifySQL, NotifyChannel, strconv.FormatInt(id, 10)); err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
 	return nil
+}
+
+const notifySQL = `SELECT pg_notify($1, $2)`
+
+// queueNotify is notify as one statement of a batch.
+func queueNotify(b *pgx.Batch, id int64) {
+	b.Queue(notifySQL, NotifyChannel, strconv.FormatInt(id, 10))
 }
 
 const requestSelect = `
@@ -462,19 +467,19 @@ func transition(ctx context.Context, tx pgx.Tx, id int64, to State, actor Actor,
 	if err != nil {
 		return false, fmt.Errorf("move request %d to %s: %w", id, to, err)
 	}
-	if err := addEvent(ctx, tx, id, actor, kind, old, to, reason); err != nil {
-		return false, err
-	}
+	// The event, what a deletion clears and the notice take one round trip.
+	b := &pgx.Batch{}
+	queueEvent(b, id, actor, kind, old, to, reason)
 	if to == StateDeleted {
 		// The VM is gone: its address and status no longer mean anything.
-		if _, err := tx.Exec(ctx, `UPDATE vms SET ip = '', status = '', updated_at = now() WHERE request_id = $1`, id); err != nil {
-			return false, fmt.Errorf("clear deleted vm: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM pool_members WHERE request_id = $1`, id); err != nil {
-			return false, fmt.Errorf("clear deleted pool members: %w", err)
-		}
+		b.Queue(`UPDATE vms SET ip = '', status = '', updated_at = now() WHERE request_id = $1`, id)
+		b.Queue(`DELETE FROM pool_members WHERE request_id = $1`, id)
 	}
-	return true, notify(ctx, tx, id)
+	queueNotify(b, id)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return false, fmt.Errorf("record request %d's move to %s: %w", id, to, err)
+	}
+	return true, nil
 }
 
 // Transition is transition in its own transaction.

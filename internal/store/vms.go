@@ -143,26 +143,45 @@ func (s *Store) WatchedObject(ctx context.Context, id int64) (Watched, error) {
 }
 
 func watchedObject(ctx context.Context, q queryRower, id int64) (Watched, error) {
+	w, _, err := scanWatched(q.QueryRow(ctx, watchedSelect, id), id)
+	return w, err
+}
+
+// watchedSelect reads the object recorded for a request ($1) and, for
+// Observe, what was last recorded of it (scanWatched).
+const watchedSelect = `SELECT r.pool, v.namespace, v.name, v.uid,
+		CASE WHEN r.state = 'provisioning' THEN (SELECT coalesce(max(e.at), now()) FROM events e
+			WHERE e.request_id = r.id AND e.to_state = 'provisioning' AND e.from_state <> 'provisioning') END,
+		v.observed_version, v.status, v.ip, v.message
+	FROM requests r LEFT JOIN vms v ON v.request_id = r.id WHERE r.id = $1`
+
+// seenVM is what the vms row holds of the last observation recorded.
+type seenVM struct {
+	version             int64
+	status, ip, message string
+}
+
+func scanWatched(row pgx.Row, id int64) (Watched, seenVM, error) {
 	var w Watched
-	var ns, name, uid *string
+	var seen seenVM
+	var ns, name, uid, status, ip, message *string
 	var since *time.Time
-	err := q.QueryRow(ctx, `SELECT r.pool, v.namespace, v.name, v.uid,
-			CASE WHEN r.state = 'provisioning' THEN (SELECT coalesce(max(e.at), now()) FROM events e
-				WHERE e.request_id = r.id AND e.to_state = 'provisioning' AND e.from_state <> 'provisioning') END
-		FROM requests r LEFT JOIN vms v ON v.request_id = r.id WHERE r.id = $1`, id).Scan(&w.Pool, &ns, &name, &uid, &since)
+	var version *int64
+	err := row.Scan(&w.Pool, &ns, &name, &uid, &since, &version, &status, &ip, &message)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Watched{}, ErrNotFound
+		return Watched{}, seen, ErrNotFound
 	}
 	if err != nil {
-		return Watched{}, fmt.Errorf("recorded VM of request %d: %w", id, err)
+		return Watched{}, seen, fmt.Errorf("recorded VM of request %d: %w", id, err)
 	}
 	if name != nil {
 		w.Namespace, w.Name, w.UID = *ns, *name, *uid
+		seen = seenVM{version: *version, status: *status, ip: *ip, message: *message}
 	}
 	if since != nil {
 		w.ProvisioningSince = *since
 	}
-	return w, nil
+	return w, seen, nil
 }
 
 // Observe records what the cluster shows for a request's VM. The VM row and
@@ -183,22 +202,33 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 				return err
 			}
 		}
+		// One round trip takes the request's lock and then, under it (the
+		// second statement has a snapshot of its own), reads what is
+		// recorded: the watcher calls this for every change it sees.
+		b := &pgx.Batch{}
+		b.Queue(`SELECT state, desired, replicas FROM requests WHERE id = $1 FOR UPDATE`, id)
+		b.Queue(watchedSelect, id)
+		br := tx.SendBatch(ctx, b)
 		var state State
 		var desired Desired
 		var replicas int
-		err := tx.QueryRow(ctx, `SELECT state, desired, replicas FROM requests WHERE id = $1 FOR UPDATE`, id).Scan(&state, &desired, &replicas)
+		err := br.QueryRow().Scan(&state, &desired, &replicas)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
+			return br.Close()
 		}
 		if err != nil {
+			_ = br.Close()
 			return fmt.Errorf("lock request %d: %w", id, err)
+		}
+		rec, seen, err := scanWatched(br.QueryRow(), id)
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("lock request %d: %w", id, cerr)
+		}
+		if err != nil {
+			return err
 		}
 		if state.Terminal() {
 			return nil
-		}
-		rec, err := watchedObject(ctx, tx, id)
-		if err != nil {
-			return err
 		}
 		if !rec.Recorded() {
 			// Nothing recorded yet: the provisioner asks for a fresh look
@@ -215,29 +245,24 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 				return fmt.Errorf("record uid: %w", err)
 			}
 		}
-		if o.Version > 0 && !o.Gone {
-			var seen int64
-			err := tx.QueryRow(ctx, `SELECT observed_version FROM vms WHERE request_id = $1`, id).Scan(&seen)
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-			case err != nil:
-				return fmt.Errorf("observed version of request %d: %w", id, err)
-			case o.Version < seen:
-				return nil // stale
-			case o.Version > seen:
-				if _, err := tx.Exec(ctx, `UPDATE vms SET observed_version = $2 WHERE request_id = $1`, id, o.Version); err != nil {
-					return fmt.Errorf("record observed version: %w", err)
-				}
-			}
+		if o.Version > 0 && !o.Gone && o.Version < seen.version {
+			return nil // stale
 		}
 		changedVM := false
 		if !o.Gone {
-			tag, err := tx.Exec(ctx, `UPDATE vms SET status = $2, ip = $3, message = $4, updated_at = now()
-				WHERE request_id = $1 AND (status, ip, message) IS DISTINCT FROM ($2, $3, $4)`, id, o.Status, o.IP, o.Message)
-			if err != nil {
-				return fmt.Errorf("update vm: %w", err)
+			// The row cannot change under the lock: what was read decides
+			// whether to write, so an observation that adds nothing writes
+			// nothing.
+			changedVM = o.Status != seen.status || o.IP != seen.ip || o.Message != seen.message
+			if changedVM || o.Version > seen.version {
+				_, err := tx.Exec(ctx, `UPDATE vms SET observed_version = greatest(observed_version, $5),
+						status = $2, ip = $3, message = $4,
+						updated_at = CASE WHEN (status, ip, message) IS DISTINCT FROM ($2, $3, $4) THEN now() ELSE updated_at END
+					WHERE request_id = $1`, id, o.Status, o.IP, o.Message, o.Version)
+				if err != nil {
+					return fmt.Errorf("update vm: %w", err)
+				}
 			}
-			changedVM = tag.RowsAffected() > 0
 			if o.Pool {
 				changed, err := syncMembers(ctx, tx, id, o.Members)
 				if err != nil {
