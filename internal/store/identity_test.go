@@ -218,6 +218,31 @@ func TestTokensAreHashedNamedExpiringAndRevocable(t *testing.T) {
 	if err != nil || len(toks) != 2 || toks[0].Name != "old" || toks[1].LastUsedAt == nil {
 		t.Fatalf("tokens: %+v %v", toks, err)
 	}
+	// Its use is recorded at most once a minute: a use within the minute
+	// writes nothing; one after it records the time again.
+	lastUsed := func() (at time.Time, xmin string) {
+		t.Helper()
+		if err := b.st.Pool().QueryRow(ctx, `SELECT last_used_at, xmin::text FROM api_tokens WHERE id = $1`, toks[1].ID).Scan(&at, &xmin); err != nil {
+			t.Fatal(err)
+		}
+		return at, xmin
+	}
+	at0, x0 := lastUsed()
+	if _, err := b.st.UserByToken(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+	if at, x := lastUsed(); !at.Equal(at0) || x != x0 {
+		t.Errorf("a use within the minute wrote the token's row: last used %s (was %s), xmin %s (was %s)", at, at0, x, x0)
+	}
+	if _, err := b.st.Pool().Exec(ctx, `UPDATE api_tokens SET last_used_at = now() - interval '61 seconds' WHERE id = $1`, toks[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.UserByToken(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := lastUsed(); time.Since(at) > 30*time.Second {
+		t.Errorf("a use a minute after the last: last used %s ago", time.Since(at))
+	}
 	// Someone else cannot revoke it, nor learn that it exists.
 	if err := b.st.RevokeToken(ctx, b.other, toks[1].ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("revoke someone else's token: %v", err)

@@ -66,7 +66,9 @@ func (s *Server) profileView(r *http.Request, form tokenForm, verr *store.Valida
 			row.Expires = fmtTime(*t.ExpiresAt)
 		}
 		if t.LastUsedAt != nil {
-			row.LastUsed = fmtTime(*t.LastUsedAt)
+			// Recorded at most once a minute (store.UserByToken): shown to
+			// the minute.
+			row.LastUsed = t.LastUsedAt.UTC().Format("2006-01-02 15:04 UTC")
 		}
 		switch {
 		case t.RevokedAt != nil:
