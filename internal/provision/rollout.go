@@ -35,8 +35,9 @@ func (w *rolloutWorker) Work(ctx context.Context, job *river.Job[store.RolloutJo
 
 // PlanRolloutStep is a rollout's batch logic, without I/O. The VMs being
 // rebuilt settle first: running (or stopped) on the target version is done,
-// deleted or expired is skipped, failed is failed and pauses the rollout with
-// every failure named. While any is still being rebuilt, the step waits.
+// deleted or expired is skipped. While any is still being rebuilt, the step
+// waits, and a failed one waits with it: no batch starts before then
+// anyway, and the pause that follows names every failure of the batch.
 // Otherwise the lowest batch with pending VMs starts: what was deleted, made
 // a pet, is already on the target version or expired is skipped with why;
 // what is still on its way up waits for a later step; the rest is rebuilt.
@@ -48,6 +49,7 @@ func PlanRolloutStep(v store.RolloutView) store.RolloutStep {
 	}
 
 	var failures []string
+	var failed []store.RolloutOutcome
 	rebuilding := 0
 	for _, it := range v.Items {
 		if it.State != store.ItemRebuilding {
@@ -63,7 +65,7 @@ func PlanRolloutStep(v store.RolloutView) store.RolloutStep {
 			if reason == "" {
 				reason = "the VM failed"
 			}
-			settle(it, store.ItemFailed, reason)
+			failed = append(failed, store.RolloutOutcome{RequestID: it.RequestID, State: store.ItemFailed, Reason: reason})
 			failures = append(failures, fmt.Sprintf("%s (request #%d, owner %s): %s", it.Name, it.RequestID, it.Owner, reason))
 		case it.Request == store.StateExpired:
 			settle(it, store.ItemSkipped, "its lease expired during the rollout")
@@ -71,13 +73,14 @@ func PlanRolloutStep(v store.RolloutView) store.RolloutStep {
 			rebuilding++
 		}
 	}
-	if len(failures) > 0 {
-		step.Pause = "Paused: " + strings.Join(failures, "; ") + ". Fix the cause, then resume: failed VMs are rebuilt again."
-		step.Did = "paused on failure"
-		return step
-	}
 	if rebuilding > 0 {
 		step.Did = "waiting"
+		return step
+	}
+	if len(failures) > 0 {
+		step.Settle = append(step.Settle, failed...)
+		step.Pause = "Paused: " + strings.Join(failures, "; ") + ". Fix the cause, then resume: failed VMs are rebuilt again."
+		step.Did = "paused on failure"
 		return step
 	}
 

@@ -21,6 +21,7 @@ func TestPlanRolloutStep(t *testing.T) {
 	gone.Desired = store.DesiredDeleted
 	failed := item(2, 1, store.ItemRebuilding, store.StateFailed, 2)
 	failed.Reason = "ErrImagePull"
+	failed2 := item(11, 1, store.ItemRebuilding, store.StateFailed, 2)
 	retried := item(8, 2, store.ItemPending, store.StateRunning, 2)
 	retried.Attempts = 1
 
@@ -33,10 +34,15 @@ func TestPlanRolloutStep(t *testing.T) {
 		items: []store.RolloutStepItem{item(1, 1, store.ItemRebuilding, store.StateRunning, 2), item(2, 1, store.ItemRebuilding, store.StateProvisioning, 2), item(3, 2, store.ItemPending, store.StateRunning, 1)},
 		want:  store.RolloutStep{Settle: []store.RolloutOutcome{{RequestID: 1, State: store.ItemDone}}, Did: "waiting"},
 	}, {
-		name:  "a failure pauses with the VM, its owner and the reason",
+		name:  "a failure waits for the rest of its batch",
 		items: []store.RolloutStepItem{failed, item(3, 1, store.ItemRebuilding, store.StateProvisioning, 2)},
-		want: store.RolloutStep{Settle: []store.RolloutOutcome{{RequestID: 2, State: store.ItemFailed, Reason: "ErrImagePull"}},
-			Pause: "Paused: vm (request #2, owner dev): ErrImagePull. Fix the cause, then resume: failed VMs are rebuilt again.",
+		want:  store.RolloutStep{Did: "waiting"},
+	}, {
+		name:  "once the batch has settled, a failure pauses with the VM, its owner and the reason",
+		items: []store.RolloutStepItem{failed, item(3, 1, store.ItemRebuilding, store.StateRunning, 2), failed2},
+		want: store.RolloutStep{Settle: []store.RolloutOutcome{{RequestID: 3, State: store.ItemDone},
+			{RequestID: 2, State: store.ItemFailed, Reason: "ErrImagePull"}, {RequestID: 11, State: store.ItemFailed, Reason: "the VM failed"}},
+			Pause: "Paused: vm (request #2, owner dev): ErrImagePull; vm (request #11, owner dev): the VM failed. Fix the cause, then resume: failed VMs are rebuilt again.",
 			Did:   "paused on failure"},
 	}, {
 		name:  "the next batch starts, lowest first; pets, deleted, current and arriving VMs are not rebuilt",

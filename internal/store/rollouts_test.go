@@ -135,7 +135,8 @@ func TestRolloutBatchesPauseOnFailureResumeAndPets(t *testing.T) {
 	if got, want := itemStates(t, b, id), "vm-0=done vm-1=skipped vm-2=done vm-3=done vm-4=rebuilding vm-5=rebuilding vm-6=rebuilding"; got != want {
 		t.Fatalf("after batch 1:\n got %s\nwant %s", got, want)
 	}
-	// vm-5 fails: the rollout pauses, naming it.
+	// vm-5 fails: the rollout waits for vm-6, the rest of its batch, then
+	// pauses, naming it.
 	gen := func() int {
 		r, err := b.st.Rollout(ctx, id)
 		if err != nil {
@@ -146,6 +147,13 @@ func TestRolloutBatchesPauseOnFailureResumeAndPets(t *testing.T) {
 	oldGen := gen()
 	b.rebuilt(t, ids[4], "")
 	b.rebuilt(t, ids[5], "ErrImagePull: manifest unknown")
+	if did := b.step(t, id); did != "waiting" {
+		t.Errorf("step with a failure and a VM still rebuilding = %q", did)
+	}
+	if r, _ := b.st.Rollout(ctx, id); r.State != store.RolloutRunning {
+		t.Errorf("paused before its batch settled: %s %q", r.State, r.Reason)
+	}
+	b.rebuilt(t, ids[6], "")
 	b.step(t, id)
 	r, _ = b.st.Rollout(ctx, id)
 	if r.State != store.RolloutPaused || !strings.Contains(r.Reason, "vm-5") || !strings.Contains(r.Reason, "ErrImagePull") {
@@ -161,9 +169,7 @@ func TestRolloutBatchesPauseOnFailureResumeAndPets(t *testing.T) {
 	if err := b.st.ResumeRollout(ctx, id, actor); err != nil {
 		t.Fatal(err)
 	}
-	b.step(t, id) // vm-6 still rebuilding: wait
-	b.rebuilt(t, ids[6], "")
-	b.step(t, id) // vm-6 done; vm-5 rebuilt again
+	b.step(t, id) // vm-5 rebuilt again
 	if got, want := itemStates(t, b, id), "vm-0=done vm-1=skipped vm-2=done vm-3=done vm-4=done vm-5=rebuilding vm-6=done"; got != want {
 		t.Fatalf("after resume:\n got %s\nwant %s", got, want)
 	}
