@@ -379,11 +379,7 @@ func TestSimulatedClusterSurvivesRestart(t *testing.T) {
 		t.Fatal("the first simulator did not stop")
 	}
 
-	cluster2, _, err := provision.NewSimulatedCluster(ctx, st, log, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm, err := cluster2.Virt.KubevirtV1().VirtualMachines("payments").Get(ctx, "keeper", metav1.GetOptions{})
+	cluster2, vm, err := restartSimulated(t, ctx, st, "keeper")
 	if err != nil || vm.Status.PrintableStatus != virtv1.VirtualMachineStatusRunning {
 		t.Fatalf("after restart: %v %+v", err, vm)
 	}
@@ -432,11 +428,7 @@ func TestSimulatedClusterKeepsAStepStoppedDuringIt(t *testing.T) {
 		t.Fatal("the simulator did not write the VM's Running status and stop")
 	}
 
-	cluster2, _, err := provision.NewSimulatedCluster(ctx, st, log, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm, err := cluster2.Virt.KubevirtV1().VirtualMachines("payments").Get(ctx, "keeper", metav1.GetOptions{})
+	cluster2, vm, err := restartSimulated(t, ctx, st, "keeper")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,4 +439,17 @@ func TestSimulatedClusterKeepsAStepStoppedDuringIt(t *testing.T) {
 	if err != nil || vmi.Status.Phase != virtv1.Running {
 		t.Errorf("restarted cluster: VMI %v %v, want running", err, vmi)
 	}
+}
+
+// restartSimulated is the simulated cluster as a restarted portal dev finds
+// it in st, and the VM name in its namespace payments (with the error of
+// reading it).
+func restartSimulated(t *testing.T, ctx context.Context, st *store.Store, name string) (*provision.Cluster, *virtv1.VirtualMachine, error) {
+	t.Helper()
+	cluster, _, err := provision.NewSimulatedCluster(ctx, st, slog.New(slog.DiscardHandler), 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := cluster.Virt.KubevirtV1().VirtualMachines("payments").Get(ctx, name, metav1.GetOptions{})
+	return cluster, vm, err
 }
