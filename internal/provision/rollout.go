@@ -48,8 +48,7 @@ func PlanRolloutStep(v store.RolloutView) store.RolloutStep {
 		step.Settle = append(step.Settle, store.RolloutOutcome{RequestID: it.RequestID, State: state, Reason: reason})
 	}
 
-	var failures []string
-	var failed []store.RolloutOutcome
+	var failed []store.RolloutStepItem
 	rebuilding := 0
 	for _, it := range v.Items {
 		if it.State != store.ItemRebuilding {
@@ -61,12 +60,7 @@ func PlanRolloutStep(v store.RolloutView) store.RolloutStep {
 		case it.Version >= v.Target && (it.Request == store.StateRunning || it.Request == store.StateStopped):
 			settle(it, store.ItemDone, "")
 		case it.Request == store.StateFailed:
-			reason := it.Reason
-			if reason == "" {
-				reason = "the VM failed"
-			}
-			failed = append(failed, store.RolloutOutcome{RequestID: it.RequestID, State: store.ItemFailed, Reason: reason})
-			failures = append(failures, fmt.Sprintf("%s (request #%d, owner %s): %s", it.Name, it.RequestID, it.Owner, reason))
+			failed = append(failed, it)
 		case it.Request == store.StateExpired:
 			settle(it, store.ItemSkipped, "its lease expired during the rollout")
 		default:
@@ -77,9 +71,17 @@ func PlanRolloutStep(v store.RolloutView) store.RolloutStep {
 		step.Did = "waiting"
 		return step
 	}
-	if len(failures) > 0 {
-		step.Settle = append(step.Settle, failed...)
-		step.Pause = "Paused: " + strings.Join(failures, "; ") + ". Fix the cause, then resume: failed VMs are rebuilt again."
+	if len(failed) > 0 {
+		words := make([]string, len(failed))
+		for i, it := range failed {
+			reason := it.Reason
+			if reason == "" {
+				reason = "the VM failed"
+			}
+			settle(it, store.ItemFailed, reason)
+			words[i] = fmt.Sprintf("%s (request #%d, owner %s): %s", it.Name, it.RequestID, it.Owner, reason)
+		}
+		step.Pause = "Paused: " + strings.Join(words, "; ") + ". Fix the cause, then resume: failed VMs are rebuilt again."
 		step.Did = "paused on failure"
 		return step
 	}

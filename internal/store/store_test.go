@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -423,8 +424,27 @@ func TestObserveIgnoresStaleObservations(t *testing.T) {
 	if moved := observe(0, store.StateRunning, "Running"); moved != "" {
 		t.Errorf("an observation of unknown version moved the request to %s", moved)
 	}
+	// A newer version that shows nothing new records the version but leaves
+	// the VM's updated_at; a change of status moves it.
+	vmRow := func() (version int64, updated time.Time) {
+		t.Helper()
+		if err := b.st.Pool().QueryRow(ctx, `SELECT observed_version, updated_at FROM vms WHERE request_id = $1`, r.ID).Scan(&version, &updated); err != nil {
+			t.Fatal(err)
+		}
+		return version, updated
+	}
+	_, before := vmRow()
+	if moved := observe(230, store.StateRunning, "Running"); moved != "" {
+		t.Errorf("a newer observation of the same status moved the request to %s", moved)
+	}
+	if version, updated := vmRow(); version != 230 || !updated.Equal(before) {
+		t.Errorf("after a newer observation of the same status: version %d (want 230), updated_at %s (want %s, unchanged)", version, updated, before)
+	}
 	if moved := observe(260, store.StateStopped, "Stopped"); moved != store.StateStopped {
 		t.Errorf("a newer observation: moved %q", moved)
+	}
+	if version, updated := vmRow(); version != 260 || !updated.After(before) {
+		t.Errorf("after a change of status: version %d (want 260), updated_at %s (want after %s)", version, updated, before)
 	}
 	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND to_state = 'running'`, r.ID); n != 1 {
 		t.Errorf("running events = %d", n)
