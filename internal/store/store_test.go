@@ -446,6 +446,15 @@ func TestObserveIgnoresStaleObservations(t *testing.T) {
 	if version, updated := vmRow(); version != 260 || !updated.After(before) {
 		t.Errorf("after a change of status: version %d (want 260), updated_at %s (want after %s)", version, updated, before)
 	}
+	// One of unknown version that shows something new is recorded and keeps
+	// the version: an older one is still stale after it.
+	observe(0, store.StateStopped, "Stopping")
+	if version, _ := vmRow(); version != 260 {
+		t.Errorf("after an observation of unknown version: version %d, want 260 kept", version)
+	}
+	if moved := observe(250, store.StateRunning, "Running"); moved != "" {
+		t.Errorf("an observation older than the recorded version moved the request to %s", moved)
+	}
 	if n := countRows(t, b.st, `SELECT count(*) FROM events WHERE request_id = $1 AND to_state = 'running'`, r.ID); n != 1 {
 		t.Errorf("running events = %d", n)
 	}

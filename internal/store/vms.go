@@ -252,14 +252,14 @@ func (s *Store) Observe(ctx context.Context, id int64, o Observation) (State, er
 		if !o.Gone {
 			// The row cannot change under the lock: what was read decides
 			// whether to write, so an observation that adds nothing writes
-			// nothing, and whether the VM's updated_at moves (a newer
-			// version alone does not move it).
+			// nothing, whether the VM's updated_at moves (a newer version
+			// alone does not move it) and which version is recorded (an
+			// unknown one, 0, keeps the recorded one).
 			changedVM = o.Status != seen.status || o.IP != seen.ip || o.Message != seen.message
 			if changedVM || o.Version > seen.version {
-				_, err := tx.Exec(ctx, `UPDATE vms SET observed_version = greatest(observed_version, $5),
-						status = $2, ip = $3, message = $4,
+				_, err := tx.Exec(ctx, `UPDATE vms SET observed_version = $5, status = $2, ip = $3, message = $4,
 						updated_at = CASE WHEN $6 THEN now() ELSE updated_at END
-					WHERE request_id = $1`, id, o.Status, o.IP, o.Message, o.Version, changedVM)
+					WHERE request_id = $1`, id, o.Status, o.IP, o.Message, max(o.Version, seen.version), changedVM)
 				if err != nil {
 					return fmt.Errorf("update vm: %w", err)
 				}

@@ -113,7 +113,7 @@ func fillInsight(v *insightView, in store.Insight) {
 	if in.AsOf.IsZero() {
 		v.AsOf = "The figures have not been computed yet. " + every
 	} else {
-		v.AsOf = "Figures as of " + in.AsOf.UTC().Format("2006-01-02 15:04") + " UTC. " + every
+		v.AsOf = "Figures as of " + fmtMinute(in.AsOf) + ". " + every
 	}
 	v.Scope = "all teams"
 	if v.Form.Team != "" {

@@ -68,7 +68,7 @@ func (s *Server) profileView(r *http.Request, form tokenForm, verr *store.Valida
 		if t.LastUsedAt != nil {
 			// Recorded at most once a minute (store.UserByToken): shown to
 			// the minute.
-			row.LastUsed = t.LastUsedAt.UTC().Format("2006-01-02 15:04 UTC")
+			row.LastUsed = fmtMinute(*t.LastUsedAt)
 		}
 		switch {
 		case t.RevokedAt != nil:

@@ -329,6 +329,10 @@ const maxPooledRender = 1 << 20
 
 func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
+// fmtMinute is fmtTime to the minute, for times recorded or computed no
+// more precisely.
+func fmtMinute(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+
 func stateClass(s store.State) string { return "badge state-" + string(s) }
 
 func nav(b base, path string) string {
