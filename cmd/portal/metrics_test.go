@@ -77,6 +77,12 @@ func serveMetricsApart(t *testing.T, pprof bool) {
 		!strings.Contains(b, `paddock_http_request_duration_seconds_count{code="200",method="GET",route="/healthz"}`) {
 		t.Errorf("metrics /metrics: %d\n%s", code, b)
 	}
+	// The statements serve ran on its way up (migrations, the catalog's
+	// examples, the job queue) are timed by the function that ran them.
+	if code, b := get(addrs["serving metrics"], "/metrics"); code != 200 ||
+		!regexp.MustCompile(`(?m)^paddock_db_query_duration_seconds_count\{query="store\.\(\*Store\)\.[A-Za-z]+"\} [1-9]`).MatchString(b) {
+		t.Errorf("metrics /metrics: %d, no statement timed under a store method\n%s", code, b)
+	}
 	if code, _ := get(addrs["listening"], "/debug/pprof/"); code != 404 {
 		t.Errorf("main /debug/pprof/: %d, want 404", code)
 	}

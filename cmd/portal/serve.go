@@ -231,6 +231,12 @@ func openStore(ctx context.Context, url string) (*store.Store, func(), error) {
 // openDB connects a pool of at least 20 connections, or minConns when given.
 // It is the one way every command opens the database.
 func openDB(ctx context.Context, url string, minConns ...int32) (*pgxpool.Pool, error) {
+	return openTracedDB(ctx, url, nil, minConns...)
+}
+
+// openTracedDB is openDB with a tracer that times the pool's statements
+// (the server's, for /metrics).
+func openTracedDB(ctx context.Context, url string, tracer *store.QueryMetrics, minConns ...int32) (*pgxpool.Pool, error) {
 	if url == "" {
 		return nil, errNoDatabaseURL
 	}
@@ -244,6 +250,9 @@ func openDB(ctx context.Context, url string, minConns ...int32) (*pgxpool.Pool, 
 	}
 	if cfg.MaxConns < floor {
 		cfg.MaxConns = floor
+	}
+	if tracer != nil {
+		cfg.ConnConfig.Tracer = tracer
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -275,7 +284,8 @@ func jobWorkers(c config, st *store.Store, w *provision.Workers, log *slog.Logge
 func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string) error {
 	// A running job uses one connection at a time, and only between its
 	// cluster calls (no transaction spans one); pages need the rest.
-	pool, err := openDB(ctx, c.DatabaseURL, int32(c.Workers+20))
+	queries := store.NewQueryMetrics()
+	pool, err := openTracedDB(ctx, c.DatabaseURL, queries, int32(c.Workers+20))
 	if err != nil {
 		return err
 	}
@@ -314,6 +324,7 @@ func serve(ctx context.Context, c config, log *slog.Logger, ready chan<- string)
 	}
 
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(queries)
 	watcher := provision.NewNamespacedWatcher(st, cluster, log.With("component", "watcher"), c.WatchNamespace)
 	pm := provision.NewMetrics(reg, watcher)
 	watcher.Metrics = pm

@@ -41,6 +41,9 @@ const (
 	// pageQuietLimit is the longest the program waits for a quiet machine
 	// before each route.
 	pageQuietLimit = 2 * time.Minute
+	// queryAloneSecs is how long one client alone loads a page, for its
+	// statements' times without the 50 clients' queueing.
+	queryAloneSecs = 3
 )
 
 // pages seeds a dedicated database (kept between runs: seeding is skipped
@@ -124,6 +127,25 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 	// of each process and of the machine.
 	nth := 0
 	var quiet []string
+	metricsURL := "http://" + metricsAddr
+	// statements runs the load generator on url with clients clients for d
+	// and reads the portal's statement times around it, the sign-ins
+	// excluded (scrapeQueries).
+	statements := func(url string, who http.Header, clients int, d time.Duration) (loadStats, queryRun, error) {
+		var before queryTimes
+		s, err := load(ctx, url, who, d, clients, func() (err error) {
+			before, err = scrapeQueries(ctx, metricsURL)
+			return err
+		})
+		if err != nil {
+			return s, queryRun{}, err
+		}
+		after, err := scrapeQueries(ctx, metricsURL)
+		if err != nil {
+			return s, queryRun{}, err
+		}
+		return s, queryRun{clients: clients, answers: s.n, mean: s.mean, q: after.since(before)}, nil
+	}
 	measure := func(label, url string, who http.Header) (loadStats, error) {
 		file := ""
 		if o.profiles != "" {
@@ -151,10 +173,10 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		}
 		profiled := make(chan prof, 1)
 		go func() {
-			p, err := cpuProfile(ctx, "http://"+metricsAddr, max(1, o.pageSecs), file)
+			p, err := cpuProfile(ctx, metricsURL, max(1, o.pageSecs), file)
 			profiled <- prof{p, err}
 		}()
-		s, err := load(ctx, url, who, dur)
+		s, loaded, err := statements(url, who, pageClients, dur)
 		if err != nil {
 			return s, err
 		}
@@ -171,6 +193,18 @@ func pages(ctx context.Context, env *kubetest.Env, bin, kubeconfig, dbURL string
 		pr := <-profiled
 		if pr.err != nil {
 			return s, pr.err
+		}
+		// Then the page's statements with one client alone, on the
+		// connections the measured run has warmed (statements prepared,
+		// plans chosen), once the profile has ended.
+		if who != nil {
+			_, alone, err := statements(url, who, 1, queryAloneSecs*time.Second)
+			if err != nil {
+				return s, err
+			}
+			rows, sentence := pageQueries(label, alone, loaded)
+			rep.queries = append(rep.queries, rows...)
+			rep.queriesSaid = append(rep.queriesSaid, sentence)
 		}
 		// The clients' first requests (signing in) ran too.
 		w := where{label: label, requests: s.n + pageClients, cpu: after.sub(before), parts: shares(pr.p)}
@@ -390,10 +424,10 @@ type loadStats struct {
 	cpu   time.Duration // per answer: portal, PostgreSQL and load generator together (measure's)
 }
 
-// load runs pageClients clients, each with its own cookie jar (one session
+// load runs clientCount clients, each with its own cookie jar (one session
 // each, as browsers), requesting url back to back for d, after one request
-// each that is not counted (it signs in).
-func load(ctx context.Context, url string, hdr http.Header, d time.Duration) (loadStats, error) {
+// each that is not counted (it signs in) and a call of signedIn, when given.
+func load(ctx context.Context, url string, hdr http.Header, d time.Duration, clientCount int, signedIn func() error) (loadStats, error) {
 	var (
 		mu      sync.Mutex
 		samples []time.Duration
@@ -425,12 +459,17 @@ func load(ctx context.Context, url string, hdr http.Header, d time.Duration) (lo
 		}
 		return took, n, nil
 	}
-	clients := make([]*http.Client, pageClients)
+	clients := make([]*http.Client, clientCount)
 	for i := range clients {
 		jar, _ := cookiejar.New(nil)
 		clients[i] = &http.Client{Jar: jar, Timeout: time.Minute,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
 		if _, _, err := get(clients[i]); err != nil {
+			return loadStats{}, err
+		}
+	}
+	if signedIn != nil {
+		if err := signedIn(); err != nil {
 			return loadStats{}, err
 		}
 	}

@@ -29,7 +29,11 @@ type report struct {
 	// before each route and how busy the CPUs were during it.
 	pagesQuiet string
 	where      []string
-	notes      []string
+	// queries are the per-statement table's rows (pageQueries), and
+	// queriesSaid one sentence per page summing them.
+	queries     []string
+	queriesSaid []string
+	notes       []string
 }
 
 // latencyRow is one line of the submit table: Paddock against its baseline
@@ -132,6 +136,16 @@ func (r *report) write(w io.Writer) {
 			for _, row := range r.where {
 				fmt.Fprintln(w, row)
 			}
+			fmt.Fprintln(w)
+		}
+		if len(r.queries) > 0 {
+			fmt.Fprintf(w, "| Statements of each page, by the function that ran them | Function | Per answer | Mean, 1 client | Per answer × mean, 1 client | Mean, %d clients | Per answer × mean, %d clients |\n", pageClients, pageClients)
+			fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|")
+			for _, row := range r.queries {
+				fmt.Fprintln(w, row)
+			}
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "Statements: "+strings.Join(r.queriesSaid, "; ")+".")
 			fmt.Fprintln(w)
 		}
 	}
