@@ -95,14 +95,8 @@ func (r *report) write(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	if len(r.rate) > 0 {
-		fmt.Fprintln(w, "| Sustained submits | Requests | Seconds | Per second | Lost VMs | Duplicated VMs | Baseline: pgbench one-INSERT transactions/s |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
-		for _, row := range r.rate {
-			fmt.Fprintln(w, row)
-		}
-		fmt.Fprintln(w)
-	}
+	table(w, "| Sustained submits | Requests | Seconds | Per second | Lost VMs | Duplicated VMs | Baseline: pgbench one-INSERT transactions/s |",
+		"|---|---:|---:|---:|---:|---:|---:|", r.rate)
 	if len(r.front) > 0 {
 		fmt.Fprintln(w, "| VMs created through | VMs | Concurrency | Seconds | VMs per second | p50 | p99 | max |")
 		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -113,12 +107,8 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	if len(r.pages) > 0 {
-		fmt.Fprintf(w, "| Page under %d concurrent clients | Path | Requests | Per second | Answer | p50 | p99 | /healthz p50 | /healthz p99 | p99 ÷ /healthz p99 | Goal ≤ %d× |\n", pageClients, pageGoal)
-		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-		for _, row := range r.pages {
-			fmt.Fprintln(w, row)
-		}
-		fmt.Fprintln(w)
+		table(w, fmt.Sprintf("| Page under %d concurrent clients | Path | Requests | Per second | Answer | p50 | p99 | /healthz p50 | /healthz p99 | p99 ÷ /healthz p99 | Goal ≤ %d× |", pageClients, pageGoal),
+			"|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|", r.pages)
 		if r.pagesVerdict != "" {
 			fmt.Fprintln(w, r.pagesVerdict)
 			fmt.Fprintln(w)
@@ -131,33 +121,34 @@ func (r *report) write(w io.Writer) {
 			fmt.Fprintln(w, r.pagesQuiet)
 			fmt.Fprintln(w)
 		}
-		if len(r.where) > 0 {
-			fmt.Fprintln(w, whereHeader())
-			for _, row := range r.where {
-				fmt.Fprintln(w, row)
-			}
-			fmt.Fprintln(w)
-		}
-		if len(r.queries) > 0 {
-			fmt.Fprintf(w, "| Statements of each page, by the function that ran them | Function | Per answer | Mean, 1 client | Per answer × mean, 1 client | Mean, %d clients | Per answer × mean, %d clients |\n", pageClients, pageClients)
-			fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|")
-			for _, row := range r.queries {
-				fmt.Fprintln(w, row)
-			}
-			fmt.Fprintln(w)
+		table(w, whereHeader(), "", r.where)
+		table(w, fmt.Sprintf("| Statements of each page, by the function that ran them | Function | Per answer | Mean, 1 client | Per answer × mean, 1 client | Mean, %d clients | Per answer × mean, %d clients |", pageClients, pageClients),
+			"|---|---|---:|---:|---:|---:|---:|", r.queries)
+		if len(r.queriesSaid) > 0 {
 			fmt.Fprintln(w, "Statements: "+strings.Join(r.queriesSaid, "; ")+".")
 			fmt.Fprintln(w)
 		}
 	}
-	if len(r.memory) > 0 {
-		fmt.Fprintln(w, "| `portal serve` resident set | VMs | VMIs | Informers synced after | VmRSS at ready | VmRSS settled | VmHWM |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
-		for _, row := range r.memory {
-			fmt.Fprintln(w, row)
-		}
-		fmt.Fprintln(w)
-	}
+	table(w, "| `portal serve` resident set | VMs | VMIs | Informers synced after | VmRSS at ready | VmRSS settled | VmHWM |",
+		"|---|---:|---:|---:|---:|---:|---:|", r.memory)
 	for _, n := range r.notes {
 		fmt.Fprintf(w, "- %s\n", n)
 	}
+}
+
+// table writes a Markdown table of rows, already formatted, under its
+// header and alignment lines (align empty when header holds both), and a
+// blank line; nothing when there are no rows.
+func table(w io.Writer, header, align string, rows []string) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, header)
+	if align != "" {
+		fmt.Fprintln(w, align)
+	}
+	for _, row := range rows {
+		fmt.Fprintln(w, row)
+	}
+	fmt.Fprintln(w)
 }
