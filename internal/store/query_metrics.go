@@ -83,8 +83,10 @@ func (m *QueryMetrics) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, _ pgx.Tra
 }
 
 // caller names the function that ran the statement: the first frame outside
-// pgx and outside inTx, whose caller is the one whose transaction it is.
-// Names are kept by program counter, so each is worked out once.
+// pgx, database/sql, River's pgx driver (whose callers are River's queries,
+// dbsqlc.(*Queries).JobGetAvailable) and inTx (whose caller is the one
+// whose transaction it is). Names are kept by program counter, so each is
+// worked out once.
 func (m *QueryMetrics) caller() string {
 	var pcs [32]uintptr
 	n := runtime.Callers(3, pcs[:])
@@ -109,6 +111,7 @@ func (m *QueryMetrics) caller() string {
 // to pgx, which name no query of their own.
 func tracedThrough(fn string) bool {
 	return strings.HasPrefix(fn, "github.com/jackc/pgx/") || strings.HasPrefix(fn, "database/sql.") ||
+		strings.HasPrefix(fn, "github.com/riverqueue/river/riverdriver/riverpgxv5.") ||
 		strings.HasPrefix(fn, "paddock/internal/store.(*QueryMetrics)") || strings.HasPrefix(fn, "paddock/internal/store.(*Store).inTx")
 }
 
