@@ -108,16 +108,18 @@ func (r queryRun) meanOf(fn string) time.Duration {
 func pageQueries(label string, alone, loaded queryRun) (rows []string, sentence string) {
 	var fns []string
 	left := 0
-	for fn := range alone.q {
-		if alone.perAnswer(fn) >= queryMinShare && loaded.perAnswer(fn) >= queryMinShare {
-			fns = append(fns, fn)
-		} else {
-			left++
-		}
-	}
-	for fn := range loaded.q {
-		if _, ok := alone.q[fn]; !ok {
-			left++
+	seen := map[string]bool{}
+	for _, q := range []queryTimes{alone.q, loaded.q} {
+		for fn := range q {
+			if seen[fn] {
+				continue
+			}
+			seen[fn] = true
+			if alone.perAnswer(fn) >= queryMinShare && loaded.perAnswer(fn) >= queryMinShare {
+				fns = append(fns, fn)
+			} else {
+				left++
+			}
 		}
 	}
 	weight := func(r queryRun, fn string) time.Duration {
