@@ -233,7 +233,7 @@ func (e *Env) startKubeControllerManager(ctx context.Context, verbose bool) erro
 	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := e.freePort()
 	if err != nil {
 		return err
 	}
@@ -371,7 +371,7 @@ func (e *Env) startVirtController(ctx context.Context, verbose bool) error {
 		return err
 	}
 	e.virtControllerCA = ca
-	port, err := freePort()
+	port, err := e.freePort()
 	if err != nil {
 		return err
 	}

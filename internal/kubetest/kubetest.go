@@ -59,6 +59,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -138,6 +139,31 @@ type Env struct {
 	// concurrent use (its CA counts certificate serial numbers unguarded),
 	// for parallel tests that each make a user.
 	usersMu sync.Mutex
+
+	// ports are those freePort handed out, so that no two of this Env's
+	// processes are given the same one.
+	portsMu sync.Mutex
+	ports   map[int]bool
+}
+
+// freePort is FreePort, never the same port twice for one Env.
+func (e *Env) freePort() (int, error) {
+	e.portsMu.Lock()
+	defer e.portsMu.Unlock()
+	for range 16 {
+		port, err := FreePort()
+		if err != nil {
+			return 0, err
+		}
+		if !e.ports[port] {
+			if e.ports == nil {
+				e.ports = map[int]bool{}
+			}
+			e.ports[port] = true
+			return port, nil
+		}
+	}
+	return 0, errors.New("kubetest: no free port this Env has not handed out already")
 }
 
 // addUser is envtest's AddUser, one at a time.
@@ -229,6 +255,12 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, retErr error) {
 	e.env.ControlPlane.GetAPIServer().Path = filepath.Join(binDir, "kube-apiserver")
 	e.env.ControlPlane.GetAPIServer().CertDir = filepath.Join(tmpDir, "apiserver")
 	e.env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(binDir, "etcd"), DataDir: filepath.Join(tmpDir, "etcd")}
+	// envtest would take their ports from the kernel's ephemeral range,
+	// where a client's outgoing connection can take one before the process
+	// listens on it (FreePort).
+	if err := e.choosePorts(); err != nil {
+		return nil, err
+	}
 	// Tests don't need their data to survive a power cut.
 	e.env.ControlPlane.Etcd.Configure().Set("unsafe-no-fsync", "true")
 	if err := e.configureAudit(); err != nil {
@@ -472,7 +504,7 @@ func (e *Env) launchWebhooks(verbose bool) error {
 		return fmt.Errorf("kubetest: webhook certificates: %w", err)
 	}
 	e.hookCA = ca
-	port, err := freePort()
+	port, err := e.freePort()
 	if err != nil {
 		return err
 	}
@@ -506,6 +538,25 @@ func (e *Env) launchWebhooks(verbose bool) error {
 		close(e.hookDone)
 	}()
 	e.WebhookURL = "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return nil
+}
+
+// choosePorts sets the ports kube-apiserver and etcd (clients and peers)
+// listen on, from freePort.
+func (e *Env) choosePorts() error {
+	var ports [3]int
+	for i := range ports {
+		p, err := e.freePort()
+		if err != nil {
+			return err
+		}
+		ports[i] = p
+	}
+	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
+	api := e.env.ControlPlane.GetAPIServer()
+	api.SecureServing.Address, api.SecureServing.Port = "127.0.0.1", strconv.Itoa(ports[0])
+	e.env.ControlPlane.Etcd.URL = &url.URL{Scheme: "http", Host: addr(ports[1])}
+	e.env.ControlPlane.Etcd.Configure().Set("listen-peer-urls", "http://"+addr(ports[2]))
 	return nil
 }
 

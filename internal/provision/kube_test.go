@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -483,7 +484,14 @@ type proxy struct {
 
 func newProxy(t *testing.T, target string) *proxy {
 	p := &proxy{t: t, target: target, conns: map[net.Conn]bool{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The proxy listens again on the same port when it comes back up: a
+	// port outside the kernel's ephemeral range is not taken meanwhile by
+	// an outgoing connection's source port.
+	port, err := kubetest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		t.Fatal(err)
 	}
