@@ -1,18 +1,16 @@
 package kubetest
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
-	"strings"
 )
 
 // FreePort returns a loopback TCP port that was free a moment ago, for a
-// process that will listen on it itself (kube-controller-manager,
-// virt-controller, kubevirt-webhooks, a test's proxy coming back up).
+// process that will listen on it itself (kube-apiserver, etcd,
+// kubevirt-webhooks, the controllers, a test's proxy coming back up).
 //
 // Between this check and that process's listen the port is free for anyone
 // to take. A port the kernel hands out for 127.0.0.1:0 lies in its
@@ -23,8 +21,7 @@ import (
 // listener can take it, and falls back to the kernel's choice when the
 // range is unknown or leaves no room below it.
 func FreePort() (int, error) {
-	lo := ephemeralLow()
-	if lo-minPort >= 1000 {
+	if lo := ephemeralLow(); lo > 0 {
 		for range 64 {
 			port := minPort + rand.IntN(lo-minPort)
 			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
@@ -43,19 +40,23 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// minPort is the lowest port FreePort picks: well above the ports
-// services register.
-const minPort = 20000
+// FreePort picks from [minPort, the ephemeral range's first port), when
+// that holds at least minRoom ports.
+const (
+	minPort = 10000
+	minRoom = 1000
+)
 
 // ephemeralLow returns the first port of the kernel's ephemeral range
-// (Linux: net.ipv4.ip_local_port_range), or 0 when it cannot be read.
+// (Linux: net.ipv4.ip_local_port_range), or 0 when it cannot be read or
+// leaves fewer than minRoom ports above minPort.
 func ephemeralLow() int {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
 		return 0
 	}
 	lo, err := parsePortRange(string(b))
-	if err != nil {
+	if err != nil || lo-minPort < minRoom {
 		return 0
 	}
 	return lo
@@ -64,17 +65,9 @@ func ephemeralLow() int {
 // parsePortRange reads ip_local_port_range ("32768\t60999\n") and returns
 // its first port.
 func parsePortRange(s string) (int, error) {
-	f := strings.Fields(s)
-	if len(f) != 2 {
-		return 0, errors.New("want two ports")
-	}
-	lo, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 0, err
-	}
-	hi, err := strconv.Atoi(f[1])
-	if err != nil {
-		return 0, err
+	var lo, hi int
+	if _, err := fmt.Sscan(s, &lo, &hi); err != nil {
+		return 0, fmt.Errorf("want two ports: %w", err)
 	}
 	if lo < 1 || hi > 65535 || lo > hi {
 		return 0, fmt.Errorf("%d–%d is not a port range", lo, hi)

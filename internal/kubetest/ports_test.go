@@ -33,8 +33,8 @@ func TestParsePortRange(t *testing.T) {
 // outgoing connection takes them, and can be listened on.
 func TestFreePortIsBelowTheEphemeralRange(t *testing.T) {
 	lo := ephemeralLow()
-	if lo-minPort < 1000 {
-		t.Skipf("the ephemeral range starts at %d: no room below it; FreePort asks the kernel", lo)
+	if lo == 0 {
+		t.Skip("the ephemeral range is unknown or leaves no room below it: FreePort asks the kernel")
 	}
 	for range 20 {
 		port, err := FreePort()
@@ -57,8 +57,8 @@ func TestFreePortIsBelowTheEphemeralRange(t *testing.T) {
 func TestProcessesListenBelowTheEphemeralRange(t *testing.T) {
 	needsCluster(t)
 	lo := ephemeralLow()
-	if lo-minPort < 1000 {
-		t.Skipf("the ephemeral range starts at %d: no room below it; FreePort asks the kernel", lo)
+	if lo == 0 {
+		t.Skip("the ephemeral range is unknown or leaves no room below it: FreePort asks the kernel")
 	}
 	seen := map[string]string{}
 	for name, raw := range map[string]string{
